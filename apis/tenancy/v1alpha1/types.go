@@ -1,0 +1,54 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// GroupName is the API group of kplex's management-plane types.
+const GroupName = "kplex.io"
+
+// SchemeGroupVersion is this package's group and version.
+var SchemeGroupVersion = schema.GroupVersion{Group: GroupName, Version: "v1alpha1"}
+
+// TenantsResource is the resource that serves Tenants.
+var TenantsResource = SchemeGroupVersion.WithResource("tenants")
+
+// Tenant is one isolated Kubernetes control plane. It lives in the
+// management plane and is cluster-scoped; its name is a DNS-1123 label.
+type Tenant struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   TenantSpec   `json:"spec,omitempty"`
+	Status TenantStatus `json:"status,omitempty"`
+}
+
+// TenantSpec is what the user asks for. It is empty for now: every tenant
+// gets the same built-in API.
+type TenantSpec struct{}
+
+// TenantPhase is a tenant's place in its lifecycle.
+type TenantPhase string
+
+const (
+	// TenantProvisioning: created, bootstrap not finished.
+	TenantProvisioning TenantPhase = "Provisioning"
+	// TenantReady: bootstrapped and serving.
+	TenantReady TenantPhase = "Ready"
+	// TenantTerminating: being deleted; its data is being removed.
+	TenantTerminating TenantPhase = "Terminating"
+)
+
+// ConditionReady is true once a tenant is bootstrapped and serving.
+const ConditionReady = "Ready"
+
+// CleanupFinalizer keeps a Tenant until every key of its partition is gone.
+const CleanupFinalizer = "kplex.io/cleanup"
+
+// TenantStatus is what the server observed.
+type TenantStatus struct {
+	Phase      TenantPhase        `json:"phase,omitempty"`
+	Path       string             `json:"path,omitempty"`
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}

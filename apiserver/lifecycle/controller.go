@@ -1,0 +1,303 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/klog/v2"
+
+	"github.com/kplex/kplex/apiserver/partition"
+	tenancyv1alpha1 "github.com/kplex/kplex/apis/tenancy/v1alpha1"
+	"github.com/kplex/kplex/tenant"
+)
+
+// SystemNamespaces are created in every tenant, as in any Kubernetes cluster.
+var SystemNamespaces = []string{metav1.NamespaceDefault, metav1.NamespaceSystem, metav1.NamespacePublic, corev1.NamespaceNodeLease}
+
+// Options configure a Controller.
+type Options struct {
+	// Loopback reaches this apiserver as a privileged identity.
+	Loopback *rest.Config
+	// Etcd is a client of the apiserver's etcd, used to remove a deleted
+	// tenant's keys.
+	Etcd *clientv3.Client
+	// EtcdPrefix is the apiserver's key prefix in etcd (default "/registry").
+	EtcdPrefix string
+	// Prefixes are the resource key prefixes the apiserver's storage uses.
+	Prefixes *partition.Prefixes
+	// Registry is kept up to date with the Tenants the informer sees.
+	Registry *Registry
+	// Workers reconcile tenants in parallel. Zero means 4.
+	Workers int
+}
+
+// Controller bootstraps and removes tenants.
+type Controller struct {
+	opts     Options
+	dynamic  dynamic.Interface
+	informer cache.SharedIndexInformer
+	queue    workqueue.TypedRateLimitingInterface[string]
+}
+
+// NewController returns a controller; Run starts it.
+func NewController(opts Options) (*Controller, error) {
+	if opts.Workers == 0 {
+		opts.Workers = 4
+	}
+	client, err := dynamic.NewForConfig(opts.Loopback)
+	if err != nil {
+		return nil, fmt.Errorf("building the tenant client: %w", err)
+	}
+	c := &Controller{
+		opts:    opts,
+		dynamic: client,
+		informer: dynamicinformer.NewFilteredDynamicInformer(client, tenancyv1alpha1.TenantsResource, "", 0,
+			cache.Indexers{}, nil).Informer(),
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "tenants"}),
+	}
+	_, err = c.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { c.observe(obj) },
+		UpdateFunc: func(_, obj any) { c.observe(obj) },
+		DeleteFunc: func(obj any) {
+			if tombstone, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = tombstone.Obj
+			}
+			if u, ok := obj.(*unstructured.Unstructured); ok {
+				opts.Registry.forget(u.GetName())
+				c.queue.Add(u.GetName())
+			}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Controller) observe(obj any) {
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return
+	}
+	c.opts.Registry.observe(u)
+	c.queue.Add(u.GetName())
+}
+
+// Run starts the informer and the workers and blocks until ctx ends.
+func (c *Controller) Run(ctx context.Context) {
+	defer utilruntime.HandleCrash()
+	defer c.queue.ShutDown()
+	go c.informer.Run(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), c.informer.HasSynced) {
+		return
+	}
+	var wg sync.WaitGroup
+	for range c.opts.Workers {
+		wg.Go(func() { wait.UntilWithContext(ctx, c.work, time.Second) })
+	}
+	<-ctx.Done()
+	c.queue.ShutDown()
+	wg.Wait()
+}
+
+// HasSynced reports whether the registry reflects every existing Tenant.
+func (c *Controller) HasSynced() bool { return c.informer.HasSynced() }
+
+func (c *Controller) work(ctx context.Context) {
+	for {
+		name, quit := c.queue.Get()
+		if quit {
+			return
+		}
+		err := c.reconcile(ctx, name)
+		if err != nil {
+			klog.ErrorS(err, "Reconciling tenant", "tenant", name)
+			c.queue.AddRateLimited(name)
+		} else {
+			c.queue.Forget(name)
+		}
+		c.queue.Done(name)
+	}
+}
+
+func (c *Controller) reconcile(ctx context.Context, name string) error {
+	obj, exists, err := c.informer.GetStore().GetByKey(name)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		// Deleted without our finalizer (or after it was removed): make
+		// sure nothing of it is left, unless a new tenant took the name.
+		if c.opts.Registry.Serving(name) {
+			return nil
+		}
+		return c.purge(ctx, name)
+	}
+	t := obj.(*unstructured.Unstructured)
+	if t.GetDeletionTimestamp() != nil {
+		if err := c.purge(ctx, name); err != nil {
+			return err
+		}
+		return c.removeFinalizer(ctx, t)
+	}
+	if ready(t) {
+		return nil
+	}
+	start := time.Now()
+	if err := c.bootstrap(ctx, name); err != nil {
+		c.setStatus(ctx, t, metav1.ConditionFalse, "BootstrapFailed", err.Error())
+		return fmt.Errorf("bootstrapping tenant %q: %w", name, err)
+	}
+	klog.V(2).InfoS("Tenant bootstrapped", "tenant", name, "duration", time.Since(start))
+	t, err = c.addFinalizer(ctx, t)
+	if err != nil {
+		return err
+	}
+	return c.setStatus(ctx, t, metav1.ConditionTrue, "Bootstrapped", "the tenant is serving at "+tenant.Path(name))
+}
+
+// TenantConfig returns a copy of cfg that addresses tenant name.
+func TenantConfig(cfg *rest.Config, name string) *rest.Config {
+	out := rest.CopyConfig(cfg)
+	out.Host = cfg.Host + tenant.Path(name)
+	return out
+}
+
+// bootstrap creates what every Kubernetes cluster has. It is idempotent.
+func (c *Controller) bootstrap(ctx context.Context, name string) error {
+	client, err := kubernetes.NewForConfig(TenantConfig(c.opts.Loopback, name))
+	if err != nil {
+		return err
+	}
+	var mu sync.Mutex
+	var errs []error
+	var wg sync.WaitGroup
+	record := func(err error) {
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+		}
+	}
+	for _, ns := range SystemNamespaces {
+		wg.Go(func() {
+			_, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+			record(err)
+		})
+	}
+	wg.Go(func() {
+		_, err := client.CoreV1().Services(metav1.NamespaceDefault).Create(ctx, kubernetesService(), metav1.CreateOptions{})
+		record(err)
+	})
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// kubernetesService is the default/kubernetes Service every cluster has.
+func kubernetesService() *corev1.Service {
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: "kubernetes", Namespace: metav1.NamespaceDefault,
+			Labels: map[string]string{"component": "apiserver", "provider": "kubernetes"},
+		},
+		Spec: corev1.ServiceSpec{
+			Type:            corev1.ServiceTypeClusterIP,
+			SessionAffinity: corev1.ServiceAffinityNone,
+			Ports: []corev1.ServicePort{{
+				Name: "https", Protocol: corev1.ProtocolTCP, Port: 443, TargetPort: intstr.FromInt32(6443),
+			}},
+		},
+	}
+}
+
+func ready(t *unstructured.Unstructured) bool {
+	conditions, _, _ := unstructured.NestedSlice(t.Object, "status", "conditions")
+	for _, c := range conditions {
+		m, _ := c.(map[string]any)
+		if m["type"] == tenancyv1alpha1.ConditionReady && m["status"] == string(metav1.ConditionTrue) {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Controller) tenants() dynamic.ResourceInterface {
+	return c.dynamic.Resource(tenancyv1alpha1.TenantsResource)
+}
+
+func (c *Controller) addFinalizer(ctx context.Context, t *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+	for _, f := range t.GetFinalizers() {
+		if f == tenancyv1alpha1.CleanupFinalizer {
+			return t, nil
+		}
+	}
+	t = t.DeepCopy()
+	t.SetFinalizers(append(t.GetFinalizers(), tenancyv1alpha1.CleanupFinalizer))
+	return c.tenants().Update(ctx, t, metav1.UpdateOptions{})
+}
+
+func (c *Controller) removeFinalizer(ctx context.Context, t *unstructured.Unstructured) error {
+	var kept []string
+	for _, f := range t.GetFinalizers() {
+		if f != tenancyv1alpha1.CleanupFinalizer {
+			kept = append(kept, f)
+		}
+	}
+	if len(kept) == len(t.GetFinalizers()) {
+		return nil
+	}
+	t = t.DeepCopy()
+	t.SetFinalizers(kept)
+	_, err := c.tenants().Update(ctx, t, metav1.UpdateOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+func (c *Controller) setStatus(ctx context.Context, t *unstructured.Unstructured, status metav1.ConditionStatus, reason, message string) error {
+	var st tenancyv1alpha1.TenantStatus
+	if raw, ok := t.Object["status"].(map[string]any); ok {
+		_ = runtime.DefaultUnstructuredConverter.FromUnstructured(raw, &st)
+	}
+	st.Path = tenant.Path(t.GetName())
+	st.Phase = tenancyv1alpha1.TenantProvisioning
+	if status == metav1.ConditionTrue {
+		st.Phase = tenancyv1alpha1.TenantReady
+	}
+	meta.SetStatusCondition(&st.Conditions, metav1.Condition{
+		Type: tenancyv1alpha1.ConditionReady, Status: status, Reason: reason, Message: message,
+		ObservedGeneration: t.GetGeneration(),
+	})
+	raw, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&st)
+	if err != nil {
+		return err
+	}
+	t = t.DeepCopy()
+	t.Object["status"] = raw
+	_, err = c.tenants().UpdateStatus(ctx, t, metav1.UpdateOptions{})
+	if err != nil {
+		return fmt.Errorf("updating status of tenant %q: %w", t.GetName(), err)
+	}
+	return nil
+}

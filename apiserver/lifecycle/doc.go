@@ -1,0 +1,7 @@
+// Package lifecycle manages tenants from the management plane: it installs
+// the Tenant API (a CRD in root), keeps the in-memory registry of serving
+// tenants that request routing and authentication consult, bootstraps a new
+// tenant (its system namespaces and default/kubernetes Service) and, when a
+// Tenant is deleted, removes every etcd key of its partition before letting
+// the object go.
+package lifecycle

@@ -1,0 +1,6 @@
+// Package pki creates, once, the keys and certificates a kplex apiserver
+// needs in its data directory: a CA, a serving certificate signed by it, an
+// admin client certificate (system:masters), the service-account signing key
+// and the key tenant credentials are derived from. Files that exist are
+// reused, so restarts keep every credential valid.
+package pki

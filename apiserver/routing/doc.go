@@ -1,0 +1,8 @@
+// Package routing moves the tenant out of the URL and into the request.
+//
+// A request for /clusters/<tenant>/<rest> is served as the ordinary
+// Kubernetes request /<rest> with the tenant in its context, so everything
+// behind this filter (authentication, authorization, admission, storage) is
+// upstream code that never sees the prefix. A request without the prefix
+// belongs to the management plane, root.
+package routing

@@ -1,0 +1,82 @@
+package routing
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/kplex/kplex/tenant"
+)
+
+// Tenants tells whether a tenant exists and is ready to serve requests.
+type Tenants interface {
+	// Serving reports whether name is a tenant whose requests may be served.
+	Serving(name string) bool
+}
+
+// tenantResource names Tenant objects in NotFound errors.
+var tenantResource = schema.GroupResource{Group: "kplex.io", Resource: "tenants"}
+
+// WithTenant returns a handler that strips /clusters/<tenant> from the
+// request, puts the tenant into its context and calls next. An invalid tenant
+// name gets 400 and an unknown tenant 404; neither reaches next.
+func WithTenant(next http.Handler, tenants Tenants) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		name, rest, addressed, err := split(req.URL.EscapedPath())
+		if err != nil {
+			writeStatus(w, apierrors.NewBadRequest(err.Error()))
+			return
+		}
+		if !addressed {
+			next.ServeHTTP(w, req.WithContext(tenant.WithTenant(req.Context(), tenant.Root)))
+			return
+		}
+		if name != tenant.Root && name != tenant.Wildcard && !tenants.Serving(name) {
+			writeStatus(w, apierrors.NewNotFound(tenantResource, name))
+			return
+		}
+		r := req.Clone(tenant.WithTenant(req.Context(), name))
+		r.URL.Path = strings.TrimPrefix(r.URL.Path, tenant.PathPrefix+name)
+		if r.URL.Path == "" {
+			r.URL.Path = "/"
+		}
+		r.URL.RawPath = ""
+		if rest != r.URL.Path {
+			// Keep the escaped form when the rest of the path needs it.
+			r.URL.RawPath = rest
+		}
+		r.RequestURI = r.URL.RequestURI()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// split parses an escaped URL path. It returns addressed=false for paths
+// outside /clusters/, and the tenant and the escaped remainder otherwise.
+func split(escapedPath string) (name, rest string, addressed bool, err error) {
+	if escapedPath != "/clusters" && !strings.HasPrefix(escapedPath, tenant.PathPrefix) {
+		return "", "", false, nil
+	}
+	tail := strings.TrimPrefix(strings.TrimPrefix(escapedPath, "/clusters"), "/")
+	name, rest, _ = strings.Cut(tail, "/")
+	rest = "/" + rest
+	if name == tenant.Wildcard || name == tenant.Root {
+		return name, rest, true, nil
+	}
+	if err := tenant.ValidateName(name); err != nil {
+		return "", "", true, err
+	}
+	return name, rest, true, nil
+}
+
+func writeStatus(w http.ResponseWriter, err *apierrors.StatusError) {
+	status := err.Status()
+	status.TypeMeta = metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(int(status.Code))
+	_ = json.NewEncoder(w).Encode(status)
+}

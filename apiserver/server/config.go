@@ -1,0 +1,132 @@
+package server
+
+import (
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/pflag"
+	cliflag "k8s.io/component-base/cli/flag"
+	"k8s.io/kubernetes/cmd/kube-apiserver/app/options"
+
+	"github.com/kplex/kplex/apiserver/pki"
+)
+
+const (
+	// DefaultSecurePort is where kplex serves when nothing else is said.
+	DefaultSecurePort = 6443
+	// DefaultServiceClusterIPRange is large, because every tenant's
+	// Services draw from it.
+	DefaultServiceClusterIPRange = "10.96.0.0/12"
+)
+
+// Config configures a kplex apiserver. Kube holds every upstream
+// kube-apiserver option; kplex sets its own defaults on them in NewConfig.
+type Config struct {
+	// DataDir holds the PKI and, unless EtcdServers are given, the embedded
+	// etcd's data. Default: $KPLEX_DATA_DIR, else $HOME/.kplex.
+	DataDir string
+	// Listener, when set, is used instead of binding the secure port. Tests
+	// use it to serve on a free port.
+	Listener net.Listener
+	// Kube are the upstream kube-apiserver options (flags and all).
+	Kube *options.ServerRunOptions
+}
+
+// DefaultDataDir is $KPLEX_DATA_DIR, else $HOME/.kplex.
+func DefaultDataDir() string {
+	if dir := os.Getenv("KPLEX_DATA_DIR"); dir != "" {
+		return dir
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return ".kplex"
+	}
+	return filepath.Join(home, ".kplex")
+}
+
+// NewConfig returns a Config with kplex's defaults.
+func NewConfig() *Config {
+	kube := options.NewServerRunOptions()
+	kube.SecureServing.BindPort = DefaultSecurePort
+	kube.SecureServing.BindAddress = net.ParseIP("127.0.0.1")
+	kube.ServiceClusterIPRanges = DefaultServiceClusterIPRange
+	kube.Authorization.Modes = []string{"RBAC"}
+	// Tenants need their own view of namespaces and service accounts in
+	// admission; until admission is tenant-aware these two would consult
+	// root's objects for every tenant's request.
+	kube.Admission.GenericAdmission.DisablePlugins = []string{"NamespaceLifecycle", "ServiceAccount"}
+	return &Config{DataDir: DefaultDataDir(), Kube: kube}
+}
+
+// AddFlags adds kplex's flags and every kube-apiserver flag, grouped as
+// kube-apiserver groups them.
+func (c *Config) AddFlags(fss *cliflag.NamedFlagSets) {
+	fs := fss.FlagSet("kplex")
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir,
+		"Directory for the PKI and, unless --etcd-servers is set, the embedded etcd's data.")
+	named := c.Kube.Flags()
+	for _, name := range named.Order {
+		fss.FlagSet(name).AddFlagSet(named.FlagSets[name])
+	}
+}
+
+// FlagSet returns all flags in one set, for callers without groups.
+func (c *Config) FlagSet() *pflag.FlagSet {
+	var fss cliflag.NamedFlagSets
+	c.AddFlags(&fss)
+	fs := pflag.NewFlagSet("kplex-apiserver", pflag.ContinueOnError)
+	for _, name := range fss.Order {
+		fs.AddFlagSet(fss.FlagSets[name])
+	}
+	return fs
+}
+
+// ErrNoDataDir is returned by Validate when --data-dir is empty.
+var ErrNoDataDir = errors.New("--data-dir is required: it holds the PKI and the embedded etcd's data")
+
+// Validate checks the kplex options; upstream options are validated in Start.
+func (c *Config) Validate() error {
+	if c.DataDir == "" {
+		return ErrNoDataDir
+	}
+	return nil
+}
+
+// EmbeddedEtcd reports whether Start will run etcd in-process.
+func (c *Config) EmbeddedEtcd() bool {
+	return len(c.Kube.Etcd.StorageConfig.Transport.ServerList) == 0
+}
+
+// PKI returns the files of the data directory's PKI.
+func (c *Config) PKI() pki.Files {
+	return pki.Files{Dir: filepath.Join(c.DataDir, "pki")}
+}
+
+// applyDataDirDefaults fills the file options that depend on DataDir unless
+// the user set them.
+func (c *Config) applyDataDirDefaults() {
+	files := c.PKI()
+	s := c.Kube
+	if s.SecureServing.ServerCert.CertKey.CertFile == "" {
+		s.SecureServing.ServerCert.CertKey.CertFile = files.ServingCert()
+		s.SecureServing.ServerCert.CertKey.KeyFile = files.ServingKey()
+	}
+	if s.Authentication.ClientCert.ClientCA == "" {
+		s.Authentication.ClientCert.ClientCA = files.CACert()
+	}
+	if s.ServiceAccountSigningKeyFile == "" {
+		s.ServiceAccountSigningKeyFile = files.ServiceAccountKey()
+	}
+	if len(s.Authentication.ServiceAccounts.KeyFiles) == 0 {
+		s.Authentication.ServiceAccounts.KeyFiles = []string{files.ServiceAccountKey()}
+	}
+	if len(s.Authentication.ServiceAccounts.Issuers) == 0 {
+		s.Authentication.ServiceAccounts.Issuers = []string{"https://kubernetes.default.svc.cluster.local"}
+	}
+	if c.Listener != nil {
+		s.SecureServing.Listener = c.Listener
+		s.SecureServing.BindPort = c.Listener.Addr().(*net.TCPAddr).Port
+	}
+}

@@ -1,0 +1,319 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
+	"k8s.io/apiserver/pkg/authentication/request/bearertoken"
+	"k8s.io/apiserver/pkg/authentication/request/union"
+	genericapiserver "k8s.io/apiserver/pkg/server"
+	"k8s.io/apiserver/pkg/server/healthz"
+	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
+	"k8s.io/kubernetes/cmd/kube-apiserver/app"
+
+	"github.com/kplex/kplex/apiserver/etcd"
+	"github.com/kplex/kplex/apiserver/lifecycle"
+	"github.com/kplex/kplex/apiserver/partition"
+	"github.com/kplex/kplex/apiserver/pki"
+	"github.com/kplex/kplex/apiserver/routing"
+	"github.com/kplex/kplex/apiserver/tenantauth"
+)
+
+// Server is a running kplex apiserver.
+type Server struct {
+	cfg      *Config
+	url      string
+	tokens   *tenantauth.Tokens
+	registry *lifecycle.Registry
+	prefixes *partition.Prefixes
+
+	cancel    context.CancelFunc
+	ready     chan struct{}
+	errc      chan error
+	done      chan struct{}
+	embedded  *etcd.Embedded
+	etcd      *clientv3.Client
+	closeOnce sync.Once
+}
+
+// Start starts etcd (unless external servers are configured) and the
+// apiserver, and returns once they are starting. Readiness comes later,
+// through Ready; failures after Start returns arrive on Err.
+func Start(ctx context.Context, cfg *Config) (_ *Server, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	s := &Server{
+		cfg:      cfg,
+		cancel:   cancel,
+		ready:    make(chan struct{}),
+		errc:     make(chan error, 1),
+		done:     make(chan struct{}),
+		registry: lifecycle.NewRegistry(),
+		prefixes: &partition.Prefixes{},
+	}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+
+	files := cfg.PKI()
+	if err := pki.Ensure(files, nil); err != nil {
+		return nil, fmt.Errorf("preparing the PKI in %s: %w", files.Dir, err)
+	}
+	secret, err := os.ReadFile(files.TenantTokenKey())
+	if err != nil {
+		return nil, fmt.Errorf("reading the tenant token key: %w", err)
+	}
+	s.tokens = tenantauth.NewTokens(secret)
+
+	if cfg.EmbeddedEtcd() {
+		s.embedded, err = etcd.Start(ctx, filepath.Join(cfg.DataDir, "etcd"))
+		if err != nil {
+			return nil, err
+		}
+		cfg.Kube.Etcd.StorageConfig.Transport.ServerList = []string{s.embedded.ClientURL()}
+	}
+	if s.etcd, err = etcdClient(cfg); err != nil {
+		return nil, err
+	}
+
+	cfg.applyDataDirDefaults()
+	if err := cfg.Kube.GenericServerRunOptions.ComponentGlobalsRegistry.Set(); err != nil {
+		return nil, fmt.Errorf("setting component globals: %w", err)
+	}
+	completed, err := cfg.Kube.Complete(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("completing apiserver options: %w", err)
+	}
+	if errs := completed.Validate(); len(errs) != 0 {
+		return nil, fmt.Errorf("invalid apiserver options: %w", errors.Join(errs...))
+	}
+	kubeConfig, err := app.NewConfig(completed)
+	if err != nil {
+		return nil, fmt.Errorf("building apiserver config: %w", err)
+	}
+	s.partition(kubeConfig)
+	completedConfig, err := kubeConfig.Complete()
+	if err != nil {
+		return nil, fmt.Errorf("completing apiserver config: %w", err)
+	}
+	chain, err := app.CreateServerChain(completedConfig)
+	if err != nil {
+		return nil, fmt.Errorf("creating apiserver: %w", err)
+	}
+	generic := chain.GenericAPIServer
+	var controller atomic.Pointer[lifecycle.Controller]
+	if err := generic.AddPostStartHook("kplex-tenant-lifecycle", func(hook genericapiserver.PostStartHookContext) error {
+		return s.startLifecycle(hook, completed.Etcd.StorageConfig.Prefix, &controller)
+	}); err != nil {
+		return nil, err
+	}
+	if err := generic.AddReadyzChecks(healthz.NamedCheck("kplex-tenants", func(*http.Request) error {
+		if c := controller.Load(); c == nil || !c.HasSynced() {
+			return errors.New("tenant registry not synced")
+		}
+		return nil
+	})); err != nil {
+		return nil, err
+	}
+	prepared, err := chain.PrepareRun()
+	if err != nil {
+		return nil, fmt.Errorf("preparing apiserver: %w", err)
+	}
+	s.url = "https://" + net.JoinHostPort(servingHost(cfg), strconv.Itoa(cfg.Kube.SecureServing.BindPort))
+
+	go func() {
+		defer close(s.done)
+		if err := prepared.Run(ctx); err != nil {
+			s.errc <- err
+		}
+	}()
+	if s.embedded != nil {
+		go func() {
+			select {
+			case err := <-s.embedded.Err():
+				s.errc <- fmt.Errorf("embedded etcd: %w", err)
+			case <-ctx.Done():
+			}
+		}()
+	}
+	go s.waitReady(ctx)
+	return s, nil
+}
+
+// partition hooks kplex into the upstream configuration before it is completed.
+func (s *Server) partition(c *app.Config) {
+	generics := []*genericapiserver.Config{c.KubeAPIs.ControlPlane.Generic, &c.ApiExtensions.GenericConfig.Config, &c.Aggregator.GenericConfig.Config}
+	for _, g := range generics {
+		g.RESTOptionsGetter = partition.RESTOptionsGetter(g.RESTOptionsGetter, s.prefixes)
+		tokens := bearertoken.New(s.tokens.Authenticator(s.registry))
+		if g.Authentication.Authenticator != nil {
+			g.Authentication.Authenticator = union.New(tokens, g.Authentication.Authenticator)
+		} else {
+			g.Authentication.Authenticator = union.New(tokens)
+		}
+		g.Authorization.Authorizer = tenantauth.Authorizer(g.Authorization.Authorizer)
+	}
+	c.ApiExtensions.ExtraConfig.CRDRESTOptionsGetter = partition.RESTOptionsGetter(c.ApiExtensions.ExtraConfig.CRDRESTOptionsGetter, s.prefixes)
+
+	// The aggregator's chain is the outermost: route there, before
+	// authentication, so every later filter sees the plain Kubernetes path.
+	agg := c.Aggregator.GenericConfig
+	build := agg.BuildHandlerChainFunc
+	agg.BuildHandlerChainFunc = func(h http.Handler, gc *genericapiserver.Config) http.Handler {
+		return routing.WithTenant(build(h, gc), s.registry)
+	}
+	// The IP repair loop sees only root's Services and would free the
+	// cluster IPs of every tenant's; tenants release theirs on deletion.
+	c.KubeAPIs.ControlPlane.Generic.DisabledPostStartHooks.Insert("start-service-ip-repair-controllers")
+}
+
+
+func (s *Server) startLifecycle(hook genericapiserver.PostStartHookContext, etcdPrefix string, started *atomic.Pointer[lifecycle.Controller]) error {
+	loopback := rest.CopyConfig(hook.LoopbackClientConfig)
+	crds, err := apiextensionsclient.NewForConfig(loopback)
+	if err != nil {
+		return err
+	}
+	if err := lifecycle.InstallCRD(hook, crds); err != nil {
+		return err
+	}
+	controller, err := lifecycle.NewController(lifecycle.Options{
+		Loopback:   loopback,
+		Etcd:       s.etcd,
+		EtcdPrefix: etcdPrefix,
+		Prefixes:   s.prefixes,
+		Registry:   s.registry,
+	})
+	if err != nil {
+		return err
+	}
+	started.Store(controller)
+	go controller.Run(hook)
+	return nil
+}
+
+// waitReady polls the server's own /readyz until it answers ok.
+func (s *Server) waitReady(ctx context.Context) {
+	cfg, err := s.AdminConfig()
+	if err != nil {
+		s.errc <- err
+		return
+	}
+	client, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		s.errc <- err
+		return
+	}
+	for {
+		resp, err := client.Get(s.url + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				close(s.ready)
+				klog.InfoS("kplex apiserver ready", "url", s.url)
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// URL is the server's base URL; tenant name is served at URL()+"/clusters/"+name.
+func (s *Server) URL() string { return s.url }
+
+// Ready is closed once the server serves and its tenant registry is synced.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Err delivers failures after Start returned.
+func (s *Server) Err() <-chan error { return s.errc }
+
+// Registry is the server's registry of serving tenants.
+func (s *Server) Registry() *lifecycle.Registry { return s.registry }
+
+// TenantToken returns the admin token of tenant name with the given UID.
+func (s *Server) TenantToken(name, uid string) string { return s.tokens.Issue(name, uid) }
+
+// Etcd is a client of the server's etcd.
+func (s *Server) Etcd() *clientv3.Client { return s.etcd }
+
+// AdminConfig returns a client config for root with the admin certificate.
+func (s *Server) AdminConfig() (*rest.Config, error) {
+	files := s.cfg.PKI()
+	return &rest.Config{
+		Host: s.url,
+		TLSClientConfig: rest.TLSClientConfig{
+			CAFile: files.CACert(), CertFile: files.AdminCert(), KeyFile: files.AdminKey(),
+		},
+		QPS: -1,
+	}, nil
+}
+
+// Close stops the apiserver, then etcd. It may be called more than once.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() {
+		s.cancel()
+		if s.url != "" {
+			select {
+			case <-s.done:
+			case <-time.After(30 * time.Second):
+				klog.InfoS("apiserver did not stop within 30s")
+			}
+		}
+		if s.etcd != nil {
+			s.etcd.Close()
+		}
+		if s.embedded != nil {
+			s.embedded.Close()
+		}
+	})
+}
+
+func servingHost(cfg *Config) string {
+	if cfg.Listener != nil {
+		if addr, ok := cfg.Listener.Addr().(*net.TCPAddr); ok && !addr.IP.IsUnspecified() {
+			return addr.IP.String()
+		}
+	}
+	if ip := cfg.Kube.SecureServing.BindAddress; ip != nil && !ip.IsUnspecified() {
+		return ip.String()
+	}
+	return "127.0.0.1"
+}
+
+func etcdClient(cfg *Config) (*clientv3.Client, error) {
+	t := cfg.Kube.Etcd.StorageConfig.Transport
+	c := clientv3.Config{Endpoints: t.ServerList, DialTimeout: 10 * time.Second}
+	if t.CertFile != "" || t.TrustedCAFile != "" {
+		tlsConfig, err := (transport.TLSInfo{CertFile: t.CertFile, KeyFile: t.KeyFile, TrustedCAFile: t.TrustedCAFile}).ClientConfig()
+		if err != nil {
+			return nil, fmt.Errorf("etcd client TLS: %w", err)
+		}
+		c.TLS = tlsConfig
+	}
+	client, err := clientv3.New(c)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to etcd %v: %w", t.ServerList, err)
+	}
+	return client, nil
+}
