@@ -53,7 +53,7 @@ func TenantCRD() *apiextensionsv1.CustomResourceDefinition {
 						"metadata": {Type: "object", Properties: map[string]apiextensionsv1.JSONSchemaProps{
 							"name": {Type: "string", MaxLength: ptr.To[int64](63), Pattern: tenantNamePattern},
 						}},
-						"spec":       {Type: "object"},
+						"spec": {Type: "object"},
 						"status": {Type: "object", Properties: map[string]apiextensionsv1.JSONSchemaProps{
 							"phase": {Type: "string", Enum: []apiextensionsv1.JSON{{Raw: []byte(`"Provisioning"`)}, {Raw: []byte(`"Ready"`)}, {Raw: []byte(`"Terminating"`)}}},
 							"path":  str,

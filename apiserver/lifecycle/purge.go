@@ -123,4 +123,3 @@ func releaseIP(ctx context.Context, root kubernetes.Interface, ip string, svc *c
 	}
 	return nil
 }
-

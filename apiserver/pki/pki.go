@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"k8s.io/client-go/rest"
 	certutil "k8s.io/client-go/util/cert"
 	"k8s.io/client-go/util/keyutil"
 )
@@ -179,4 +180,16 @@ func exists(path string) bool {
 
 func encodeCertPEM(cert *x509.Certificate) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: certutil.CertificateBlockType, Bytes: cert.Raw})
+}
+
+// AdminConfig is a root client config for the server at url, authenticated
+// with the admin certificate.
+func (f Files) AdminConfig(url string) *rest.Config {
+	return &rest.Config{
+		Host: url,
+		TLSClientConfig: rest.TLSClientConfig{
+			CAFile: f.CACert(), CertFile: f.AdminCert(), KeyFile: f.AdminKey(),
+		},
+		QPS: -1,
+	}
 }

@@ -7,8 +7,8 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	tenancyv1alpha1 "github.com/kplex/kplex/apis/tenancy/v1alpha1"
 	"github.com/kplex/kplex/tenant"
 )
 
@@ -18,9 +18,6 @@ type Tenants interface {
 	Serving(name string) bool
 }
 
-// tenantResource names Tenant objects in NotFound errors.
-var tenantResource = schema.GroupResource{Group: "kplex.io", Resource: "tenants"}
-
 // WithTenant returns a handler that strips /clusters/<tenant> from the
 // request, puts the tenant into its context and calls next. An invalid tenant
 // name gets 400 and an unknown tenant 404; neither reaches next.
@@ -28,7 +25,7 @@ func WithTenant(next http.Handler, tenants Tenants) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		name, rest, addressed, err := split(req.URL.EscapedPath())
 		if err != nil {
-			writeStatus(w, apierrors.NewBadRequest(err.Error()))
+			WriteStatus(w, apierrors.NewBadRequest(err.Error()))
 			return
 		}
 		if !addressed {
@@ -36,7 +33,7 @@ func WithTenant(next http.Handler, tenants Tenants) http.Handler {
 			return
 		}
 		if name != tenant.Root && name != tenant.Wildcard && !tenants.Serving(name) {
-			writeStatus(w, apierrors.NewNotFound(tenantResource, name))
+			WriteStatus(w, apierrors.NewNotFound(tenancyv1alpha1.TenantsResource.GroupResource(), name))
 			return
 		}
 		r := req.Clone(tenant.WithTenant(req.Context(), name))
@@ -63,6 +60,10 @@ func split(escapedPath string) (name, rest string, addressed bool, err error) {
 	tail := strings.TrimPrefix(strings.TrimPrefix(escapedPath, "/clusters"), "/")
 	name, rest, _ = strings.Cut(tail, "/")
 	rest = "/" + rest
+	if name == "%2A" || name == "%2a" {
+		// Clients escape the wildcard.
+		name = tenant.Wildcard
+	}
 	if name == tenant.Wildcard || name == tenant.Root {
 		return name, rest, true, nil
 	}
@@ -72,7 +73,8 @@ func split(escapedPath string) (name, rest string, addressed bool, err error) {
 	return name, rest, true, nil
 }
 
-func writeStatus(w http.ResponseWriter, err *apierrors.StatusError) {
+// WriteStatus answers with err as a Kubernetes Status object.
+func WriteStatus(w http.ResponseWriter, err *apierrors.StatusError) {
 	status := err.Status()
 	status.TypeMeta = metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}
 	w.Header().Set("Content-Type", "application/json")

@@ -13,8 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	"k8s.io/apiserver/pkg/authentication/request/bearertoken"
 	"k8s.io/apiserver/pkg/authentication/request/union"
@@ -132,6 +132,7 @@ func Start(ctx context.Context, cfg *Config) (_ *Server, err error) {
 	})); err != nil {
 		return nil, err
 	}
+	generic.Handler.NonGoRestfulMux.HandlePrefix(CredentialsPath, s.credentialsHandler())
 	prepared, err := chain.PrepareRun()
 	if err != nil {
 		return nil, fmt.Errorf("preparing apiserver: %w", err)
@@ -184,7 +185,6 @@ func (s *Server) partition(c *app.Config) {
 	c.KubeAPIs.ControlPlane.Generic.DisabledPostStartHooks.Insert("start-service-ip-repair-controllers")
 }
 
-
 func (s *Server) startLifecycle(hook genericapiserver.PostStartHookContext, etcdPrefix string, started *atomic.Pointer[lifecycle.Controller]) error {
 	loopback := rest.CopyConfig(hook.LoopbackClientConfig)
 	crds, err := apiextensionsclient.NewForConfig(loopback)
@@ -209,31 +209,43 @@ func (s *Server) startLifecycle(hook genericapiserver.PostStartHookContext, etcd
 	return nil
 }
 
-// waitReady polls the server's own /readyz until it answers ok.
+// waitReady closes s.ready once the server reports ready.
 func (s *Server) waitReady(ctx context.Context) {
-	cfg, err := s.AdminConfig()
-	if err != nil {
-		s.errc <- err
+	if err := WaitReady(ctx, s.AdminConfig()); err != nil {
+		if ctx.Err() == nil {
+			s.errc <- err
+		}
 		return
 	}
+	close(s.ready)
+	klog.InfoS("kplex apiserver ready", "url", s.url)
+}
+
+// WaitReady polls the /readyz of the server cfg addresses until it answers
+// ok or ctx ends.
+func WaitReady(ctx context.Context, cfg *rest.Config) error {
 	client, err := rest.HTTPClientFor(cfg)
 	if err != nil {
-		s.errc <- err
-		return
+		return fmt.Errorf("building readiness client: %w", err)
 	}
+	var last error
 	for {
-		resp, err := client.Get(s.url + "/readyz")
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, cfg.Host+"/readyz", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				close(s.ready)
-				klog.InfoS("kplex apiserver ready", "url", s.url)
-				return
+				return nil
 			}
+			err = fmt.Errorf("/readyz answered %s", resp.Status)
 		}
+		last = err
 		select {
 		case <-ctx.Done():
-			return
+			return fmt.Errorf("%w (last: %v)", ctx.Err(), last)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -258,15 +270,8 @@ func (s *Server) TenantToken(name, uid string) string { return s.tokens.Issue(na
 func (s *Server) Etcd() *clientv3.Client { return s.etcd }
 
 // AdminConfig returns a client config for root with the admin certificate.
-func (s *Server) AdminConfig() (*rest.Config, error) {
-	files := s.cfg.PKI()
-	return &rest.Config{
-		Host: s.url,
-		TLSClientConfig: rest.TLSClientConfig{
-			CAFile: files.CACert(), CertFile: files.AdminCert(), KeyFile: files.AdminKey(),
-		},
-		QPS: -1,
-	}, nil
+func (s *Server) AdminConfig() *rest.Config {
+	return s.cfg.PKI().AdminConfig(s.url)
 }
 
 // Close stops the apiserver, then etcd. It may be called more than once.

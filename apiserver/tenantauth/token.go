@@ -10,7 +10,6 @@ import (
 
 	"k8s.io/apiserver/pkg/authentication/authenticator"
 	"k8s.io/apiserver/pkg/authentication/user"
-
 )
 
 // ExtraTenant is the user-info extra key naming the tenant an identity is
@@ -84,4 +83,3 @@ func TenantOf(u user.Info) string {
 	}
 	return ""
 }
-

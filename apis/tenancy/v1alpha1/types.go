@@ -52,3 +52,16 @@ type TenantStatus struct {
 	Path       string             `json:"path,omitempty"`
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
+
+// CredentialsPath is where the management plane serves a tenant's admin
+// credentials: GET CredentialsPath + "<tenant>" answers with Credentials.
+const CredentialsPath = "/kplex/v1alpha1/credentials/"
+
+// Credentials are a tenant's admin credentials.
+type Credentials struct {
+	Tenant string `json:"tenant"`
+	// Path is appended to the server URL to address the tenant.
+	Path string `json:"path"`
+	// Token authenticates as the tenant's admin, on its own path only.
+	Token string `json:"token"`
+}

@@ -1,0 +1,213 @@
+// Package up is `kplex up`: it brings kplex up on this machine, on embedded
+// etcd unless --etcd-servers is given, and writes the kplex-root context.
+// By default it starts kplex in the background and returns once it is ready;
+// --foreground keeps it attached.
+package up
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/klog/v2"
+
+	"github.com/kplex/kplex/apiserver/pki"
+	"github.com/kplex/kplex/apiserver/server"
+	"github.com/kplex/kplex/cli"
+	"github.com/kplex/kplex/cli/daemon"
+	"github.com/kplex/kplex/client/kubeconfig"
+	"github.com/kplex/kplex/tenant"
+)
+
+type flagpole struct {
+	DataDir         string
+	SecurePort      int
+	EtcdServers     []string
+	Foreground      bool
+	Wait            time.Duration
+	writeKubeconfig bool
+}
+
+// NewCommand returns the up command.
+func NewCommand(g *cli.Global, streams cli.Streams) *cobra.Command {
+	flags := &flagpole{}
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Bring kplex up on this machine and write the kplex-root context",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if flags.Foreground {
+				return runForeground(cmd.Context(), g, streams, flags)
+			}
+			return runBackground(cmd.Context(), g, streams, flags)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&flags.DataDir, "data-dir", server.DefaultDataDir(), "directory for kplex's PKI, embedded etcd data, pid file and log")
+	fs.IntVar(&flags.SecurePort, "secure-port", server.DefaultSecurePort, "port the apiserver serves HTTPS on, on 127.0.0.1")
+	fs.StringSliceVar(&flags.EtcdServers, "etcd-servers", nil, "external etcd servers (scheme://ip:port, comma separated); empty runs etcd embedded")
+	fs.BoolVar(&flags.Foreground, "foreground", false, "run in the foreground, logging to stderr, until interrupted")
+	fs.DurationVar(&flags.Wait, "wait", 2*time.Minute, "how long to wait for kplex to be ready")
+	fs.BoolVar(&flags.writeKubeconfig, "write-kubeconfig", true, "write the kplex-root context")
+	_ = fs.MarkHidden("write-kubeconfig")
+	return cmd
+}
+
+func url(port int) string { return "https://127.0.0.1:" + strconv.Itoa(port) }
+
+func checkNotRunning(dataDir string) error {
+	pid, err := daemon.Running(dataDir)
+	if err != nil {
+		return err
+	}
+	if pid != 0 {
+		return fmt.Errorf("kplex is already running from %s (pid %d); stop it with `kplex down`", dataDir, pid)
+	}
+	return nil
+}
+
+// runBackground re-runs `kplex up --foreground` detached, its log in the
+// data directory, and waits until it is ready.
+func runBackground(ctx context.Context, g *cli.Global, streams cli.Streams, flags *flagpole) error {
+	if err := checkNotRunning(flags.DataDir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(flags.DataDir, 0o700); err != nil {
+		return fmt.Errorf("creating data directory: %w", err)
+	}
+	logPath := daemon.LogFile(flags.DataDir)
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("opening log file: %w", err)
+	}
+	defer logFile.Close()
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("finding the kplex binary: %w", err)
+	}
+	args := []string{"up", "--foreground", "--write-kubeconfig=false",
+		"--data-dir", flags.DataDir, "--secure-port", strconv.Itoa(flags.SecurePort)}
+	if len(flags.EtcdServers) > 0 {
+		args = append(args, "--etcd-servers", strings.Join(flags.EtcdServers, ","))
+	}
+	child := exec.Command(self, args...)
+	child.Stdout, child.Stderr = logFile, logFile
+	child.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+
+	st := g.Status(streams)
+	defer st.End(false)
+	st.Start(fmt.Sprintf("Starting kplex (etcd, apiserver) from %s", flags.DataDir))
+	if err := child.Start(); err != nil {
+		return fmt.Errorf("starting kplex: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- child.Wait() }()
+
+	st.Start(fmt.Sprintf("Waiting ≤ %s for kplex to be ready", flags.Wait))
+	waitCtx, cancel := context.WithTimeout(ctx, flags.Wait)
+	defer cancel()
+	files := pki.Files{Dir: flags.DataDir + "/pki"}
+	ready := make(chan error, 1)
+	go func() { ready <- waitReady(waitCtx, files, url(flags.SecurePort)) }()
+	select {
+	case err := <-exited:
+		return fmt.Errorf("kplex exited before it was ready (%v); see %s", err, logPath)
+	case err := <-ready:
+		if err != nil {
+			_ = child.Process.Signal(syscall.SIGTERM)
+			return fmt.Errorf("kplex was not ready within %s: %w; see %s", flags.Wait, err, logPath)
+		}
+	}
+	_ = child.Process.Release()
+	if err := writeRootContext(g, files, url(flags.SecurePort)); err != nil {
+		return err
+	}
+	st.End(true)
+	printReady(g, streams, flags, logPath)
+	return nil
+}
+
+func waitReady(ctx context.Context, files pki.Files, url string) error {
+	for {
+		if _, err := os.Stat(files.AdminKey()); err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return server.WaitReady(ctx, files.AdminConfig(url))
+}
+
+// runForeground serves until ctx ends.
+func runForeground(ctx context.Context, g *cli.Global, streams cli.Streams, flags *flagpole) error {
+	if err := checkNotRunning(flags.DataDir); err != nil {
+		return err
+	}
+	cfg := server.NewConfig()
+	cfg.DataDir = flags.DataDir
+	cfg.Kube.SecureServing.BindPort = flags.SecurePort
+	cfg.Kube.Etcd.StorageConfig.Transport.ServerList = flags.EtcdServers
+	s, err := server.Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if err := daemon.WritePid(flags.DataDir); err != nil {
+		return err
+	}
+	defer daemon.RemovePid(flags.DataDir)
+	select {
+	case <-s.Ready():
+	case err := <-s.Err():
+		return err
+	case <-ctx.Done():
+		return nil
+	}
+	if flags.writeKubeconfig {
+		if err := writeRootContext(g, cfg.PKI(), s.URL()); err != nil {
+			return err
+		}
+		printReady(g, streams, flags, "stderr")
+	}
+	klog.InfoS("kplex is up", "url", s.URL(), "dataDir", flags.DataDir)
+	select {
+	case err := <-s.Err():
+		return err
+	case <-ctx.Done():
+		klog.InfoS("Shutting down")
+		return nil
+	}
+}
+
+func writeRootContext(g *cli.Global, files pki.Files, url string) error {
+	var entry kubeconfig.Entry
+	var err error
+	entry.Tenant, entry.Server = tenant.Root, url
+	if entry.CAData, err = kubeconfig.ReadFile(files.CACert()); err != nil {
+		return err
+	}
+	if entry.CertData, err = kubeconfig.ReadFile(files.AdminCert()); err != nil {
+		return err
+	}
+	if entry.KeyData, err = kubeconfig.ReadFile(files.AdminKey()); err != nil {
+		return err
+	}
+	return kubeconfig.Merge(g.Kubeconfig, entry, false)
+}
+
+func printReady(g *cli.Global, streams cli.Streams, flags *flagpole, logPath string) {
+	fmt.Fprintf(g.Chatter(streams), `kplex is up at %s (data in %s, log in %s).
+The management plane is context %s. Next:
+  kplex create cluster demo
+  kubectl --context kplex-demo get ns
+`, url(flags.SecurePort), flags.DataDir, logPath, kubeconfig.ContextName(tenant.Root))
+}
