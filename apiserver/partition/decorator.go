@@ -65,10 +65,14 @@ func (g *restOptionsGetter) GetRESTOptions(resource schema.GroupResource, exampl
 }
 
 // Decorator wraps a storage decorator (the watch cache, or none) so that the
-// storage it builds is partitioned by tenant.
+// storage it builds is partitioned by tenant. A watch cache is built by
+// withCacher rather than by inner.
 func Decorator(inner generic.StorageDecorator, prefixes *Prefixes) generic.StorageDecorator {
 	if inner == nil {
 		inner = generic.UndecoratedStorage
+	}
+	if !undecorated(inner) {
+		inner = withCacher
 	}
 	return func(
 		config *storagebackend.ConfigForResource,

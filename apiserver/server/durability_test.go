@@ -1,0 +1,91 @@
+package server_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kplex/kplex/apiserver/server/servertest"
+)
+
+func TestIntegrationRestartKeepsEveryTenantAndObject(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: starts etcd and an apiserver twice")
+	}
+	ctx := ctxT(t)
+	dir := t.TempDir()
+	first := servertest.Start(t, dir)
+	names := []string{"keep-a", "keep-b", "keep-c"}
+	for _, name := range names {
+		c := servertest.Client(t, first.CreateTenant(t, name))
+		if _, err := c.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Name: "state"}, Data: map[string]string{"owner": name},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	oldToken := first.TenantConfig(t, "keep-a").BearerToken
+	first.Stop()
+
+	second := servertest.Start(t, dir)
+	list, err := second.Tenants.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != len(names) {
+		t.Fatalf("after restart %d tenants, want %d: %v", len(list), len(names), list)
+	}
+	for _, name := range names {
+		cfg := second.TenantConfig(t, name)
+		cm, err := servertest.Client(t, cfg).CoreV1().ConfigMaps("default").Get(ctx, "state", metav1.GetOptions{})
+		if err != nil || cm.Data["owner"] != name {
+			t.Errorf("%s after restart: %v, %v", name, cm, err)
+		}
+		ns, err := servertest.Client(t, cfg).CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+		if err != nil || len(ns.Items) != 4 {
+			t.Errorf("%s after restart: namespaces %v, %v", name, ns, err)
+		}
+		if name == "keep-a" && cfg.BearerToken != oldToken {
+			t.Errorf("keep-a's token changed across a restart")
+		}
+	}
+}
+
+// etcdWatchers is the number of watchers the in-process etcd serves.
+func etcdWatchers(t *testing.T) float64 {
+	t.Helper()
+	families, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == "etcd_debugging_mvcc_watcher_total" {
+			return f.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatal("etcd_debugging_mvcc_watcher_total not exported")
+	return 0
+}
+
+func TestIntegrationEtcdWatchesDoNotGrowWithTenants(t *testing.T) {
+	e := startEnv(t)
+	ctx := ctxT(t)
+	before := etcdWatchers(t)
+	for i := range 20 {
+		c := servertest.Client(t, e.CreateTenant(t, fmt.Sprintf("watches-%d", i)))
+		if _, err := c.CoreV1().ConfigMaps("").List(ctx, metav1.ListOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		w, err := c.CoreV1().Secrets("").Watch(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Stop()
+	}
+	if after := etcdWatchers(t); after != before {
+		t.Errorf("etcd watchers went from %v to %v with 20 more tenants watching", before, after)
+	}
+}

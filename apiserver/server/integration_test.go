@@ -1,0 +1,433 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/kplex/kplex/apiserver/server/servertest"
+	"github.com/kplex/kplex/tenant"
+)
+
+// One server serves every integration test in this package; each test uses
+// its own tenants.
+var env *servertest.Env
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if env != nil {
+		env.Stop()
+		os.RemoveAll(env.DataDir)
+	}
+	os.Exit(code)
+}
+
+func startEnv(t *testing.T) *servertest.Env {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: starts etcd and an apiserver")
+	}
+	if env == nil {
+		dir, err := os.MkdirTemp("", "kplex-integration-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		env = servertest.Start(&keepAlive{T: t}, dir)
+	}
+	return env
+}
+
+// keepAlive lets the shared server outlive the test that started it;
+// TestMain stops it.
+type keepAlive struct{ *testing.T }
+
+func (k *keepAlive) Cleanup(func()) {}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestIntegrationSameNamesStayApart(t *testing.T) {
+	e := startEnv(t)
+	ctx := ctxT(t)
+	a := servertest.Client(t, e.CreateTenant(t, "iso-a"))
+	b := servertest.Client(t, e.CreateTenant(t, "iso-b"))
+
+	for name, c := range map[string]kubernetes.Interface{"iso-a": a, "iso-b": b} {
+		mustCreate(t, c, name)
+	}
+	for name, c := range map[string]kubernetes.Interface{"iso-a": a, "iso-b": b} {
+		cm, err := c.CoreV1().ConfigMaps("shared").Get(ctx, "settings", metav1.GetOptions{})
+		if err != nil || cm.Data["owner"] != name {
+			t.Fatalf("%s: configmap = %v, %v; want owner %s", name, cm.Data, err, name)
+		}
+		sec, err := c.CoreV1().Secrets("shared").Get(ctx, "creds", metav1.GetOptions{})
+		if err != nil || string(sec.Data["owner"]) != name {
+			t.Fatalf("%s: secret = %v, %v", name, sec.Data, err)
+		}
+		role, err := c.RbacV1().ClusterRoles().Get(ctx, "reader", metav1.GetOptions{})
+		if err != nil || role.Rules[0].Resources[0] != name {
+			t.Fatalf("%s: clusterrole = %v, %v", name, role.Rules, err)
+		}
+		list, err := c.CoreV1().ConfigMaps("").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, item := range list.Items {
+			if item.Annotations[tenant.Annotation] != name || (item.Data["owner"] != "" && item.Data["owner"] != name) {
+				t.Errorf("%s lists another tenant's configmap %s/%s %v", name, item.Namespace, item.Name, item.Annotations)
+			}
+		}
+	}
+
+	// Changing and deleting in A leaves B's same-named objects alone.
+	cm, _ := a.CoreV1().ConfigMaps("shared").Get(ctx, "settings", metav1.GetOptions{})
+	cm.Data["owner"] = "changed"
+	if _, err := a.CoreV1().ConfigMaps("shared").Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.CoreV1().Secrets("shared").Delete(ctx, "creds", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.RbacV1().ClusterRoles().Delete(ctx, "reader", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := b.CoreV1().ConfigMaps("shared").Get(ctx, "settings", metav1.GetOptions{}); got.Data["owner"] != "iso-b" {
+		t.Errorf("update in iso-a changed iso-b's configmap: %v", got.Data)
+	}
+	if _, err := b.CoreV1().Secrets("shared").Get(ctx, "creds", metav1.GetOptions{}); err != nil {
+		t.Errorf("delete in iso-a removed iso-b's secret: %v", err)
+	}
+	if _, err := b.RbacV1().ClusterRoles().Get(ctx, "reader", metav1.GetOptions{}); err != nil {
+		t.Errorf("delete in iso-a removed iso-b's clusterrole: %v", err)
+	}
+	// A namespace that exists only in B is not in A.
+	if _, err := b.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "only-b"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.CoreV1().Namespaces().Get(ctx, "only-b", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("iso-a sees iso-b's namespace: %v", err)
+	}
+}
+
+func mustCreate(t *testing.T, c kubernetes.Interface, owner string) {
+	t.Helper()
+	ctx := ctxT(t)
+	if _, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shared"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("%s: namespace: %v", owner, err)
+	}
+	if _, err := c.CoreV1().ConfigMaps("shared").Create(ctx, &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "settings"}, Data: map[string]string{"owner": owner},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("%s: configmap: %v", owner, err)
+	}
+	if _, err := c.CoreV1().Secrets("shared").Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "creds"}, Data: map[string][]byte{"owner": []byte(owner)},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("%s: secret: %v", owner, err)
+	}
+	if _, err := c.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: "reader"},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{owner}, Verbs: []string{"get"}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("%s: clusterrole: %v", owner, err)
+	}
+}
+
+func TestIntegrationWatchSeesOnlyItsTenant(t *testing.T) {
+	e := startEnv(t)
+	ctx := ctxT(t)
+	a := servertest.Client(t, e.CreateTenant(t, "watch-a"))
+	b := servertest.Client(t, e.CreateTenant(t, "watch-b"))
+
+	list, err := b.CoreV1().ConfigMaps("default").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := b.CoreV1().ConfigMaps("default").Watch(ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	// Tenant A is busy with the same names; B then makes one change.
+	for i := range 20 {
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("cm-%d", i)}}
+		if _, err := a.CoreV1().ConfigMaps("default").Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := b.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "cm-0"}, Data: map[string]string{"from": "b"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-w.ResultChan():
+		cm, ok := ev.Object.(*corev1.ConfigMap)
+		if !ok || ev.Type != watch.Added || cm.Data["from"] != "b" || cm.Annotations[tenant.Annotation] != "watch-b" {
+			t.Fatalf("watch-b's first event is %s %#v, want its own ADDED cm-0", ev.Type, ev.Object)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no event on watch-b's watch")
+	}
+	select {
+	case ev := <-w.ResultChan():
+		t.Fatalf("watch-b saw a second event: %s %v", ev.Type, ev.Object)
+	case <-time.After(time.Second):
+	}
+
+	// Watching A from an old resourceVersion replays A's events only.
+	wa, err := a.CoreV1().ConfigMaps("default").Watch(ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wa.Stop()
+	for i := range 20 {
+		select {
+		case ev := <-wa.ResultChan():
+			cm := ev.Object.(*corev1.ConfigMap)
+			if cm.Annotations[tenant.Annotation] != "watch-a" || cm.Data["from"] == "b" {
+				t.Fatalf("event %d of watch-a's replay is another tenant's: %v", i, cm)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("watch-a replay stopped after %d events", i)
+		}
+	}
+}
+
+func TestIntegrationForgedIdentityIsOverwritten(t *testing.T) {
+	e := startEnv(t)
+	ctx := ctxT(t)
+	a := servertest.Client(t, e.CreateTenant(t, "forge-a"))
+	b := servertest.Client(t, e.CreateTenant(t, "forge-b"))
+	forged := map[string]string{tenant.Annotation: "forge-b"}
+	cms := a.CoreV1().ConfigMaps("default")
+
+	created, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "forged", Annotations: forged}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkIdentity(t, "create", created.Annotations, "forge-a")
+
+	created.Annotations = map[string]string{tenant.Annotation: "forge-b"}
+	updated, err := cms.Update(ctx, created, metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkIdentity(t, "update", updated.Annotations, "forge-a")
+
+	patched, err := cms.Patch(ctx, "forged", types.MergePatchType, []byte(`{"metadata":{"annotations":{"kplex.io/tenant":"forge-b"}}}`), metav1.PatchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkIdentity(t, "merge patch", patched.Annotations, "forge-a")
+
+	apply := []byte(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"applied","namespace":"default","annotations":{"kplex.io/tenant":"forge-b"}}}`)
+	applied, err := cms.Patch(ctx, "applied", types.ApplyPatchType, apply, metav1.PatchOptions{FieldManager: "test", Force: ptrTo(true)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkIdentity(t, "server-side apply", applied.Annotations, "forge-a")
+
+	for _, name := range []string{"forged", "applied"} {
+		if _, err := b.CoreV1().ConfigMaps("default").Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("forge-b can read forge-a's %s: %v", name, err)
+		}
+	}
+	keys := e.EtcdKeys(t, "/registry/configmaps/forge-b/")
+	if len(keys) != 0 {
+		t.Errorf("forged writes landed in forge-b's partition: %v", keys)
+	}
+	if keys := e.EtcdKeys(t, "/registry/configmaps/forge-a/default/forged"); len(keys) != 1 {
+		t.Errorf("forge-a's object is not under its own key: %v", keys)
+	}
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+func checkIdentity(t *testing.T, op string, annotations map[string]string, want string) {
+	t.Helper()
+	if got := annotations[tenant.Annotation]; got != want {
+		t.Errorf("after %s with a forged identity the object says %s=%q, want %q", op, tenant.Annotation, got, want)
+	}
+}
+
+func TestIntegrationCredentialsAreConfinedToTheirTenant(t *testing.T) {
+	e := startEnv(t)
+	ctx := ctxT(t)
+	e.CreateTenant(t, "cred-b")
+	aCfg := e.CreateTenant(t, "cred-a")
+	base := strings.TrimSuffix(aCfg.Host, tenant.Path("cred-a"))
+	for _, path := range []string{tenant.Path("cred-b"), "", "/clusters/*"} {
+		cfg := rest.CopyConfig(aCfg)
+		cfg.Host = base + path
+		c := servertest.Client(t, cfg)
+		_, err := c.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+		if !apierrors.IsForbidden(err) {
+			t.Errorf("cred-a's token on %q: err = %v, want 403 Forbidden", path, err)
+		}
+	}
+	if _, err := servertest.Client(t, aCfg).CoreV1().Namespaces().List(ctx, metav1.ListOptions{}); err != nil {
+		t.Errorf("cred-a's token on its own path: %v", err)
+	}
+}
+
+func TestIntegrationCrossTenantReadsAreReadOnlyAndPrivileged(t *testing.T) {
+	e := startEnv(t)
+	ctx := ctxT(t)
+	for _, name := range []string{"wild-a", "wild-b"} {
+		c := servertest.Client(t, e.CreateTenant(t, name))
+		if _, err := c.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "web"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wildcard := rest.CopyConfig(e.Admin)
+	wildcard.Host += "/clusters/*"
+	all := servertest.Client(t, wildcard)
+	list, err := all.CoreV1().ConfigMaps("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var owners []string
+	for _, cm := range list.Items {
+		if cm.Name == "web" {
+			owners = append(owners, cm.Annotations[tenant.Annotation])
+		}
+	}
+	if !slices.Contains(owners, "wild-a") || !slices.Contains(owners, "wild-b") {
+		t.Errorf("cross-tenant list has web from %v, want wild-a and wild-b", owners)
+	}
+	_, err = all.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "x"}}, metav1.CreateOptions{})
+	if !apierrors.IsForbidden(err) {
+		t.Errorf("cross-tenant create: err = %v, want 403", err)
+	}
+	if err := all.CoreV1().ConfigMaps("default").Delete(ctx, "web", metav1.DeleteOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("cross-tenant delete: err = %v, want 403", err)
+	}
+}
+
+func TestIntegrationBadTenantNamesWriteNothing(t *testing.T) {
+	e := startEnv(t)
+	ctx := ctxT(t)
+	before := e.EtcdKeys(t, "/registry/")
+	client, err := rest.HTTPClientFor(e.Admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"}}`
+	for _, name := range []string{"Upper", "..", "a%2Fb", "a.b", strings.Repeat("a", 64), "", "-a", "%2e%2e"} {
+		url := e.Admin.Host + "/clusters/" + name + "/api/v1/namespaces/default/configmaps"
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		status := decodeStatus(t, resp)
+		if resp.StatusCode != http.StatusBadRequest || status.Reason != metav1.StatusReasonBadRequest || !strings.Contains(status.Message, "tenant name") {
+			t.Errorf("POST %s: %d %s %q, want 400 BadRequest naming the tenant name", url, resp.StatusCode, status.Reason, status.Message)
+		}
+	}
+	// Unknown tenant: 404 naming it.
+	resp, err := client.Get(e.Admin.Host + "/clusters/no-such-tenant/api/v1/namespaces")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status := decodeStatus(t, resp); resp.StatusCode != http.StatusNotFound || !strings.Contains(status.Message, `"no-such-tenant"`) {
+		t.Errorf("unknown tenant: %d %q, want 404 naming it", resp.StatusCode, status.Message)
+	}
+	// Tenant objects with bad names are invalid (422, naming metadata.name).
+	for _, name := range []string{"Upper", "a.b", strings.Repeat("b", 64), "root", "-a"} {
+		_, err := e.Tenants.Create(ctx, name)
+		if err == nil {
+			t.Errorf("tenant %q was created", name)
+		}
+		raw := fmt.Sprintf(`{"apiVersion":"kplex.io/v1alpha1","kind":"Tenant","metadata":{"name":%q}}`, name)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.Admin.Host+"/apis/kplex.io/v1alpha1/tenants", strings.NewReader(raw))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		status := decodeStatus(t, resp)
+		if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(status.Message, "metadata.name") {
+			t.Errorf("create Tenant %q: %d %q, want 422 naming metadata.name", name, resp.StatusCode, status.Message)
+		}
+	}
+	after := e.EtcdKeys(t, "/registry/")
+	for _, k := range after {
+		if !slices.Contains(before, k) && !strings.HasPrefix(k, "/registry/masterleases/") && !strings.HasPrefix(k, "/registry/leases/") {
+			t.Errorf("bad input wrote etcd key %s", k)
+		}
+	}
+}
+
+func decodeStatus(t *testing.T, resp *http.Response) metav1.Status {
+	t.Helper()
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var s metav1.Status
+	if err := json.Unmarshal(b, &s); err != nil {
+		t.Fatalf("response is not a Status: %s", b)
+	}
+	return s
+}
+
+func TestIntegrationDeleteRemovesEveryKey(t *testing.T) {
+	e := startEnv(t)
+	ctx := ctxT(t)
+	const name = "doomed-tenant"
+	c := servertest.Client(t, e.CreateTenant(t, name))
+	mustCreate(t, c, name)
+	if _, err := c.CoreV1().Services("shared").Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	svc, _ := c.CoreV1().Services("shared").Get(ctx, "web", metav1.GetOptions{})
+	keysOf := func() []string {
+		var out []string
+		for _, k := range e.EtcdKeys(t, "/registry/") {
+			if strings.Contains(k, "/"+name+"/") || strings.HasSuffix(k, "/"+name) {
+				out = append(out, k)
+			}
+		}
+		return out
+	}
+	if len(keysOf()) < 8 {
+		t.Fatalf("expected the tenant's keys in etcd before deletion, got %v", keysOf())
+	}
+	if err := e.Tenants.Delete(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Tenants.WaitGone(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	if left := keysOf(); len(left) != 0 {
+		t.Errorf("keys of deleted tenant remain: %v", left)
+	}
+	admin := servertest.Client(t, e.Admin)
+	if _, err := admin.NetworkingV1().IPAddresses().Get(ctx, svc.Spec.ClusterIP, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("cluster IP %s of the deleted tenant's service is still allocated: %v", svc.Spec.ClusterIP, err)
+	}
+	if _, err := c.CoreV1().Namespaces().List(ctx, metav1.ListOptions{}); err == nil {
+		t.Error("the deleted tenant still serves")
+	}
+}
