@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"io"
 
 	"github.com/spf13/pflag"
@@ -38,9 +39,14 @@ func (g *Global) Status(s Streams) *status.Status {
 	return status.New(g.Chatter(s))
 }
 
-// Tenants returns a client of the kplex server of the kplex-root context.
+// Tenants returns a client of the kplex server of the kplex-root context,
+// read from --kubeconfig and, when that file has none, from the default
+// kubeconfig: contexts may be written to a file of their own.
 func (g *Global) Tenants() (*tenants.Client, error) {
 	cfg, err := kubeconfig.RootConfig(g.Kubeconfig)
+	if errors.Is(err, kubeconfig.ErrNotRunning) && g.Kubeconfig != "" {
+		cfg, err = kubeconfig.RootConfig("")
+	}
 	if err != nil {
 		return nil, err
 	}
