@@ -1,0 +1,40 @@
+// Command bench measures what a tenant costs in a kplex apiserver and how
+// that compares with a dedicated kube-apiserver + etcd built from the same
+// module, measured in the same run. `make bench` runs it and prints a table.
+//
+// kplex is measured as its own process (bin/kplex-apiserver) over an etcd
+// embedded in this program, so the apiserver's RSS is the apiserver's alone
+// and etcd's watch count can be read directly. The baseline runs each
+// dedicated control plane as two processes: bin/kube-apiserver and an etcd
+// child of this program (`bench --run-etcd DIR`).
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+)
+
+func main() {
+	opts := defaultOptions()
+	flag.IntVar(&opts.Tenants, "tenants", opts.Tenants, "tenants to create (N)")
+	flag.IntVar(&opts.Baseline, "baseline", opts.Baseline, "dedicated kube-apiserver + etcd pairs to start for the baseline")
+	flag.IntVar(&opts.Gets, "gets", opts.Gets, "GET requests per latency sample")
+	flag.DurationVar(&opts.Settle, "settle", opts.Settle, "wait after GC before reading RSS")
+	flag.StringVar(&opts.BinDir, "bin-dir", opts.BinDir, "directory with kplex-apiserver and kube-apiserver")
+	runEtcd := flag.String("run-etcd", "", "internal: run an embedded etcd with its data in this directory and print its client URL")
+	flag.Parse()
+	if *runEtcd != "" {
+		if err := serveEtcd(*runEtcd); err != nil {
+			fmt.Fprintln(os.Stderr, "etcd:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	results, err := run(opts)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	results.print(os.Stdout)
+}

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"runtime"
+	"text/tabwriter"
+	"time"
+)
+
+type results struct {
+	opts Options
+
+	kplexStart   time.Duration
+	rss0, rssN   int64
+	heap0, heapN int64
+	watches0     int64
+	watchesN     int64
+	provisioning []time.Duration
+	get1, getN   []time.Duration
+
+	baselineStart []time.Duration
+	baselineRSS   []int64
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "MISSED"
+}
+
+func (r *results) print(w io.Writer) {
+	n := int64(r.opts.Tenants)
+	perTenantRSS := mib(r.rssN-r.rss0) / float64(n)
+	perTenantHeap := mib(r.heapN-r.heap0) / float64(n)
+	p50, p99 := percentile(r.provisioning, 0.50), percentile(r.provisioning, 0.99)
+	baseStart := percentile(r.baselineStart, 0.50)
+	baseRSS := mib(median64(r.baselineRSS))
+	get1, getN := percentile(r.get1, 0.99), percentile(r.getN, 0.99)
+
+	fmt.Fprintf(w, "\nkplex bench: N=%d tenants, %d CPUs, %s, baseline = %d dedicated kube-apiserver + etcd (same module, same run)\n\n",
+		n, runtime.NumCPU(), time.Now().UTC().Format(time.RFC3339), len(r.baselineStart))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.Debug)
+	fmt.Fprintln(tw, "figure\tkplex\tbaseline\tratio\ttarget")
+	fmt.Fprintf(tw, "provisioning p50 (create → GET ns default)\t%s\t%s start-to-ready\t%.0f× faster\t≤ 20 ms: %s\n",
+		ms(p50), ms(baseStart), float64(baseStart)/float64(p50), verdict(p50 <= 20*time.Millisecond))
+	fmt.Fprintf(tw, "provisioning p99\t%s\t\t%.0f× faster\t≤ 100 ms: %s\n",
+		ms(p99), float64(baseStart)/float64(p99), verdict(p99 <= 100*time.Millisecond))
+	fmt.Fprintf(tw, "memory per tenant, (RSS_N − RSS_0)/N\t%.3f MiB\t%.0f MiB per control plane\t%.0f× less\t≤ 0.5 MiB: %s\n",
+		perTenantRSS, baseRSS, baseRSS/perTenantRSS, verdict(perTenantRSS <= 0.5))
+	fmt.Fprintf(tw, "Go heap per tenant, (heap_N − heap_0)/N\t%.3f MiB\t\t\t\n", perTenantHeap)
+	fmt.Fprintf(tw, "apiserver RSS at N=0 → N\t%.0f → %.0f MiB\t\t\t\n", mib(r.rss0), mib(r.rssN))
+	fmt.Fprintf(tw, "etcd watches at N=0 → N\t%d → %d\t\t\tflat: %s\n", r.watches0, r.watchesN, verdict(r.watches0 == r.watchesN))
+	fmt.Fprintf(tw, "GET p99 at N=1 → N\t%s → %s\t\t%.2f×\t\n", ms(get1), ms(getN), float64(getN)/float64(get1))
+	fmt.Fprintf(tw, "apiserver start-to-ready\t%s\t%s\t\t\n", ms(r.kplexStart), ms(baseStart))
+	_ = tw.Flush()
+}

@@ -1,0 +1,310 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/rest"
+
+	"github.com/kplex/kplex/apiserver/etcd"
+	"github.com/kplex/kplex/apiserver/pki"
+	"github.com/kplex/kplex/client/tenants"
+	"github.com/kplex/kplex/tenant"
+)
+
+// Options configure a run; defaultOptions documents the defaults.
+type Options struct {
+	Tenants  int
+	Baseline int
+	Gets     int
+	Settle   time.Duration
+	BinDir   string
+}
+
+func defaultOptions() Options {
+	bin := os.Getenv("KPLEX_BIN_DIR")
+	if bin == "" {
+		bin = "bin"
+	}
+	return Options{Tenants: 1000, Baseline: 3, Gets: 300, Settle: 10 * time.Second, BinDir: bin}
+}
+
+func run(opts Options) (*results, error) {
+	work, err := os.MkdirTemp("", "kplex-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(work)
+	r := &results{opts: opts}
+	progress("measuring kplex with %d tenants", opts.Tenants)
+	if err := measureKplex(opts, work, r); err != nil {
+		return nil, fmt.Errorf("kplex: %w", err)
+	}
+	progress("measuring the baseline: %d dedicated kube-apiserver + etcd", opts.Baseline)
+	if err := measureBaseline(opts, work, r); err != nil {
+		return nil, fmt.Errorf("baseline: %w", err)
+	}
+	return r, nil
+}
+
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+}
+
+func measureKplex(opts Options, work string, r *results) error {
+	ctx := context.Background()
+	etcdServer, err := etcd.Start(ctx, filepath.Join(work, "kplex-etcd"))
+	if err != nil {
+		return err
+	}
+	defer etcdServer.Close()
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	dataDir := filepath.Join(work, "kplex")
+	started := time.Now()
+	apiserver, err := start(filepath.Join(work, "kplex-apiserver.log"), filepath.Join(opts.BinDir, "kplex-apiserver"),
+		"--data-dir", dataDir, "--secure-port", strconv.Itoa(port), "--etcd-servers", etcdServer.ClientURL())
+	if err != nil {
+		return err
+	}
+	defer apiserver.stop()
+	url := "https://127.0.0.1:" + strconv.Itoa(port)
+	if err := waitReadyz(url, 3*time.Minute); err != nil {
+		return err
+	}
+	r.kplexStart = time.Since(started)
+	admin := pki.Files{Dir: filepath.Join(dataDir, "pki")}.AdminConfig(url)
+	client, err := rest.HTTPClientFor(admin)
+	if err != nil {
+		return err
+	}
+	tc, err := tenants.New(admin)
+	if err != nil {
+		return err
+	}
+
+	if r.rss0, r.heap0, err = settle(opts, client, url, apiserver); err != nil {
+		return err
+	}
+	r.watches0 = etcdWatchers()
+
+	names := make([]string, opts.Tenants)
+	for i := range names {
+		names[i] = fmt.Sprintf("t-%05d", i)
+		began := time.Now()
+		if _, err := tc.Create(ctx, names[i]); err != nil {
+			return err
+		}
+		if err := pollServing(ctx, client, url, names[i]); err != nil {
+			return err
+		}
+		r.provisioning = append(r.provisioning, time.Since(began))
+		if i == 0 {
+			if r.get1, err = getLatencies(client, url, names[:1], opts.Gets); err != nil {
+				return err
+			}
+		}
+		if (i+1)%500 == 0 {
+			progress("%d tenants created", i+1)
+		}
+	}
+	progress("touching every tenant: discovery and a list")
+	for _, name := range names {
+		for _, path := range []string{"/api", "/apis", "/api/v1/namespaces/default/configmaps"} {
+			if err := get(client, url+tenant.Path(name)+path); err != nil {
+				return err
+			}
+		}
+	}
+	if r.rssN, r.heapN, err = settle(opts, client, url, apiserver); err != nil {
+		return err
+	}
+	r.watchesN = etcdWatchers()
+	if r.getN, err = getLatencies(client, url, names, opts.Gets); err != nil {
+		return err
+	}
+	return nil
+}
+
+// settle forces a GC in the apiserver, waits, and reads RSS and live heap.
+func settle(opts Options, client *http.Client, url string, p *process) (rss, heap int64, err error) {
+	if err := get(client, url+"/debug/pprof/heap?gc=1"); err != nil {
+		return 0, 0, fmt.Errorf("forcing GC: %w", err)
+	}
+	time.Sleep(opts.Settle)
+	if err := get(client, url+"/debug/pprof/heap?gc=1"); err != nil {
+		return 0, 0, fmt.Errorf("forcing GC: %w", err)
+	}
+	if rss, err = p.rss(); err != nil {
+		return 0, 0, err
+	}
+	heap, err = metric(client, url, "go_memstats_alloc_bytes")
+	return rss, heap, err
+}
+
+func pollServing(ctx context.Context, client *http.Client, url, name string) error {
+	target := url + tenant.Path(name) + "/api/v1/namespaces/default"
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		resp, err := client.Get(target)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return fmt.Errorf("tenant %s not serving within a minute", name)
+}
+
+func getLatencies(client *http.Client, url string, names []string, n int) ([]time.Duration, error) {
+	out := make([]time.Duration, 0, n)
+	for range n {
+		name := names[rand.IntN(len(names))]
+		began := time.Now()
+		if err := get(client, url+tenant.Path(name)+"/api/v1/namespaces/default"); err != nil {
+			return nil, err
+		}
+		out = append(out, time.Since(began))
+	}
+	return out, nil
+}
+
+func get(client *http.Client, url string) error {
+	resp, err := client.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = bufio.NewReader(resp.Body).WriteTo(discard{})
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return nil
+}
+
+type discard struct{}
+
+func (discard) Write(b []byte) (int, error) { return len(b), nil }
+
+func metric(client *http.Client, url, name string) (int64, error) {
+	resp, err := client.Get(url + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	s := bufio.NewScanner(resp.Body)
+	s.Buffer(make([]byte, 1<<20), 1<<20)
+	for s.Scan() {
+		if rest, ok := strings.CutPrefix(s.Text(), name+" "); ok {
+			f, err := strconv.ParseFloat(rest, 64)
+			return int64(f), err
+		}
+	}
+	return 0, fmt.Errorf("metric %s not found", name)
+}
+
+// etcdWatchers reads the in-process etcd's watcher gauge.
+func etcdWatchers() int64 {
+	families, _ := prometheus.DefaultGatherer.Gather()
+	for _, f := range families {
+		if f.GetName() == "etcd_debugging_mvcc_watcher_total" {
+			return int64(f.GetMetric()[0].GetGauge().GetValue())
+		}
+	}
+	return -1
+}
+
+func measureBaseline(opts Options, work string, r *results) error {
+	var procs []*process
+	defer func() {
+		for _, p := range procs {
+			p.stop()
+		}
+	}()
+	for i := range opts.Baseline {
+		dir := filepath.Join(work, fmt.Sprintf("dedicated-%d", i))
+		files := pki.Files{Dir: filepath.Join(dir, "pki")}
+		if err := pki.Ensure(files, nil); err != nil {
+			return err
+		}
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		began := time.Now()
+		etcdProc, etcdURL, err := startEtcdChild(filepath.Join(dir, "etcd"), filepath.Join(dir, "etcd.log"))
+		if err != nil {
+			return err
+		}
+		procs = append(procs, etcdProc)
+		apiserver, err := start(filepath.Join(dir, "kube-apiserver.log"), filepath.Join(opts.BinDir, "kube-apiserver"),
+			"--etcd-servers", etcdURL, "--secure-port", strconv.Itoa(port), "--bind-address", "127.0.0.1",
+			"--tls-cert-file", files.ServingCert(), "--tls-private-key-file", files.ServingKey(), "--client-ca-file", files.CACert(),
+			"--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
+			"--service-account-key-file", files.ServiceAccountKey(), "--service-account-signing-key-file", files.ServiceAccountKey(),
+			"--authorization-mode", "RBAC", "--service-cluster-ip-range", "10.96.0.0/12")
+		if err != nil {
+			return err
+		}
+		procs = append(procs, apiserver)
+		url := "https://127.0.0.1:" + strconv.Itoa(port)
+		if err := waitReadyz(url, 3*time.Minute); err != nil {
+			return err
+		}
+		r.baselineStart = append(r.baselineStart, time.Since(began))
+		client, err := rest.HTTPClientFor(files.AdminConfig(url))
+		if err != nil {
+			return err
+		}
+		if err := get(client, url+"/api/v1/namespaces/default/configmaps"); err != nil {
+			return err
+		}
+		time.Sleep(opts.Settle)
+		if err := get(client, url+"/debug/pprof/heap?gc=1"); err != nil {
+			return err
+		}
+		apiRSS, err := apiserver.rss()
+		if err != nil {
+			return err
+		}
+		etcdRSS, err := etcdProc.rss()
+		if err != nil {
+			return err
+		}
+		r.baselineRSS = append(r.baselineRSS, apiRSS+etcdRSS)
+		progress("dedicated control plane %d ready in %s, %.0f MiB", i+1, r.baselineStart[i].Round(time.Millisecond), mib(apiRSS+etcdRSS))
+	}
+	return nil
+}
+
+func percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := int(p*float64(len(s))+0.5) - 1
+	return s[max(0, min(i, len(s)-1))]
+}
+
+func median64(v []int64) int64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
