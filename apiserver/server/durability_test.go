@@ -2,12 +2,16 @@ package server_test
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/kplex/kplex/apiserver/etcd"
+	"github.com/kplex/kplex/apiserver/server"
 	"github.com/kplex/kplex/apiserver/server/servertest"
 )
 
@@ -87,5 +91,31 @@ func TestIntegrationEtcdWatchesDoNotGrowWithTenants(t *testing.T) {
 	}
 	if after := etcdWatchers(t); after != before {
 		t.Errorf("etcd watchers went from %v to %v with 20 more tenants watching", before, after)
+	}
+}
+
+func TestIntegrationExternalEtcd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: starts etcd and an apiserver")
+	}
+	ctx := ctxT(t)
+	external, err := etcd.Start(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(external.Close) // after the server's own cleanup: cleanups run last-in first-out
+	dir := t.TempDir()
+	e := servertest.Start(t, dir, func(cfg *server.Config) {
+		cfg.Kube.Etcd.StorageConfig.Transport.ServerList = []string{external.ClientURL()}
+	})
+	c := servertest.Client(t, e.CreateTenant(t, "ext"))
+	if _, err := c.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "x"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if keys := e.EtcdKeys(t, "/registry/configmaps/ext/default/x"); len(keys) != 1 {
+		t.Errorf("object not in the external etcd: %v", keys)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "etcd")); !os.IsNotExist(err) {
+		t.Errorf("an embedded etcd data dir was created although --etcd-servers was set: %v", err)
 	}
 }

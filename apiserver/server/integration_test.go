@@ -353,7 +353,7 @@ func TestIntegrationBadTenantNamesWriteNothing(t *testing.T) {
 		t.Errorf("unknown tenant: %d %q, want 404 naming it", resp.StatusCode, status.Message)
 	}
 	// Tenant objects with bad names are invalid (422, naming metadata.name).
-	for _, name := range []string{"Upper", "a.b", strings.Repeat("b", 64), "root", "-a"} {
+	for _, name := range []string{"Upper", "a.b", strings.Repeat("b", 64), "root", "-a", "*", "a..b"} {
 		_, err := e.Tenants.Create(ctx, name)
 		if err == nil {
 			t.Errorf("tenant %q was created", name)

@@ -231,7 +231,8 @@ func etcdWatchers() int64 {
 func measureBaseline(opts Options, work string, r *results) error {
 	var procs []*process
 	defer func() {
-		for _, p := range procs {
+		// Apiservers before their etcds, so none waits on a gone etcd.
+		for _, p := range slices.Backward(procs) {
 			p.stop()
 		}
 	}()

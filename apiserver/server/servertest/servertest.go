@@ -27,8 +27,9 @@ type Env struct {
 }
 
 // Start starts a server with its data in dataDir ("" for a fresh temporary
-// one) and stops it when the test ends.
-func Start(t testing.TB, dataDir string) *Env {
+// one) and stops it when the test ends. configure, if given, adjusts the
+// server's configuration first.
+func Start(t testing.TB, dataDir string, configure ...func(*server.Config)) *Env {
 	t.Helper()
 	if dataDir == "" {
 		dataDir = t.TempDir()
@@ -40,6 +41,9 @@ func Start(t testing.TB, dataDir string) *Env {
 	cfg := server.NewConfig()
 	cfg.DataDir = dataDir
 	cfg.Listener = l
+	for _, c := range configure {
+		c(cfg)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s, err := server.Start(ctx, cfg)
 	if err != nil {

@@ -1,0 +1,47 @@
+package server
+
+import (
+	"slices"
+	"testing"
+)
+
+// Parsing no flags must leave every kplex default of NewConfig in place.
+func TestFlagsKeepNewConfigDefaults(t *testing.T) {
+	t.Setenv("KPLEX_DATA_DIR", "/var/lib/kplex-test")
+	want := NewConfig()
+	got := NewConfig()
+	if err := got.FlagSet().Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	if got.DataDir != want.DataDir || got.DataDir != "/var/lib/kplex-test" {
+		t.Errorf("data dir %q, want %q", got.DataDir, want.DataDir)
+	}
+	k, w := got.Kube, want.Kube
+	if k.SecureServing.BindPort != DefaultSecurePort || k.ServiceClusterIPRanges != DefaultServiceClusterIPRange {
+		t.Errorf("port %d range %q", k.SecureServing.BindPort, k.ServiceClusterIPRanges)
+	}
+	if !slices.Equal(k.Authorization.Modes, w.Authorization.Modes) || !slices.Contains(k.Authorization.Modes, "RBAC") {
+		t.Errorf("authorization modes %v", k.Authorization.Modes)
+	}
+	if !slices.Equal(k.Admission.GenericAdmission.DisablePlugins, w.Admission.GenericAdmission.DisablePlugins) {
+		t.Errorf("disabled admission plugins %v", k.Admission.GenericAdmission.DisablePlugins)
+	}
+	if !got.EmbeddedEtcd() {
+		t.Error("no --etcd-servers must mean embedded etcd")
+	}
+}
+
+func TestFlagsOverrideDefaults(t *testing.T) {
+	cfg := NewConfig()
+	err := cfg.FlagSet().Parse([]string{"--data-dir=/srv/kplex", "--secure-port=7443", "--etcd-servers=https://10.0.0.5:2379"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DataDir != "/srv/kplex" || cfg.Kube.SecureServing.BindPort != 7443 || cfg.EmbeddedEtcd() {
+		t.Errorf("flags not applied: %s %d embedded=%v", cfg.DataDir, cfg.Kube.SecureServing.BindPort, cfg.EmbeddedEtcd())
+	}
+	cfg.DataDir = ""
+	if err := cfg.Validate(); err != ErrNoDataDir {
+		t.Errorf("Validate with no data dir = %v", err)
+	}
+}
