@@ -130,10 +130,16 @@ func (c *Controller) work(ctx context.Context) {
 			return
 		}
 		err := c.reconcile(ctx, name)
-		if err != nil {
+		switch {
+		case apierrors.IsConflict(err):
+			// The informer had not yet seen our own last write; the
+			// retry works from the newer object.
+			klog.V(2).InfoS("Reconciling tenant: conflict, retrying", "tenant", name)
+			c.queue.AddRateLimited(name)
+		case err != nil:
 			klog.ErrorS(err, "Reconciling tenant", "tenant", name)
 			c.queue.AddRateLimited(name)
-		} else {
+		default:
 			c.queue.Forget(name)
 		}
 		c.queue.Done(name)

@@ -76,7 +76,11 @@ func (s *store) Get(ctx context.Context, key string, opts storage.GetOptions, ob
 	if err != nil {
 		return err
 	}
-	return s.Interface.Get(ctx, k, opts, objPtr)
+	err = s.Interface.Get(ctx, k, opts, objPtr)
+	if selector := s.sharedSelector(ctx); selector != nil && storage.IsNotFound(err) {
+		return s.getShared(ctx, key, opts, objPtr, selector, err)
+	}
+	return err
 }
 
 func (s *store) GetList(ctx context.Context, key string, opts storage.ListOptions, listObj runtime.Object) error {
@@ -84,7 +88,13 @@ func (s *store) GetList(ctx context.Context, key string, opts storage.ListOption
 	if err != nil {
 		return err
 	}
-	return s.Interface.GetList(ctx, k, opts, listObj)
+	if err := s.Interface.GetList(ctx, k, opts, listObj); err != nil {
+		return err
+	}
+	if selector := s.sharedSelector(ctx); selector != nil {
+		return s.appendShared(ctx, opts, listObj, selector)
+	}
+	return nil
 }
 
 func (s *store) GuaranteedUpdate(ctx context.Context, key string, destination runtime.Object, ignoreNotFound bool,

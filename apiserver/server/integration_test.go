@@ -431,3 +431,72 @@ func TestIntegrationDeleteRemovesEveryKey(t *testing.T) {
 		t.Error("the deleted tenant still serves")
 	}
 }
+
+func TestIntegrationBootstrapPolicyIsSharedNotCopied(t *testing.T) {
+	e := startEnv(t)
+	ctx := ctxT(t)
+	a := servertest.Client(t, e.CreateTenant(t, "policy-a"))
+	b := servertest.Client(t, e.CreateTenant(t, "policy-b"))
+
+	roles, err := a.RbacV1().ClusterRoles().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, r := range roles.Items {
+		names = append(names, r.Name)
+	}
+	for _, want := range []string{"cluster-admin", "admin", "edit", "view", "system:discovery"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("tenant lists no %s clusterrole: %v", want, names)
+		}
+	}
+	if _, err := a.RbacV1().ClusterRoleBindings().Get(ctx, "cluster-admin", metav1.GetOptions{}); err != nil {
+		t.Errorf("tenant cannot get the cluster-admin binding: %v", err)
+	}
+	if keys := e.EtcdKeys(t, "/registry/clusterroles/policy-a/"); len(keys) != 0 {
+		t.Errorf("the shared policy was copied into the tenant: %v", keys)
+	}
+
+	// A tenant's own object of the same name shadows the shared one, in
+	// that tenant only; root's stays as it was.
+	view, err := a.RbacV1().ClusterRoles().Get(ctx, "view", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "view"}, Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get"}}}}
+	if _, err := a.RbacV1().ClusterRoles().Create(ctx, mine, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := a.RbacV1().ClusterRoles().Get(ctx, "view", metav1.GetOptions{})
+	if err != nil || len(got.Rules) != 1 {
+		t.Errorf("tenant's own view: %v, %v", got, err)
+	}
+	list, _ := a.RbacV1().ClusterRoles().List(ctx, metav1.ListOptions{})
+	count := 0
+	for _, r := range list.Items {
+		if r.Name == "view" {
+			count++
+		}
+	}
+	if count != 1 {
+		t.Errorf("view listed %d times in policy-a", count)
+	}
+	other, err := b.RbacV1().ClusterRoles().Get(ctx, "view", metav1.GetOptions{})
+	if err != nil || len(other.Rules) != len(view.Rules) {
+		t.Errorf("policy-b's view changed: %d rules, %v", len(other.Rules), err)
+	}
+	// Deleting in a tenant removes its own copy, never the shared one.
+	if err := a.RbacV1().ClusterRoles().Delete(ctx, "view", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := a.RbacV1().ClusterRoles().Get(ctx, "view", metav1.GetOptions{}); err != nil || len(again.Rules) != len(view.Rules) {
+		t.Errorf("after deleting its copy, policy-a sees %v, %v; want the shared view again", again, err)
+	}
+	if err := a.RbacV1().ClusterRoles().Delete(ctx, "edit", metav1.DeleteOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("deleting the shared edit from a tenant: %v, want NotFound", err)
+	}
+	if _, err := b.RbacV1().ClusterRoles().Get(ctx, "edit", metav1.GetOptions{}); err != nil {
+		t.Errorf("shared edit gone for policy-b: %v", err)
+	}
+}

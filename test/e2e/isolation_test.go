@@ -40,6 +40,8 @@ func TestE2ETenantsCannotSeeOrTouchEachOther(t *testing.T) {
 			t.Errorf("%s: clusterrole resource = %q, want %q", name, got, resources[name])
 		}
 	}
+	// Every tenant sees the default RBAC policy, shared from root.
+	m.must(m.kubectl("--context=kplex-alpha", "get", "clusterrole", "cluster-admin", "view"))
 	if got := lines(m.must(m.kubectl("--context=kplex-alpha", "get", "ns", "-o", "name"))); slices.Contains(got, "namespace/beta-only") {
 		t.Errorf("alpha lists beta's namespace: %v", got)
 	}
