@@ -161,6 +161,11 @@ func (c *Controller) reconcile(ctx context.Context, name string) error {
 	}
 	t := obj.(*unstructured.Unstructured)
 	if t.GetDeletionTimestamp() != nil {
+		if phase, _, _ := unstructured.NestedString(t.Object, "status", "phase"); phase != string(tenancyv1alpha1.TenantTerminating) {
+			if t, err = c.setStatus(ctx, t, tenancyv1alpha1.TenantTerminating, metav1.ConditionFalse, "Terminating", "the tenant's data is being removed"); err != nil {
+				return err
+			}
+		}
 		if err := c.purge(ctx, name); err != nil {
 			return err
 		}
@@ -171,7 +176,7 @@ func (c *Controller) reconcile(ctx context.Context, name string) error {
 	}
 	start := time.Now()
 	if err := c.bootstrap(ctx, name); err != nil {
-		c.setStatus(ctx, t, metav1.ConditionFalse, "BootstrapFailed", err.Error())
+		_, _ = c.setStatus(ctx, t, tenancyv1alpha1.TenantProvisioning, metav1.ConditionFalse, "BootstrapFailed", err.Error())
 		return fmt.Errorf("bootstrapping tenant %q: %w", name, err)
 	}
 	klog.V(2).InfoS("Tenant bootstrapped", "tenant", name, "duration", time.Since(start))
@@ -179,7 +184,8 @@ func (c *Controller) reconcile(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	return c.setStatus(ctx, t, metav1.ConditionTrue, "Bootstrapped", "the tenant is serving at "+tenant.Path(name))
+	_, err = c.setStatus(ctx, t, tenancyv1alpha1.TenantReady, metav1.ConditionTrue, "Bootstrapped", "the tenant is serving at "+tenant.Path(name))
+	return err
 }
 
 // TenantConfig returns a copy of cfg that addresses tenant name.
@@ -281,29 +287,27 @@ func (c *Controller) removeFinalizer(ctx context.Context, t *unstructured.Unstru
 	return err
 }
 
-func (c *Controller) setStatus(ctx context.Context, t *unstructured.Unstructured, status metav1.ConditionStatus, reason, message string) error {
+// setStatus writes phase and the Ready condition and returns the updated object.
+func (c *Controller) setStatus(ctx context.Context, t *unstructured.Unstructured, phase tenancyv1alpha1.TenantPhase, status metav1.ConditionStatus, reason, message string) (*unstructured.Unstructured, error) {
 	var st tenancyv1alpha1.TenantStatus
 	if raw, ok := t.Object["status"].(map[string]any); ok {
 		_ = runtime.DefaultUnstructuredConverter.FromUnstructured(raw, &st)
 	}
 	st.Path = tenant.Path(t.GetName())
-	st.Phase = tenancyv1alpha1.TenantProvisioning
-	if status == metav1.ConditionTrue {
-		st.Phase = tenancyv1alpha1.TenantReady
-	}
+	st.Phase = phase
 	meta.SetStatusCondition(&st.Conditions, metav1.Condition{
 		Type: tenancyv1alpha1.ConditionReady, Status: status, Reason: reason, Message: message,
 		ObservedGeneration: t.GetGeneration(),
 	})
 	raw, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&st)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	t = t.DeepCopy()
 	t.Object["status"] = raw
-	_, err = c.tenants().UpdateStatus(ctx, t, metav1.UpdateOptions{})
+	updated, err := c.tenants().UpdateStatus(ctx, t, metav1.UpdateOptions{})
 	if err != nil {
-		return fmt.Errorf("updating status of tenant %q: %w", t.GetName(), err)
+		return nil, fmt.Errorf("updating status of tenant %q: %w", t.GetName(), err)
 	}
-	return nil
+	return updated, nil
 }

@@ -50,7 +50,25 @@ func confine(requested string, a authorizer.Attributes) (string, bool) {
 	if a.GetVerb() == "impersonate" {
 		return "tenant identities may not impersonate", true
 	}
+	if a.IsResourceRequest() && connectsOut(a.GetResource(), a.GetSubresource()) {
+		return fmt.Sprintf("%s/%s is not available to tenants yet: the apiserver would connect to an address the tenant chose", a.GetResource(), a.GetSubresource()), true
+	}
 	return "", false
+}
+
+// connectsOut reports whether a subresource makes the apiserver open a
+// connection to an address taken from the tenant's own objects (a Node's,
+// a Service's or a Pod's): proxy, and the kubelet calls of pods. Tenants get
+// them back when nodes are shared infrastructure and the route to a node
+// comes from the management plane.
+func connectsOut(resource, subresource string) bool {
+	switch subresource {
+	case "proxy":
+		return true
+	case "log", "exec", "attach", "portforward":
+		return resource == "pods"
+	}
+	return false
 }
 
 func privileged(u user.Info) bool {

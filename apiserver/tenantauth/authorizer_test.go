@@ -22,26 +22,36 @@ func TestAuthorizerConfinesIdentities(t *testing.T) {
 		verb      string
 		resource  bool
 		allowed   bool
+		sub       string
 	}{
-		{"tenant admin on its own tenant", "acme", acme, "create", true, true},
-		{"tenant admin on another tenant", "other", acme, "get", true, false},
-		{"tenant admin on root", tenant.Root, acme, "list", true, false},
-		{"tenant admin across tenants", tenant.Wildcard, acme, "list", true, false},
-		{"tenant admin impersonating", "acme", acme, "impersonate", true, false},
-		{"root admin on a tenant", "acme", admin, "delete", true, true},
-		{"root admin lists across tenants", tenant.Wildcard, admin, "list", true, true},
-		{"root admin watches across tenants", tenant.Wildcard, admin, "watch", true, true},
-		{"root admin writes across tenants", tenant.Wildcard, admin, "create", true, false},
-		{"root admin gets one object across tenants", tenant.Wildcard, admin, "get", true, false},
-		{"root admin discovers across tenants", tenant.Wildcard, admin, "get", false, true},
-		{"unprivileged identity across tenants", tenant.Wildcard, scheduler, "list", true, false},
+		{name: "tenant admin proxies to a node", requested: "acme", user: acme, verb: "get", resource: true, sub: "proxy"},
+		{name: "tenant admin execs into a pod", requested: "acme", user: acme, verb: "create", resource: true, sub: "exec"},
+		{name: "tenant admin reads pod logs", requested: "acme", user: acme, verb: "get", resource: true, sub: "log"},
+		{name: "tenant admin updates pod status", requested: "acme", user: acme, verb: "update", resource: true, sub: "status", allowed: true},
+		{name: "root admin proxies", requested: "acme", user: admin, verb: "get", resource: true, sub: "proxy", allowed: true},
+		{"tenant admin on its own tenant", "acme", acme, "create", true, true, ""},
+		{"tenant admin on another tenant", "other", acme, "get", true, false, ""},
+		{"tenant admin on root", tenant.Root, acme, "list", true, false, ""},
+		{"tenant admin across tenants", tenant.Wildcard, acme, "list", true, false, ""},
+		{"tenant admin impersonating", "acme", acme, "impersonate", true, false, ""},
+		{"root admin on a tenant", "acme", admin, "delete", true, true, ""},
+		{"root admin lists across tenants", tenant.Wildcard, admin, "list", true, true, ""},
+		{"root admin watches across tenants", tenant.Wildcard, admin, "watch", true, true, ""},
+		{"root admin writes across tenants", tenant.Wildcard, admin, "create", true, false, ""},
+		{"root admin gets one object across tenants", tenant.Wildcard, admin, "get", true, false, ""},
+		{"root admin discovers across tenants", tenant.Wildcard, admin, "get", false, true, ""},
+		{"unprivileged identity across tenants", tenant.Wildcard, scheduler, "list", true, false, ""},
 	}
 	allowAll := authorizer.AuthorizerFunc(func(context.Context, authorizer.Attributes) (authorizer.Decision, string, error) {
 		return authorizer.DecisionAllow, "", nil
 	})
 	for _, tc := range tests {
 		ctx := tenant.WithTenant(context.Background(), tc.requested)
-		attrs := authorizer.AttributesRecord{User: tc.user, Verb: tc.verb, ResourceRequest: tc.resource, Resource: "configmaps"}
+		resource := "configmaps"
+		if tc.sub != "" {
+			resource = "pods"
+		}
+		attrs := authorizer.AttributesRecord{User: tc.user, Verb: tc.verb, ResourceRequest: tc.resource, Resource: resource, Subresource: tc.sub}
 		decision, reason, err := Authorizer(allowAll).Authorize(ctx, attrs)
 		if err != nil {
 			t.Fatal(err)
