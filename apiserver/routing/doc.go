@@ -4,5 +4,6 @@
 // Kubernetes request /<rest> with the tenant in its context, so everything
 // behind this filter (authentication, authorization, admission, storage) is
 // upstream code that never sees the prefix. A request without the prefix
-// belongs to the management plane, root.
+// belongs to the management plane, root. Unknown tenants are answered
+// behind authorization, so that anonymous clients cannot probe for names.
 package routing

@@ -20,8 +20,9 @@ type Tenants interface {
 
 // WithTenant returns a handler that strips /clusters/<tenant> from the
 // request, puts the tenant into its context and calls next. An invalid tenant
-// name gets 400 and an unknown tenant 404; neither reaches next.
-func WithTenant(next http.Handler, tenants Tenants) http.Handler {
+// name gets 400 and does not reach next. Whether the tenant exists is not
+// answered here, before authentication, but by WithServingTenant.
+func WithTenant(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		name, rest, addressed, err := split(req.URL.EscapedPath())
 		if err != nil {
@@ -30,10 +31,6 @@ func WithTenant(next http.Handler, tenants Tenants) http.Handler {
 		}
 		if !addressed {
 			next.ServeHTTP(w, req.WithContext(tenant.WithTenant(req.Context(), tenant.Root)))
-			return
-		}
-		if name != tenant.Root && name != tenant.Wildcard && !tenants.Serving(name) {
-			WriteStatus(w, apierrors.NewNotFound(tenancyv1alpha1.TenantsResource.GroupResource(), name))
 			return
 		}
 		r := req.Clone(tenant.WithTenant(req.Context(), name))
@@ -48,6 +45,21 @@ func WithTenant(next http.Handler, tenants Tenants) http.Handler {
 		}
 		r.RequestURI = r.URL.RequestURI()
 		next.ServeHTTP(w, r)
+	})
+}
+
+// WithServingTenant answers 404, naming the tenant, for a request to a
+// tenant that does not exist or is being deleted. It belongs behind
+// authentication and authorization, so that only identities allowed on a
+// tenant's path learn whether it exists.
+func WithServingTenant(next http.Handler, tenants Tenants) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		name := tenant.FromContext(req.Context())
+		if name != tenant.Root && name != tenant.Wildcard && !tenants.Serving(name) {
+			WriteStatus(w, apierrors.NewNotFound(tenancyv1alpha1.TenantsResource.GroupResource(), name))
+			return
+		}
+		next.ServeHTTP(w, req)
 	})
 }
 

@@ -31,6 +31,7 @@ func TestWithTenant(t *testing.T) {
 		{"/clusters/acme/api/v1/namespaces/a%2Fb", http.StatusOK, "acme", "/api/v1/namespaces/a/b"},
 		{"/clustersfoo/api", http.StatusOK, tenant.Root, "/clustersfoo/api"},
 		{"/clusters/gone/api", http.StatusNotFound, "", ""},
+		{"/clusters/*/api", http.StatusOK, tenant.Wildcard, "/api"},
 		{"/clusters/Acme/api", http.StatusBadRequest, "", ""},
 		{"/clusters/a%2Fb/api", http.StatusBadRequest, "", ""},
 		{"/clusters/../api", http.StatusBadRequest, "", ""},
@@ -40,9 +41,9 @@ func TestWithTenant(t *testing.T) {
 	}
 	for _, tc := range tests {
 		var gotTenant, gotPath string
-		h := WithTenant(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := WithTenant(WithServingTenant(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			gotTenant, gotPath = tenant.FromContext(r.Context()), r.URL.Path
-		}), serving{"acme": true})
+		}), serving{"acme": true}))
 		rec := httptest.NewRecorder()
 		req := httptest.NewRequest(http.MethodGet, "http://kplex"+tc.url, nil)
 		h.ServeHTTP(rec, req)

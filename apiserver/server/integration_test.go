@@ -500,3 +500,29 @@ func TestIntegrationBootstrapPolicyIsSharedNotCopied(t *testing.T) {
 		t.Errorf("shared edit gone for policy-b: %v", err)
 	}
 }
+
+func TestIntegrationAnonymousCannotProbeTenants(t *testing.T) {
+	e := startEnv(t)
+	anonymous, err := rest.HTTPClientFor(&rest.Config{Host: e.Admin.Host, TLSClientConfig: rest.TLSClientConfig{CAFile: e.Admin.CAFile}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.CreateTenant(t, "probed")
+	codes := map[string]int{}
+	for _, name := range []string{"probed", "no-such-tenant"} {
+		for _, path := range []string{"/version", "/api/v1/namespaces"} {
+			resp, err := anonymous.Get(e.Admin.Host + "/clusters/" + name + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			codes[name+path] = resp.StatusCode
+			if resp.StatusCode != http.StatusForbidden && resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("anonymous GET /clusters/%s%s: %d, want 401 or 403", name, path, resp.StatusCode)
+			}
+		}
+	}
+	if codes["probed/version"] != codes["no-such-tenant/version"] {
+		t.Errorf("anonymous /version tells tenants apart: %v", codes)
+	}
+}

@@ -174,11 +174,12 @@ func (s *Server) partition(c *app.Config) {
 	c.ApiExtensions.ExtraConfig.CRDRESTOptionsGetter = partition.RESTOptionsGetter(c.ApiExtensions.ExtraConfig.CRDRESTOptionsGetter, s.prefixes)
 
 	// The aggregator's chain is the outermost: route there, before
-	// authentication, so every later filter sees the plain Kubernetes path.
+	// authentication, so every later filter sees the plain Kubernetes path;
+	// tell unknown tenants apart only after authorization.
 	agg := c.Aggregator.GenericConfig
 	build := agg.BuildHandlerChainFunc
 	agg.BuildHandlerChainFunc = func(h http.Handler, gc *genericapiserver.Config) http.Handler {
-		return routing.WithTenant(build(h, gc), s.registry)
+		return routing.WithTenant(build(routing.WithServingTenant(h, s.registry), gc))
 	}
 	// The IP repair loop sees only root's Services and would free the
 	// cluster IPs of every tenant's; tenants release theirs on deletion.

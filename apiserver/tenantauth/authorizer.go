@@ -40,6 +40,10 @@ func confine(requested string, a authorizer.Attributes) (string, bool) {
 	}
 	own := TenantOf(u)
 	if own == "" {
+		// Anonymous requests could tell existing tenants from others.
+		if requested != tenant.Root && u != nil && u.GetName() == user.Anonymous {
+			return "anonymous requests are served on the management plane only", true
+		}
 		return "", false
 	}
 	if own != requested {

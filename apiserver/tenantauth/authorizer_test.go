@@ -28,6 +28,8 @@ func TestAuthorizerConfinesIdentities(t *testing.T) {
 		{name: "tenant admin execs into a pod", requested: "acme", user: acme, verb: "create", resource: true, sub: "exec"},
 		{name: "tenant admin reads pod logs", requested: "acme", user: acme, verb: "get", resource: true, sub: "log"},
 		{name: "tenant admin updates pod status", requested: "acme", user: acme, verb: "update", resource: true, sub: "status", allowed: true},
+		{name: "anonymous on a tenant", requested: "acme", user: &user.DefaultInfo{Name: user.Anonymous}, verb: "get"},
+		{name: "anonymous on root", requested: tenant.Root, user: &user.DefaultInfo{Name: user.Anonymous}, verb: "get", allowed: true},
 		{name: "root admin proxies", requested: "acme", user: admin, verb: "get", resource: true, sub: "proxy", allowed: true},
 		{"tenant admin on its own tenant", "acme", acme, "create", true, true, ""},
 		{"tenant admin on another tenant", "other", acme, "get", true, false, ""},
