@@ -430,6 +430,21 @@ func TestIntegrationDeleteRemovesEveryKey(t *testing.T) {
 	if _, err := c.CoreV1().Namespaces().List(ctx, metav1.ListOptions{}); err == nil {
 		t.Error("the deleted tenant still serves")
 	}
+	// Its objects are gone from the watch cache too.
+	wildcard := rest.CopyConfig(e.Admin)
+	wildcard.Host += "/clusters/*"
+	all, err := servertest.Client(t, wildcard).CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range all.Items {
+		if ns.Annotations[tenant.Annotation] == name {
+			t.Errorf("namespace %s of the deleted tenant is still cached", ns.Name)
+		}
+	}
+	if e.Server.Registry().Serving(name) {
+		t.Error("the deleted tenant is still in the registry")
+	}
 }
 
 func TestIntegrationBootstrapPolicyIsSharedNotCopied(t *testing.T) {
