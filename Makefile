@@ -18,7 +18,8 @@ export KPLEX_BIN_DIR := $(BIN)
 .PHONY: build up down test test-unit test-e2e bench clean
 
 build: ## build every binary into ./bin
-	go build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
+	@echo "go build -o $(BIN)/ ./cmd/...  ($(VERSION))"
+	@go build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
 up: build ## build and bring kplex up on embedded etcd
 	$(BIN)/kplex up
@@ -38,7 +39,8 @@ test-e2e: build ## e2e tests only
 BENCH_TENANTS ?= 1000
 BENCH_FLAGS   ?=
 bench: build ## tenant cost and provisioning vs a dedicated kube-apiserver + etcd, as a table (BENCH_TENANTS=10000 for more)
-	go build -ldflags '$(LDFLAGS)' -o $(BIN)/kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
+	@echo "go build -o $(BIN)/kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver  (baseline)"
+	@go build -ldflags '$(LDFLAGS)' -o $(BIN)/kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
 	go build -o $(BIN)/kplex-bench ./test/bench
 	$(BIN)/kplex-bench --bin-dir=$(BIN) --tenants=$(BENCH_TENANTS) $(BENCH_FLAGS)
 

@@ -14,7 +14,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
@@ -195,7 +194,10 @@ func TenantConfig(cfg *rest.Config, name string) *rest.Config {
 	return out
 }
 
-// bootstrap creates what every Kubernetes cluster has. It is idempotent.
+// bootstrap creates what every Kubernetes cluster has of its own: the system
+// namespaces. The default/kubernetes Service and the default RBAC policy are
+// root's, shared with every tenant by the partitioned storage. It is
+// idempotent.
 func (c *Controller) bootstrap(ctx context.Context, name string) error {
 	client, err := kubernetes.NewForConfig(TenantConfig(c.opts.Loopback, name))
 	if err != nil {
@@ -217,29 +219,8 @@ func (c *Controller) bootstrap(ctx context.Context, name string) error {
 			record(err)
 		})
 	}
-	wg.Go(func() {
-		_, err := client.CoreV1().Services(metav1.NamespaceDefault).Create(ctx, kubernetesService(), metav1.CreateOptions{})
-		record(err)
-	})
 	wg.Wait()
 	return errors.Join(errs...)
-}
-
-// kubernetesService is the default/kubernetes Service every cluster has.
-func kubernetesService() *corev1.Service {
-	return &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{
-			Name: "kubernetes", Namespace: metav1.NamespaceDefault,
-			Labels: map[string]string{"component": "apiserver", "provider": "kubernetes"},
-		},
-		Spec: corev1.ServiceSpec{
-			Type:            corev1.ServiceTypeClusterIP,
-			SessionAffinity: corev1.ServiceAffinityNone,
-			Ports: []corev1.ServicePort{{
-				Name: "https", Protocol: corev1.ProtocolTCP, Port: 443, TargetPort: intstr.FromInt32(6443),
-			}},
-		},
-	}
 }
 
 func ready(t *unstructured.Unstructured) bool {

@@ -6,6 +6,7 @@ import (
 	"reflect"
 
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apiserver/pkg/storage"
@@ -13,22 +14,37 @@ import (
 	"github.com/kplex/kplex/tenant"
 )
 
-// bootstrapPolicy selects the default RBAC policy the apiserver writes into
-// root: every tenant sees it, none pays for a copy.
-var bootstrapPolicy = labels.SelectorFromSet(labels.Set{"kubernetes.io/bootstrapping": "rbac-defaults"})
+// shared tells which of root's objects every tenant reads as its own.
+type shared func(m metav1.Object) bool
 
-// sharedFromRoot names the resources of which every tenant reads root's
-// objects that match the selector, beside its own. A tenant's own object of
-// the same name wins, and writing one in a tenant creates the tenant's own
-// copy: the shared one is never changed from a tenant.
-var sharedFromRoot = map[string]labels.Selector{
-	"/clusterroles":        bootstrapPolicy,
-	"/clusterrolebindings": bootstrapPolicy,
+// bootstrapPolicy is the default RBAC policy the apiserver writes into root.
+var bootstrapPolicy shared = func(m metav1.Object) bool {
+	return labels.SelectorFromSet(labels.Set{"kubernetes.io/bootstrapping": "rbac-defaults"}).Matches(labels.Set(m.GetLabels()))
 }
 
-// sharedSelector returns the selector of root's objects that the tenant in
-// ctx also reads, or nil.
-func (s *store) sharedSelector(ctx context.Context) labels.Selector {
+// apiserverService is default/kubernetes: the Service (with its endpoints)
+// through which pods reach the apiserver, the same one for every tenant. It
+// keeps tenants from each taking a cluster IP for it.
+var apiserverService shared = func(m metav1.Object) bool {
+	return m.GetNamespace() == metav1.NamespaceDefault && m.GetName() == "kubernetes"
+}
+
+// sharedFromRoot names the resources of which every tenant reads root's
+// chosen objects beside its own: every tenant sees them, none pays for a
+// copy. A tenant's own object of the same name wins, and writing one in a
+// tenant creates the tenant's own copy: the shared one is never changed from
+// a tenant.
+var sharedFromRoot = map[string]shared{
+	"/clusterroles":        bootstrapPolicy,
+	"/clusterrolebindings": bootstrapPolicy,
+	"/services/specs":      apiserverService,
+	"/services/endpoints":  apiserverService,
+	"/endpointslices":      apiserverService,
+}
+
+// sharedSelector returns the rule for root's objects that the tenant in ctx
+// also reads, or nil.
+func (s *store) sharedSelector(ctx context.Context) shared {
 	name := tenant.FromContext(ctx)
 	if name == tenant.Root || name == tenant.Wildcard {
 		return nil
@@ -37,7 +53,7 @@ func (s *store) sharedSelector(ctx context.Context) labels.Selector {
 }
 
 // getShared falls back to root's shared object when the tenant has none.
-func (s *store) getShared(ctx context.Context, key string, opts storage.GetOptions, objPtr runtime.Object, selector labels.Selector, tenantErr error) error {
+func (s *store) getShared(ctx context.Context, key string, opts storage.GetOptions, objPtr runtime.Object, selector shared, tenantErr error) error {
 	rootKey, err := Key(s.resourcePrefix, tenant.Root, key)
 	if err != nil {
 		return err
@@ -46,7 +62,7 @@ func (s *store) getShared(ctx context.Context, key string, opts storage.GetOptio
 		return tenantErr
 	}
 	m, err := meta.Accessor(objPtr)
-	if err != nil || !selector.Matches(labels.Set(m.GetLabels())) {
+	if err != nil || !selector(m) {
 		return tenantErr
 	}
 	return nil
@@ -55,7 +71,7 @@ func (s *store) getShared(ctx context.Context, key string, opts storage.GetOptio
 // appendShared adds root's shared objects to a tenant's complete list,
 // leaving out names the tenant has itself. Paginated lists get them on
 // their last page.
-func (s *store) appendShared(ctx context.Context, opts storage.ListOptions, listObj runtime.Object, selector labels.Selector) error {
+func (s *store) appendShared(ctx context.Context, key string, opts storage.ListOptions, listObj runtime.Object, selector shared) error {
 	listMeta, err := meta.ListAccessor(listObj)
 	if err != nil {
 		return err
@@ -70,16 +86,21 @@ func (s *store) appendShared(ctx context.Context, opts storage.ListOptions, list
 	names := make(map[string]bool, len(own))
 	for _, obj := range own {
 		if m, err := meta.Accessor(obj); err == nil {
-			names[m.GetName()] = true
+			names[m.GetNamespace()+"/"+m.GetName()] = true
 		}
 	}
 	rootList, ok := reflect.New(reflect.TypeOf(listObj).Elem()).Interface().(runtime.Object)
 	if !ok {
 		return fmt.Errorf("cannot allocate a %T", listObj)
 	}
-	rootOpts := storage.ListOptions{Recursive: true, Predicate: storage.Everything}
+	rootOpts := storage.ListOptions{Recursive: opts.Recursive, Predicate: storage.Everything}
 	rootOpts.Predicate.GetAttrs = opts.Predicate.GetAttrs
-	if err := s.Interface.GetList(ctx, s.resourcePrefix+"/"+tenant.Root, rootOpts, rootList); err != nil {
+	// The same key in root: the same namespace, or all of them.
+	rootKey, err := Key(s.resourcePrefix, tenant.Root, key)
+	if err != nil {
+		return err
+	}
+	if err := s.Interface.GetList(ctx, rootKey, rootOpts, rootList); err != nil {
 		return err
 	}
 	shared, err := meta.ExtractList(rootList)
@@ -89,7 +110,7 @@ func (s *store) appendShared(ctx context.Context, opts storage.ListOptions, list
 	merged := own
 	for _, obj := range shared {
 		m, err := meta.Accessor(obj)
-		if err != nil || names[m.GetName()] || !selector.Matches(labels.Set(m.GetLabels())) {
+		if err != nil || names[m.GetNamespace()+"/"+m.GetName()] || !selector(m) {
 			continue
 		}
 		if ok, err := opts.Predicate.Matches(obj); err != nil || !ok {

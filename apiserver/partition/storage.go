@@ -92,7 +92,7 @@ func (s *store) GetList(ctx context.Context, key string, opts storage.ListOption
 		return err
 	}
 	if selector := s.sharedSelector(ctx); selector != nil {
-		return s.appendShared(ctx, opts, listObj, selector)
+		return s.appendShared(ctx, key, opts, listObj, selector)
 	}
 	return nil
 }

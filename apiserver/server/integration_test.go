@@ -473,6 +473,25 @@ func TestIntegrationBootstrapPolicyIsSharedNotCopied(t *testing.T) {
 		t.Errorf("the shared policy was copied into the tenant: %v", keys)
 	}
 
+	// default/kubernetes is root's, the same address for every tenant.
+	rootSvc, err := servertest.Client(t, e.Admin).CoreV1().Services("default").Get(ctx, "kubernetes", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := a.CoreV1().Services("default").Get(ctx, "kubernetes", metav1.GetOptions{})
+	if err != nil || svc.Spec.ClusterIP != rootSvc.Spec.ClusterIP {
+		t.Errorf("tenant's default/kubernetes: %v, %v; want root's %s", svc, err, rootSvc.Spec.ClusterIP)
+	}
+	if all, err := a.CoreV1().Services("").List(ctx, metav1.ListOptions{}); err != nil || len(all.Items) != 1 {
+		t.Errorf("tenant lists services %v, %v; want default/kubernetes only", all, err)
+	}
+	if other, err := a.CoreV1().Services("kube-system").List(ctx, metav1.ListOptions{}); err != nil || len(other.Items) != 0 {
+		t.Errorf("default/kubernetes shows up in kube-system: %v, %v", other, err)
+	}
+	if keys := e.EtcdKeys(t, "/registry/services/specs/policy-a/"); len(keys) != 0 {
+		t.Errorf("the kubernetes service was copied into the tenant: %v", keys)
+	}
+
 	// A tenant's own object of the same name shadows the shared one, in
 	// that tenant only; root's stays as it was.
 	view, err := a.RbacV1().ClusterRoles().Get(ctx, "view", metav1.GetOptions{})

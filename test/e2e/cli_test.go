@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -36,6 +37,20 @@ func TestE2EClusterLifecycle(t *testing.T) {
 		t.Errorf("deployment image = %q", got)
 	}
 	m.must(m.kubectl("--context", "kplex-demo", "get", "service", "kubernetes", "-n", "default"))
+	// Everyday kubectl works unchanged against a tenant.
+	if out := m.must(m.kubectl("--context", "kplex-demo", "api-resources", "-o", "name")); !strings.Contains(out, "deployments.apps") {
+		t.Errorf("api-resources in a tenant: %q", out)
+	}
+	if out := m.must(m.kubectl("--context", "kplex-demo", "auth", "can-i", "create", "pods")); strings.TrimSpace(out) != "yes" {
+		t.Errorf("auth can-i in a tenant: %q", out)
+	}
+	manifest := `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"applied","namespace":"default"},"data":{"v":"%s"}}`
+	for _, v := range []string{"1", "2"} {
+		m.must(m.runStdin(fmt.Sprintf(manifest, v), "kubectl", "--context", "kplex-demo", "apply", "-f", "-"))
+	}
+	if got := m.must(m.kubectl("--context", "kplex-demo", "get", "configmap", "applied", "-o", "jsonpath={.data.v}")); got != "2" {
+		t.Errorf("client-side apply twice: v=%q", got)
+	}
 	if v := m.must(m.kubectl("--context", "kplex-demo", "version", "-o", "json")); !strings.Contains(v, `"gitVersion": "v1.37.2+kplex`) {
 		t.Errorf("server version is not stamped: %s", v)
 	}
