@@ -119,3 +119,50 @@ func TestIntegrationExternalEtcd(t *testing.T) {
 		t.Errorf("an embedded etcd data dir was created although --etcd-servers was set: %v", err)
 	}
 }
+
+// Two replicas over one etcd serve the same tenants: what one writes, the
+// other reads, and a tenant's credentials work on both.
+func TestIntegrationReplicasShareTenants(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: starts etcd and two apiservers")
+	}
+	ctx := ctxT(t)
+	external, err := etcd.Start(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(external.Close)
+	shared := t.TempDir() // the PKI, and so the token key, is the replicas' common state
+	useEtcd := func(cfg *server.Config) {
+		cfg.Kube.Etcd.StorageConfig.Transport.ServerList = []string{external.ClientURL()}
+	}
+	one := servertest.Start(t, shared, useEtcd)
+	two := servertest.Start(t, shared, useEtcd)
+
+	c1 := servertest.Client(t, one.CreateTenant(t, "replicated"))
+	if _, err := c1.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "x"}, Data: map[string]string{"from": "one"},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := two.Tenants.WaitServing(ctx, "replicated"); err != nil {
+		t.Fatal(err)
+	}
+	cfg := one.TenantConfig(t, "replicated")
+	cfg.Host = two.Admin.Host + "/clusters/replicated"
+	cm, err := servertest.Client(t, cfg).CoreV1().ConfigMaps("default").Get(ctx, "x", metav1.GetOptions{})
+	if err != nil || cm.Data["from"] != "one" {
+		t.Errorf("replica two with replica one's token: %v, %v", cm, err)
+	}
+
+	// Deleting through replica two removes the tenant for replica one.
+	if err := two.Tenants.Delete(ctx, "replicated"); err != nil {
+		t.Fatal(err)
+	}
+	if err := one.Tenants.WaitGone(ctx, "replicated"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c1.CoreV1().ConfigMaps("default").Get(ctx, "x", metav1.GetOptions{}); err == nil {
+		t.Error("replica one still serves the deleted tenant")
+	}
+}
