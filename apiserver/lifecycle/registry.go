@@ -33,13 +33,6 @@ func (r *Registry) UID(name string) (string, bool) {
 	return uid, ok
 }
 
-// Len is the number of serving tenants.
-func (r *Registry) Len() int {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return len(r.tenants)
-}
-
 // observe records the state of a Tenant object as the informer saw it.
 func (r *Registry) observe(obj *unstructured.Unstructured) {
 	r.mu.Lock()

@@ -100,8 +100,11 @@ func (c *Config) EmbeddedEtcd() bool {
 }
 
 // PKI returns the files of the data directory's PKI.
-func (c *Config) PKI() pki.Files {
-	return pki.Files{Dir: filepath.Join(c.DataDir, "pki")}
+func (c *Config) PKI() pki.Files { return PKIFiles(c.DataDir) }
+
+// PKIFiles are the PKI files of a server with data in dataDir.
+func PKIFiles(dataDir string) pki.Files {
+	return pki.Files{Dir: filepath.Join(dataDir, "pki")}
 }
 
 // applyDataDirDefaults fills the file options that depend on DataDir unless

@@ -223,33 +223,43 @@ func (s *Server) waitReady(ctx context.Context) {
 }
 
 // WaitReady polls the /readyz of the server cfg addresses until it answers
-// ok or ctx ends.
+// ok or ctx ends. Certificate files cfg names may appear while it waits: a
+// server that is starting writes its PKI first.
 func WaitReady(ctx context.Context, cfg *rest.Config) error {
-	client, err := rest.HTTPClientFor(cfg)
-	if err != nil {
-		return fmt.Errorf("building readiness client: %w", err)
-	}
+	var client *http.Client
 	var last error
 	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, cfg.Host+"/readyz", nil)
-		if err != nil {
-			return err
+		if client == nil {
+			client, last = rest.HTTPClientFor(cfg)
 		}
-		resp, err := client.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+		if client != nil {
+			last = checkReady(ctx, client, cfg.Host)
+			if last == nil {
 				return nil
 			}
-			err = fmt.Errorf("/readyz answered %s", resp.Status)
 		}
-		last = err
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%w (last: %v)", ctx.Err(), last)
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+func checkReady(ctx context.Context, client *http.Client, host string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, host+"/readyz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("/readyz answered %s", resp.Status)
+	}
+	return nil
 }
 
 // URL is the server's base URL; tenant name is served at URL()+"/clusters/"+name.
@@ -263,9 +273,6 @@ func (s *Server) Err() <-chan error { return s.errc }
 
 // Registry is the server's registry of serving tenants.
 func (s *Server) Registry() *lifecycle.Registry { return s.registry }
-
-// TenantToken returns the admin token of tenant name with the given UID.
-func (s *Server) TenantToken(name, uid string) string { return s.tokens.Issue(name, uid) }
 
 // Etcd is a client of the server's etcd.
 func (s *Server) Etcd() *clientv3.Client { return s.etcd }

@@ -112,9 +112,9 @@ func runBackground(ctx context.Context, g *cli.Global, streams cli.Streams, flag
 	st.Start(fmt.Sprintf("Waiting ≤ %s for kplex to be ready", flags.Wait))
 	waitCtx, cancel := context.WithTimeout(ctx, flags.Wait)
 	defer cancel()
-	files := pki.Files{Dir: flags.DataDir + "/pki"}
+	files := server.PKIFiles(flags.DataDir)
 	ready := make(chan error, 1)
-	go func() { ready <- waitReady(waitCtx, files, url(flags.SecurePort)) }()
+	go func() { ready <- server.WaitReady(waitCtx, files.AdminConfig(url(flags.SecurePort))) }()
 	select {
 	case err := <-exited:
 		return fmt.Errorf("kplex exited before it was ready (%v); see %s", err, logPath)
@@ -131,20 +131,6 @@ func runBackground(ctx context.Context, g *cli.Global, streams cli.Streams, flag
 	st.End(true)
 	printReady(g, streams, flags, logPath)
 	return nil
-}
-
-func waitReady(ctx context.Context, files pki.Files, url string) error {
-	for {
-		if _, err := os.Stat(files.AdminKey()); err == nil {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return server.WaitReady(ctx, files.AdminConfig(url))
 }
 
 // runForeground serves until ctx ends.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/kplex/kplex/apiserver/etcd"
 	"github.com/kplex/kplex/apiserver/pki"
+	"github.com/kplex/kplex/apiserver/server"
 	"github.com/kplex/kplex/client/tenants"
 	"github.com/kplex/kplex/tenant"
 )
@@ -81,11 +82,11 @@ func measureKplex(opts Options, work string, r *results) error {
 	}
 	defer apiserver.stop()
 	url := "https://127.0.0.1:" + strconv.Itoa(port)
-	if err := waitReadyz(url, 3*time.Minute); err != nil {
+	admin := server.PKIFiles(dataDir).AdminConfig(url)
+	if err := waitReady(admin); err != nil {
 		return err
 	}
 	r.kplexStart = time.Since(started)
-	admin := pki.Files{Dir: filepath.Join(dataDir, "pki")}.AdminConfig(url)
 	client, err := rest.HTTPClientFor(admin)
 	if err != nil {
 		return err
@@ -238,7 +239,7 @@ func measureBaseline(opts Options, work string, r *results) error {
 	}()
 	for i := range opts.Baseline {
 		dir := filepath.Join(work, fmt.Sprintf("dedicated-%d", i))
-		files := pki.Files{Dir: filepath.Join(dir, "pki")}
+		files := server.PKIFiles(dir)
 		if err := pki.Ensure(files, nil); err != nil {
 			return err
 		}
@@ -263,7 +264,7 @@ func measureBaseline(opts Options, work string, r *results) error {
 		}
 		procs = append(procs, apiserver)
 		url := "https://127.0.0.1:" + strconv.Itoa(port)
-		if err := waitReadyz(url, 3*time.Minute); err != nil {
+		if err := waitReady(files.AdminConfig(url)); err != nil {
 			return err
 		}
 		r.baselineStart = append(r.baselineStart, time.Since(began))
@@ -290,6 +291,13 @@ func measureBaseline(opts Options, work string, r *results) error {
 		progress("dedicated control plane %d ready in %s, %.0f MiB", i+1, r.baselineStart[i].Round(time.Millisecond), mib(apiRSS+etcdRSS))
 	}
 	return nil
+}
+
+// waitReady waits up to 3 minutes for the apiserver cfg addresses.
+func waitReady(cfg *rest.Config) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	return server.WaitReady(ctx, cfg)
 }
 
 func percentile(ds []time.Duration, p float64) time.Duration {

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -17,6 +18,7 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
+	flag.Parse()
 	binDir = os.Getenv("KPLEX_BIN_DIR")
 	cleanup := func() {}
 	if binDir == "" && !testing.Short() {
