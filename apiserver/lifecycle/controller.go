@@ -32,6 +32,9 @@ import (
 // SystemNamespaces are created in every tenant, as in any Kubernetes cluster.
 var SystemNamespaces = []string{metav1.NamespaceDefault, metav1.NamespaceSystem, metav1.NamespacePublic, corev1.NamespaceNodeLease}
 
+// lateWriteSweep is longer than the apiserver's default request timeout (60s).
+const lateWriteSweep = 75 * time.Second
+
 // Options configure a Controller.
 type Options struct {
 	// Loopback reaches this apiserver as a privileged identity.
@@ -84,6 +87,9 @@ func NewController(opts Options) (*Controller, error) {
 			if u, ok := obj.(*unstructured.Unstructured); ok {
 				opts.Registry.forget(u.GetName())
 				c.queue.Add(u.GetName())
+				// A write admitted before the deletion may still land; sweep
+				// again once every such request has timed out.
+				c.queue.AddAfter(u.GetName(), lateWriteSweep)
 			}
 		},
 	})

@@ -313,6 +313,29 @@ func TestIntegrationCrossTenantReadsAreReadOnlyAndPrivileged(t *testing.T) {
 	if !slices.Contains(owners, "wild-a") || !slices.Contains(owners, "wild-b") {
 		t.Errorf("cross-tenant list has web from %v, want wild-a and wild-b", owners)
 	}
+	// One watch across tenants sees both tenants' changes.
+	w, err := all.CoreV1().ConfigMaps("").Watch(ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	for _, name := range []string{"wild-a", "wild-b"} {
+		c := servertest.Client(t, e.TenantConfig(t, name))
+		if _, err := c.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "later"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[string]bool{}
+	for len(seen) < 2 {
+		select {
+		case ev := <-w.ResultChan():
+			if cm, ok := ev.Object.(*corev1.ConfigMap); ok && cm.Name == "later" {
+				seen[cm.Annotations[tenant.Annotation]] = true
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("cross-tenant watch saw %v, want later from wild-a and wild-b", seen)
+		}
+	}
 	_, err = all.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "x"}}, metav1.CreateOptions{})
 	if !apierrors.IsForbidden(err) {
 		t.Errorf("cross-tenant create: err = %v, want 403", err)
