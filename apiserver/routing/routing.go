@@ -8,7 +8,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
+
 	tenancyv1alpha1 "github.com/kplex/kplex/apis/tenancy/v1alpha1"
+	"github.com/kplex/kplex/apiserver/tenantauth"
 	"github.com/kplex/kplex/tenant"
 )
 
@@ -55,7 +58,8 @@ func WithTenant(next http.Handler) http.Handler {
 func WithServingTenant(next http.Handler, tenants Tenants) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		name := tenant.FromContext(req.Context())
-		if name != tenant.Root && name != tenant.Wildcard && !tenants.Serving(name) {
+		u, _ := genericapirequest.UserFrom(req.Context())
+		if name != tenant.Root && name != tenant.Wildcard && (!tenants.Serving(name) || tenantauth.Deleted(u)) {
 			WriteStatus(w, apierrors.NewNotFound(tenancyv1alpha1.TenantsResource.GroupResource(), name))
 			return
 		}

@@ -450,9 +450,7 @@ func TestIntegrationDeleteRemovesEveryKey(t *testing.T) {
 	if _, err := admin.NetworkingV1().IPAddresses().Get(ctx, svc.Spec.ClusterIP, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("cluster IP %s of the deleted tenant's service is still allocated: %v", svc.Spec.ClusterIP, err)
 	}
-	if _, err := c.CoreV1().Namespaces().List(ctx, metav1.ListOptions{}); err == nil {
-		t.Error("the deleted tenant still serves")
-	}
+	oldTokenIsNotFound(t, c, name, "after deletion")
 	// Its objects are gone from the watch cache too.
 	wildcard := rest.CopyConfig(e.Admin)
 	wildcard.Host += "/clusters/*"
@@ -467,6 +465,19 @@ func TestIntegrationDeleteRemovesEveryKey(t *testing.T) {
 	}
 	if e.Server.Registry().Serving(name) {
 		t.Error("the deleted tenant is still in the registry")
+	}
+	// A new tenant of the same name is not the old one's credentials'.
+	e.CreateTenant(t, name)
+	oldTokenIsNotFound(t, c, name, "after recreation")
+}
+
+// oldTokenIsNotFound checks that a deleted tenant's credentials learn that
+// it is gone, and nothing else.
+func oldTokenIsNotFound(t *testing.T, c kubernetes.Interface, name, when string) {
+	t.Helper()
+	_, err := c.CoreV1().Namespaces().List(context.Background(), metav1.ListOptions{})
+	if !apierrors.IsNotFound(err) || !strings.Contains(err.Error(), `"`+name+`"`) {
+		t.Errorf("old token %s: %v, want 404 naming the tenant", when, err)
 	}
 }
 

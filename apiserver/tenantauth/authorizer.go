@@ -18,6 +18,9 @@ func Authorizer(inner authorizer.Authorizer) authorizer.Authorizer {
 		if reason, denied := confine(tenant.FromContext(ctx), a); denied {
 			return authorizer.DecisionDeny, reason, nil
 		}
+		if Deleted(a.GetUser()) {
+			return authorizer.DecisionAllow, "the tenant is gone; the request will be answered with NotFound", nil
+		}
 		return inner.Authorize(ctx, a)
 	})
 }
@@ -57,6 +60,9 @@ func confine(requested string, a authorizer.Attributes) (string, bool) {
 	if a.IsResourceRequest() && connectsOut(a.GetResource(), a.GetSubresource()) {
 		return fmt.Sprintf("%s/%s is not available to tenants yet: the apiserver would connect to an address the tenant chose", a.GetResource(), a.GetSubresource()), true
 	}
+	// A deleted tenant's token goes on to routing.WithServingTenant, which
+	// answers every request of it with "tenant not found", whatever serves
+	// under that name now.
 	return "", false
 }
 

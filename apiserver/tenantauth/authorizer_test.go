@@ -28,6 +28,10 @@ func TestAuthorizerConfinesIdentities(t *testing.T) {
 		{name: "tenant admin execs into a pod", requested: "acme", user: acme, verb: "create", resource: true, sub: "exec"},
 		{name: "tenant admin reads pod logs", requested: "acme", user: acme, verb: "get", resource: true, sub: "log"},
 		{name: "tenant admin updates pod status", requested: "acme", user: acme, verb: "update", resource: true, sub: "status", allowed: true},
+		{name: "deleted tenant's token on its path", requested: "acme", user: DeletedUser("acme"), verb: "get", resource: true, allowed: true},
+		{name: "deleted tenant's token elsewhere", requested: "other", user: DeletedUser("acme"), verb: "get", resource: true},
+		{name: "deleted tenant's token on root", requested: tenant.Root, user: DeletedUser("acme"), verb: "get", resource: true},
+		{name: "deleted tenant's token impersonating", requested: "acme", user: DeletedUser("acme"), verb: "impersonate", resource: true},
 		{name: "anonymous on a tenant", requested: "acme", user: &user.DefaultInfo{Name: user.Anonymous}, verb: "get"},
 		{name: "anonymous on root", requested: tenant.Root, user: &user.DefaultInfo{Name: user.Anonymous}, verb: "get", allowed: true},
 		{name: "root admin proxies", requested: "acme", user: admin, verb: "get", resource: true, sub: "proxy", allowed: true},
@@ -72,18 +76,27 @@ func TestTokens(t *testing.T) {
 	ctx := context.Background()
 
 	resp, ok, err := auth.AuthenticateToken(ctx, tokens.Issue("acme", "uid-1"))
-	if err != nil || !ok || TenantOf(resp.User) != "acme" {
+	if err != nil || !ok || TenantOf(resp.User) != "acme" || Deleted(resp.User) {
 		t.Fatalf("valid token: %v %v %v", resp, ok, err)
 	}
 	for name, token := range map[string]string{
-		"recreated tenant (new UID)": tokens.Issue("acme", "uid-2"),
-		"other key":                  NewTokens([]byte("other")).Issue("acme", "uid-1"),
-		"deleted tenant":             tokens.Issue("gone", "uid-3"),
-		"not a kplex token":          "abc.def",
-		"tenant swapped":             "kplex-tenant.other." + tokens.Issue("acme", "uid-1")[len("kplex-tenant.acme."):],
+		"other key":         NewTokens([]byte("other")).Issue("acme", "uid-1"),
+		"not a kplex token": "abc.def",
+		"tenant swapped":    "kplex-tenant.other." + tokens.Issue("acme", "uid-1")[len("kplex-tenant.acme."):],
+		"uid swapped":       "kplex-tenant.acme.uid-2." + tokens.Issue("acme", "uid-1")[len("kplex-tenant.acme.uid-1."):],
 	} {
 		if _, ok, _ := auth.AuthenticateToken(ctx, token); ok {
 			t.Errorf("%s: token accepted", name)
+		}
+	}
+	// Genuine tokens of tenants that are gone only learn that.
+	for name, token := range map[string]string{
+		"recreated tenant (new UID)": tokens.Issue("acme", "uid-2"),
+		"deleted tenant":             tokens.Issue("gone", "uid-3"),
+	} {
+		resp, ok, _ := auth.AuthenticateToken(ctx, token)
+		if !ok || !Deleted(resp.User) || len(resp.User.GetGroups()) != 0 {
+			t.Errorf("%s: %v %v, want a deleted-tenant identity without groups", name, resp, ok)
 		}
 	}
 }

@@ -16,6 +16,9 @@ import (
 // confined to.
 const ExtraTenant = "kplex.io/tenant"
 
+// ExtraDeleted marks the identity of a genuine token whose tenant is gone.
+const ExtraDeleted = "kplex.io/tenant-deleted"
+
 const tokenPrefix = "kplex-tenant."
 
 // Tokens issues and verifies tenant admin tokens.
@@ -26,9 +29,10 @@ type Tokens struct {
 // NewTokens returns Tokens keyed by secret.
 func NewTokens(secret []byte) *Tokens { return &Tokens{key: secret} }
 
-// Issue returns the admin token of tenant name with the given UID.
+// Issue returns the admin token of tenant name with the given UID:
+// kplex-tenant.<name>.<uid>.<mac>.
 func (t *Tokens) Issue(name, uid string) string {
-	return tokenPrefix + name + "." + t.mac(name, uid)
+	return tokenPrefix + name + "." + uid + "." + t.mac(name, uid)
 }
 
 func (t *Tokens) mac(name, uid string) string {
@@ -43,20 +47,26 @@ type UIDs interface {
 	UID(name string) (string, bool)
 }
 
-// Authenticator returns a token authenticator for tenant admin tokens.
+// Authenticator returns a token authenticator for tenant admin tokens. A
+// genuine token of a tenant that no longer exists (deleted, or recreated
+// under a new UID) authenticates as DeletedUser: it may learn that its
+// tenant is gone, and nothing else.
 func (t *Tokens) Authenticator(tenants UIDs) authenticator.Token {
 	return authenticator.TokenFunc(func(ctx context.Context, token string) (*authenticator.Response, bool, error) {
 		rest, ok := strings.CutPrefix(token, tokenPrefix)
 		if !ok {
 			return nil, false, nil
 		}
-		name, mac, ok := strings.Cut(rest, ".")
-		if !ok {
+		parts := strings.Split(rest, ".")
+		if len(parts) != 3 {
 			return nil, false, nil
 		}
-		uid, serving := tenants.UID(name)
-		if !serving || !hmac.Equal([]byte(mac), []byte(t.mac(name, uid))) {
+		name, uid, mac := parts[0], parts[1], parts[2]
+		if !hmac.Equal([]byte(mac), []byte(t.mac(name, uid))) {
 			return nil, false, nil
+		}
+		if current, serving := tenants.UID(name); !serving || current != uid {
+			return &authenticator.Response{User: DeletedUser(name)}, true, nil
 		}
 		return &authenticator.Response{User: AdminUser(name)}, true, nil
 	})
@@ -70,6 +80,19 @@ func AdminUser(name string) user.Info {
 		Groups: []string{user.SystemPrivilegedGroup, user.AllAuthenticated},
 		Extra:  map[string][]string{ExtraTenant: {name}},
 	}
+}
+
+// DeletedUser is the identity of a genuine token of a tenant that is gone.
+func DeletedUser(name string) user.Info {
+	return &user.DefaultInfo{
+		Name:  "kplex:tenant:" + name + ":deleted",
+		Extra: map[string][]string{ExtraTenant: {name}, ExtraDeleted: {"true"}},
+	}
+}
+
+// Deleted reports whether u holds the token of a tenant that is gone.
+func Deleted(u user.Info) bool {
+	return u != nil && len(u.GetExtra()[ExtraDeleted]) > 0
 }
 
 // TenantOf returns the tenant an identity is confined to, or "" for an
