@@ -17,9 +17,11 @@ import (
 // shared tells which of root's objects every tenant reads as its own.
 type shared func(m metav1.Object) bool
 
+var bootstrapLabel = labels.SelectorFromSet(labels.Set{"kubernetes.io/bootstrapping": "rbac-defaults"})
+
 // bootstrapPolicy is the default RBAC policy the apiserver writes into root.
 var bootstrapPolicy shared = func(m metav1.Object) bool {
-	return labels.SelectorFromSet(labels.Set{"kubernetes.io/bootstrapping": "rbac-defaults"}).Matches(labels.Set(m.GetLabels()))
+	return bootstrapLabel.Matches(labels.Set(m.GetLabels()))
 }
 
 // apiserverService is default/kubernetes: the Service (with its endpoints)
@@ -31,9 +33,8 @@ var apiserverService shared = func(m metav1.Object) bool {
 
 // sharedFromRoot names the resources of which every tenant reads root's
 // chosen objects beside its own: every tenant sees them, none pays for a
-// copy. A tenant's own object of the same name wins, and writing one in a
-// tenant creates the tenant's own copy: the shared one is never changed from
-// a tenant.
+// copy. A tenant's own object of the same name wins, in that tenant only;
+// nothing written in a tenant changes the shared one.
 var sharedFromRoot = map[string]shared{
 	"/clusterroles":        bootstrapPolicy,
 	"/clusterrolebindings": bootstrapPolicy,
@@ -42,9 +43,9 @@ var sharedFromRoot = map[string]shared{
 	"/endpointslices":      apiserverService,
 }
 
-// sharedSelector returns the rule for root's objects that the tenant in ctx
+// sharedRule returns the rule for root's objects that the tenant in ctx
 // also reads, or nil.
-func (s *store) sharedSelector(ctx context.Context) shared {
+func (s *store) sharedRule(ctx context.Context) shared {
 	name := tenant.FromContext(ctx)
 	if name == tenant.Root || name == tenant.Wildcard {
 		return nil
@@ -53,7 +54,7 @@ func (s *store) sharedSelector(ctx context.Context) shared {
 }
 
 // getShared falls back to root's shared object when the tenant has none.
-func (s *store) getShared(ctx context.Context, key string, opts storage.GetOptions, objPtr runtime.Object, selector shared, tenantErr error) error {
+func (s *store) getShared(ctx context.Context, key string, opts storage.GetOptions, objPtr runtime.Object, rule shared, tenantErr error) error {
 	rootKey, err := Key(s.resourcePrefix, tenant.Root, key)
 	if err != nil {
 		return err
@@ -62,7 +63,7 @@ func (s *store) getShared(ctx context.Context, key string, opts storage.GetOptio
 		return tenantErr
 	}
 	m, err := meta.Accessor(objPtr)
-	if err != nil || !selector(m) {
+	if err != nil || !rule(m) {
 		return tenantErr
 	}
 	return nil
@@ -71,7 +72,7 @@ func (s *store) getShared(ctx context.Context, key string, opts storage.GetOptio
 // appendShared adds root's shared objects to a tenant's complete list,
 // leaving out names the tenant has itself. Paginated lists get them on
 // their last page.
-func (s *store) appendShared(ctx context.Context, key string, opts storage.ListOptions, listObj runtime.Object, selector shared) error {
+func (s *store) appendShared(ctx context.Context, key string, opts storage.ListOptions, listObj runtime.Object, rule shared) error {
 	listMeta, err := meta.ListAccessor(listObj)
 	if err != nil {
 		return err
@@ -110,7 +111,7 @@ func (s *store) appendShared(ctx context.Context, key string, opts storage.ListO
 	merged := own
 	for _, obj := range shared {
 		m, err := meta.Accessor(obj)
-		if err != nil || names[m.GetNamespace()+"/"+m.GetName()] || !selector(m) {
+		if err != nil || names[m.GetNamespace()+"/"+m.GetName()] || !rule(m) {
 			continue
 		}
 		if ok, err := opts.Predicate.Matches(obj); err != nil || !ok {

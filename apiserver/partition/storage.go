@@ -77,8 +77,8 @@ func (s *store) Get(ctx context.Context, key string, opts storage.GetOptions, ob
 		return err
 	}
 	err = s.Interface.Get(ctx, k, opts, objPtr)
-	if selector := s.sharedSelector(ctx); selector != nil && storage.IsNotFound(err) {
-		return s.getShared(ctx, key, opts, objPtr, selector, err)
+	if rule := s.sharedRule(ctx); rule != nil && storage.IsNotFound(err) {
+		return s.getShared(ctx, key, opts, objPtr, rule, err)
 	}
 	return err
 }
@@ -91,8 +91,8 @@ func (s *store) GetList(ctx context.Context, key string, opts storage.ListOption
 	if err := s.Interface.GetList(ctx, k, opts, listObj); err != nil {
 		return err
 	}
-	if selector := s.sharedSelector(ctx); selector != nil {
-		return s.appendShared(ctx, key, opts, listObj, selector)
+	if rule := s.sharedRule(ctx); rule != nil {
+		return s.appendShared(ctx, key, opts, listObj, rule)
 	}
 	return nil
 }
