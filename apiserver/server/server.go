@@ -20,6 +20,7 @@ import (
 	"k8s.io/apiserver/pkg/authentication/request/union"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/apiserver/pkg/server/healthz"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 	"k8s.io/kubernetes/cmd/kube-apiserver/app"
@@ -193,6 +194,13 @@ func (s *Server) startLifecycle(hook genericapiserver.PostStartHookContext, etcd
 		return err
 	}
 	if err := lifecycle.InstallCRD(hook, crds); err != nil {
+		return err
+	}
+	root, err := kubernetes.NewForConfig(loopback)
+	if err != nil {
+		return err
+	}
+	if err := tenantauth.EnsureAdminsBinding(hook, root); err != nil {
 		return err
 	}
 	controller, err := lifecycle.NewController(lifecycle.Options{

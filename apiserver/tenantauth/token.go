@@ -72,12 +72,18 @@ func (t *Tokens) Authenticator(tenants UIDs) authenticator.Token {
 	})
 }
 
+// AdminsGroup holds every tenant's admin. It is bound to cluster-admin in
+// root (AdminsBinding), and the authorizer confines each member to its own
+// tenant. It is deliberately not system:masters: that group is exempt from
+// API Priority and Fairness, where a flooding tenant must queue as its own flow.
+const AdminsGroup = "kplex:tenant-admins"
+
 // AdminUser is the identity of tenant name's admin: all-powerful inside the
 // tenant, and confined to it by the tenant extra.
 func AdminUser(name string) user.Info {
 	return &user.DefaultInfo{
 		Name:   "kplex:tenant:" + name + ":admin",
-		Groups: []string{user.SystemPrivilegedGroup, user.AllAuthenticated},
+		Groups: []string{AdminsGroup, user.AllAuthenticated},
 		Extra:  map[string][]string{ExtraTenant: {name}},
 	}
 }
