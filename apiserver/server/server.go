@@ -52,7 +52,9 @@ type Server struct {
 
 // Start starts etcd (unless external servers are configured) and the
 // apiserver, and returns once they are starting. Readiness comes later,
-// through Ready; failures after Start returns arrive on Err.
+// through Ready; failures after Start returns arrive on Err. Start completes
+// cfg in place (the embedded etcd's address, the PKI's files): use a fresh
+// Config for every Start.
 func Start(ctx context.Context, cfg *Config) (_ *Server, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
