@@ -177,7 +177,11 @@ func (c *Controller) reconcile(ctx context.Context, name string) error {
 		return c.removeFinalizer(ctx, t)
 	}
 	if ready(t) {
-		return nil
+		// Ready is written before the finalizer, so that the informer's
+		// copy of our own status write is never taken for an unbootstrapped
+		// tenant: here only the finalizer may still be missing.
+		_, err := c.addFinalizer(ctx, t)
+		return err
 	}
 	start := time.Now()
 	if err := c.bootstrap(ctx, name); err != nil {
@@ -185,16 +189,16 @@ func (c *Controller) reconcile(ctx context.Context, name string) error {
 		return fmt.Errorf("bootstrapping tenant %q: %w", name, err)
 	}
 	klog.V(2).InfoS("Tenant bootstrapped", "tenant", name, "duration", time.Since(start))
-	t, err = c.addFinalizer(ctx, t)
+	t, err = c.setStatus(ctx, t, tenancyv1alpha1.TenantReady, metav1.ConditionTrue, "Bootstrapped", "the tenant is serving at "+tenant.Path(name))
 	if err != nil {
 		return err
 	}
-	_, err = c.setStatus(ctx, t, tenancyv1alpha1.TenantReady, metav1.ConditionTrue, "Bootstrapped", "the tenant is serving at "+tenant.Path(name))
+	_, err = c.addFinalizer(ctx, t)
 	return err
 }
 
-// TenantConfig returns a copy of cfg that addresses tenant name.
-func TenantConfig(cfg *rest.Config, name string) *rest.Config {
+// tenantConfig returns a copy of cfg that addresses tenant name.
+func tenantConfig(cfg *rest.Config, name string) *rest.Config {
 	out := rest.CopyConfig(cfg)
 	out.Host = cfg.Host + tenant.Path(name)
 	return out
@@ -205,7 +209,7 @@ func TenantConfig(cfg *rest.Config, name string) *rest.Config {
 // root's, shared with every tenant by the partitioned storage. It is
 // idempotent.
 func (c *Controller) bootstrap(ctx context.Context, name string) error {
-	client, err := kubernetes.NewForConfig(TenantConfig(c.opts.Loopback, name))
+	client, err := kubernetes.NewForConfig(tenantConfig(c.opts.Loopback, name))
 	if err != nil {
 		return err
 	}

@@ -297,9 +297,7 @@ func TestIntegrationCrossTenantReadsAreReadOnlyAndPrivileged(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	wildcard := rest.CopyConfig(e.Admin)
-	wildcard.Host += "/clusters/*"
-	all := servertest.Client(t, wildcard)
+	all := servertest.Client(t, e.CrossTenantConfig())
 	list, err := all.CoreV1().ConfigMaps("").List(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -452,9 +450,7 @@ func TestIntegrationDeleteRemovesEveryKey(t *testing.T) {
 	}
 	oldTokenIsNotFound(t, c, name, "after deletion")
 	// Its objects are gone from the watch cache too.
-	wildcard := rest.CopyConfig(e.Admin)
-	wildcard.Host += "/clusters/*"
-	all, err := servertest.Client(t, wildcard).CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+	all, err := servertest.Client(t, e.CrossTenantConfig()).CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

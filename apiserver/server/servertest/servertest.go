@@ -106,6 +106,14 @@ func (e *Env) TenantConfig(t testing.TB, name string) *rest.Config {
 	}
 }
 
+// CrossTenantConfig returns the admin config for /clusters/*, where the
+// admin may list and watch across tenants.
+func (e *Env) CrossTenantConfig() *rest.Config {
+	cfg := rest.CopyConfig(e.Admin)
+	cfg.Host += tenant.PathPrefix + tenant.Wildcard
+	return cfg
+}
+
 // Client returns a clientset for cfg.
 func Client(t testing.TB, cfg *rest.Config) kubernetes.Interface {
 	t.Helper()
