@@ -26,6 +26,7 @@ import (
 
 	tenancyv1alpha1 "github.com/kplex/kplex/apis/tenancy/v1alpha1"
 	"github.com/kplex/kplex/apiserver/partition"
+	"github.com/kplex/kplex/apiserver/tenantauth"
 	"github.com/kplex/kplex/tenant"
 )
 
@@ -50,6 +51,10 @@ type Options struct {
 	Registry *Registry
 	// Workers reconcile tenants in parallel. Zero means 4.
 	Workers int
+	// PolicyHas, when set, reports whether the authorizer's policy has seen
+	// a tenant's ClusterRoleBinding; a tenant is Ready once its admin's
+	// binding is in force.
+	PolicyHas func(tenant, clusterRoleBinding string) bool
 }
 
 // Controller bootstraps and removes tenants.
@@ -197,6 +202,25 @@ func (c *Controller) reconcile(ctx context.Context, name string) error {
 	return err
 }
 
+// waitForPolicy waits until the admin's binding is in the authorizer's
+// cache, so that the admin's first request after Ready is allowed.
+func (c *Controller) waitForPolicy(ctx context.Context, name string) error {
+	if c.opts.PolicyHas == nil {
+		return nil
+	}
+	binding := tenantauth.AdminsBinding().Name
+	err := wait.PollUntilContextTimeout(ctx, time.Millisecond, policyWait, true, func(context.Context) (bool, error) {
+		return c.opts.PolicyHas(name, binding), nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for the authorizer to see the %s binding: %w", binding, err)
+	}
+	return nil
+}
+
+// policyWait bounds waitForPolicy; the watch delivers within milliseconds.
+const policyWait = 30 * time.Second
+
 // tenantConfig returns a copy of cfg that addresses tenant name.
 func tenantConfig(cfg *rest.Config, name string) *rest.Config {
 	out := rest.CopyConfig(cfg)
@@ -205,9 +229,9 @@ func tenantConfig(cfg *rest.Config, name string) *rest.Config {
 }
 
 // bootstrap creates what every Kubernetes cluster has of its own: the system
-// namespaces. The default/kubernetes Service and the default RBAC policy are
-// root's, shared with every tenant by the partitioned storage. It is
-// idempotent.
+// namespaces and its admin's binding. The default/kubernetes Service and the
+// default RBAC policy are root's, shared with every tenant by the
+// partitioned storage. It is idempotent.
 func (c *Controller) bootstrap(ctx context.Context, name string) error {
 	client, err := kubernetes.NewForConfig(tenantConfig(c.opts.Loopback, name))
 	if err != nil {
@@ -222,6 +246,15 @@ func (c *Controller) bootstrap(ctx context.Context, name string) error {
 			errs = append(errs, err)
 			mu.Unlock()
 		}
+	}
+	// The admin's grant goes first and must be in force before the system
+	// namespaces appear: a tenant counts as serving once its default
+	// namespace can be read, and from then on its admin may act.
+	if _, err := client.RbacV1().ClusterRoleBindings().Create(ctx, tenantauth.AdminsBinding(), metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	if err := c.waitForPolicy(ctx, name); err != nil {
+		return err
 	}
 	for _, ns := range SystemNamespaces {
 		wg.Go(func() {

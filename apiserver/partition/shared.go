@@ -121,3 +121,11 @@ func (s *store) appendShared(ctx context.Context, key string, opts storage.ListO
 	}
 	return meta.SetList(listObj, merged)
 }
+
+// SharedWithTenants reports whether root's object m of the resource stored
+// under resourcePrefix (such as "/clusterroles") is one every tenant reads
+// as its own. Caches that read across tenants apply the same rule.
+func SharedWithTenants(resourcePrefix string, m metav1.Object) bool {
+	rule := sharedFromRoot[resourcePrefix]
+	return rule != nil && rule(m)
+}

@@ -10,6 +10,7 @@ import (
 	cliflag "k8s.io/component-base/cli/flag"
 	"k8s.io/kubernetes/cmd/kube-apiserver/app/options"
 
+	"github.com/kplex/kplex/apiserver/fairness"
 	"github.com/kplex/kplex/apiserver/pki"
 )
 
@@ -32,6 +33,8 @@ type Config struct {
 	Listener net.Listener
 	// Kube are the upstream kube-apiserver options (flags and all).
 	Kube *options.ServerRunOptions
+	// Fairness shapes the priority level every tenant's requests share.
+	Fairness fairness.Options
 }
 
 // DefaultDataDir is $KPLEX_DATA_DIR, else $HOME/.kplex.
@@ -57,7 +60,7 @@ func NewConfig() *Config {
 	// admission; until admission is tenant-aware these two would consult
 	// root's objects for every tenant's request.
 	kube.Admission.GenericAdmission.DisablePlugins = []string{"NamespaceLifecycle", "ServiceAccount"}
-	return &Config{DataDir: DefaultDataDir(), Kube: kube}
+	return &Config{DataDir: DefaultDataDir(), Kube: kube, Fairness: fairness.DefaultOptions}
 }
 
 // AddFlags adds kplex's flags and every kube-apiserver flag, grouped as
@@ -66,6 +69,14 @@ func (c *Config) AddFlags(fss *cliflag.NamedFlagSets) {
 	fs := fss.FlagSet("kplex")
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir,
 		"Directory for the PKI and, unless --etcd-servers is set, the embedded etcd's data.")
+	fs.Int32Var(&c.Fairness.ConcurrencyShares, "tenant-concurrency-shares", c.Fairness.ConcurrencyShares,
+		"API Priority and Fairness: the tenants' priority level's share of the server's concurrency, against the suggested levels' (workload-low has 100). Small keeps a flooding tenant queued rather than executing beside the others.")
+	fs.Int32Var(&c.Fairness.Queues, "tenant-queues", c.Fairness.Queues,
+		"API Priority and Fairness: queues of the tenants' priority level; each tenant is one flow, shuffle-sharded onto --tenant-hand-size of them.")
+	fs.Int32Var(&c.Fairness.HandSize, "tenant-hand-size", c.Fairness.HandSize,
+		"API Priority and Fairness: queues each tenant's flow is dealt.")
+	fs.Int32Var(&c.Fairness.QueueLengthLimit, "tenant-queue-length-limit", c.Fairness.QueueLengthLimit,
+		"API Priority and Fairness: requests a queue of the tenants' level holds before it rejects with 429.")
 	named := c.Kube.Flags()
 	for _, name := range named.Order {
 		fss.FlagSet(name).AddFlagSet(named.FlagSets[name])

@@ -20,17 +20,21 @@ import (
 	"k8s.io/apiserver/pkg/authentication/request/union"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/apiserver/pkg/server/healthz"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 	"k8s.io/kubernetes/cmd/kube-apiserver/app"
+	kubeserviceaccount "k8s.io/kubernetes/pkg/serviceaccount"
 
 	"github.com/kplex/kplex/apiserver/etcd"
+	"github.com/kplex/kplex/apiserver/fairness"
 	"github.com/kplex/kplex/apiserver/lifecycle"
 	"github.com/kplex/kplex/apiserver/partition"
 	"github.com/kplex/kplex/apiserver/pki"
 	"github.com/kplex/kplex/apiserver/routing"
 	"github.com/kplex/kplex/apiserver/tenantauth"
+	"github.com/kplex/kplex/apiserver/tenantrbac"
 )
 
 // Server is a running kplex apiserver.
@@ -40,6 +44,8 @@ type Server struct {
 	tokens   *tenantauth.Tokens
 	registry *lifecycle.Registry
 	prefixes *partition.Prefixes
+	rbac     *tenantrbac.Policy
+	accounts *tenantauth.ServiceAccountGetter
 
 	cancel    context.CancelFunc
 	ready     chan struct{}
@@ -97,6 +103,10 @@ func Start(ctx context.Context, cfg *Config) (_ *Server, err error) {
 	}
 
 	cfg.applyDataDirDefaults()
+	cfg.Kube.Authentication.ServiceAccounts.OptionalTokenGetter = func(root informers.SharedInformerFactory) kubeserviceaccount.ServiceAccountTokenGetter {
+		s.accounts = tenantauth.NewServiceAccountGetter(root)
+		return s.accounts
+	}
 	if err := cfg.Kube.GenericServerRunOptions.ComponentGlobalsRegistry.Set(); err != nil {
 		return nil, fmt.Errorf("setting component globals: %w", err)
 	}
@@ -111,7 +121,9 @@ func Start(ctx context.Context, cfg *Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("building apiserver config: %w", err)
 	}
-	s.partition(kubeConfig)
+	if err := s.partition(kubeConfig); err != nil {
+		return nil, err
+	}
 	completedConfig, err := kubeConfig.Complete()
 	if err != nil {
 		return nil, fmt.Errorf("completing apiserver config: %w", err)
@@ -130,6 +142,9 @@ func Start(ctx context.Context, cfg *Config) (_ *Server, err error) {
 	if err := generic.AddReadyzChecks(healthz.NamedCheck("kplex-tenants", func(*http.Request) error {
 		if c := controller.Load(); c == nil || !c.HasSynced() {
 			return errors.New("tenant registry not synced")
+		}
+		if !s.rbac.HasSynced() {
+			return errors.New("tenant RBAC policy not synced")
 		}
 		return nil
 	})); err != nil {
@@ -162,17 +177,36 @@ func Start(ctx context.Context, cfg *Config) (_ *Server, err error) {
 }
 
 // partition hooks kplex into the upstream configuration before it is completed.
-func (s *Server) partition(c *app.Config) {
+func (s *Server) partition(c *app.Config) error {
+	var err error
+	if s.rbac, err = tenantrbac.NewPolicy(c.KubeAPIs.ControlPlane.Generic.LoopbackClientConfig); err != nil {
+		return fmt.Errorf("preparing per-tenant RBAC: %w", err)
+	}
+	perTenant := s.rbac.Authorizer()
+	kube := c.KubeAPIs.ControlPlane.Generic
+	kube.RuleResolver = tenantauth.RuleResolver(kube.RuleResolver, perTenant)
+	if s.accounts == nil {
+		return errors.New("the apiserver config did not ask for a service account token getter")
+	}
+	if err := s.accounts.SetLoopback(kube.LoopbackClientConfig); err != nil {
+		return fmt.Errorf("preparing the service account getter: %w", err)
+	}
+	if issuer := c.KubeAPIs.ControlPlane.Extra.ServiceAccountIssuer; issuer != nil {
+		c.KubeAPIs.ControlPlane.Extra.ServiceAccountIssuer = tenantauth.TokenGenerator(issuer)
+	}
 	generics := []*genericapiserver.Config{c.KubeAPIs.ControlPlane.Generic, &c.ApiExtensions.GenericConfig.Config, &c.Aggregator.GenericConfig.Config}
 	for _, g := range generics {
 		g.RESTOptionsGetter = partition.RESTOptionsGetter(g.RESTOptionsGetter, s.prefixes)
 		tokens := bearertoken.New(s.tokens.Authenticator(s.registry))
 		if g.Authentication.Authenticator != nil {
-			g.Authentication.Authenticator = union.New(tokens, g.Authentication.Authenticator)
+			g.Authentication.Authenticator = tenantauth.BindServiceAccounts(union.New(tokens, g.Authentication.Authenticator))
 		} else {
 			g.Authentication.Authenticator = union.New(tokens)
 		}
-		g.Authorization.Authorizer = tenantauth.Authorizer(g.Authorization.Authorizer)
+		g.Authorization.Authorizer = tenantauth.Authorizer(g.Authorization.Authorizer, perTenant)
+		if g.FlowControl != nil {
+			g.FlowControl = fairness.PerTenant(g.FlowControl)
+		}
 	}
 	c.ApiExtensions.ExtraConfig.CRDRESTOptionsGetter = partition.RESTOptionsGetter(c.ApiExtensions.ExtraConfig.CRDRESTOptionsGetter, s.prefixes)
 
@@ -182,11 +216,13 @@ func (s *Server) partition(c *app.Config) {
 	agg := c.Aggregator.GenericConfig
 	build := agg.BuildHandlerChainFunc
 	agg.BuildHandlerChainFunc = func(h http.Handler, gc *genericapiserver.Config) http.Handler {
+		h = tenantauth.WithTokenReviews(h, kube.Authentication.Authenticator, kube.Authentication.APIAudiences)
 		return routing.WithTenant(build(routing.WithServingTenant(h, s.registry), gc))
 	}
 	// The IP repair loop sees only root's Services and would free the
 	// cluster IPs of every tenant's; tenants release theirs on deletion.
 	c.KubeAPIs.ControlPlane.Generic.DisabledPostStartHooks.Insert("start-service-ip-repair-controllers")
+	return nil
 }
 
 func (s *Server) startLifecycle(hook genericapiserver.PostStartHookContext, etcdPrefix string, started *atomic.Pointer[lifecycle.Controller]) error {
@@ -198,11 +234,12 @@ func (s *Server) startLifecycle(hook genericapiserver.PostStartHookContext, etcd
 	if err := lifecycle.InstallCRD(hook, crds); err != nil {
 		return err
 	}
+	go s.rbac.Run(hook)
 	root, err := kubernetes.NewForConfig(loopback)
 	if err != nil {
 		return err
 	}
-	if err := tenantauth.EnsureAdminsBinding(hook, root); err != nil {
+	if err := fairness.Ensure(hook, root, s.cfg.Fairness); err != nil {
 		return err
 	}
 	controller, err := lifecycle.NewController(lifecycle.Options{
@@ -211,6 +248,7 @@ func (s *Server) startLifecycle(hook genericapiserver.PostStartHookContext, etcd
 		EtcdPrefix: etcdPrefix,
 		Prefixes:   s.prefixes,
 		Registry:   s.registry,
+		PolicyHas:  s.rbac.HasClusterRoleBinding,
 	})
 	if err != nil {
 		return err

@@ -11,18 +11,43 @@ import (
 	"github.com/kplex/kplex/tenant"
 )
 
-// Authorizer wraps inner so that tenant confinement is decided before, and
-// cannot be overridden by, anything inner allows.
-func Authorizer(inner authorizer.Authorizer) authorizer.Authorizer {
+// Authorizer decides tenant confinement first, so that nothing a policy
+// allows can override it, and then asks the policy of the tenant whose path
+// the request is on: root for the management plane (and for cross-tenant
+// reads), perTenant (the tenant's RBAC, read from the request context) for
+// a tenant. system:masters may act in every tenant.
+func Authorizer(root, perTenant authorizer.Authorizer) authorizer.Authorizer {
 	return authorizer.AuthorizerFunc(func(ctx context.Context, a authorizer.Attributes) (authorizer.Decision, string, error) {
-		if reason, denied := confine(tenant.FromContext(ctx), a); denied {
+		requested := tenant.FromContext(ctx)
+		if reason, denied := confine(requested, a); denied {
 			return authorizer.DecisionDeny, reason, nil
 		}
 		if Deleted(a.GetUser()) {
 			return authorizer.DecisionAllow, "the tenant is gone; the request will be answered with NotFound", nil
 		}
-		return inner.Authorize(ctx, a)
+		if requested == tenant.Root || requested == tenant.Wildcard {
+			return root.Authorize(ctx, a)
+		}
+		if privileged(a.GetUser()) {
+			return authorizer.DecisionAllow, "", nil
+		}
+		return perTenant.Authorize(ctx, a)
 	})
+}
+
+// RuleResolver lists rules (SelfSubjectRulesReview, kubectl auth can-i
+// --list) from the policy Authorizer asks.
+func RuleResolver(root, perTenant authorizer.RuleResolver) authorizer.RuleResolver {
+	return ruleResolver{root: root, perTenant: perTenant}
+}
+
+type ruleResolver struct{ root, perTenant authorizer.RuleResolver }
+
+func (r ruleResolver) RulesFor(ctx context.Context, u user.Info, namespace string) ([]authorizer.ResourceRuleInfo, []authorizer.NonResourceRuleInfo, bool, error) {
+	if requested := tenant.FromContext(ctx); requested == tenant.Root || requested == tenant.Wildcard {
+		return r.root.RulesFor(ctx, u, namespace)
+	}
+	return r.perTenant.RulesFor(ctx, u, namespace)
 }
 
 // confine returns a reason and true when the request must be denied whatever
@@ -52,8 +77,8 @@ func confine(requested string, a authorizer.Attributes) (string, bool) {
 	if own != requested {
 		return fmt.Sprintf("identity of tenant %q may not act on tenant %q", own, requested), true
 	}
-	// Impersonation would shed the tenant extra; tenants get it with
-	// per-tenant RBAC, not before.
+	// Impersonation would shed the tenant extra, and with it the
+	// confinement.
 	if a.GetVerb() == "impersonate" {
 		return "tenant identities may not impersonate", true
 	}

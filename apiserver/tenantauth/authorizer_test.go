@@ -58,12 +58,51 @@ func TestAuthorizerConfinesIdentities(t *testing.T) {
 			resource = "pods"
 		}
 		attrs := authorizer.AttributesRecord{User: tc.user, Verb: tc.verb, ResourceRequest: tc.resource, Resource: resource, Subresource: tc.sub}
-		decision, reason, err := Authorizer(allowAll).Authorize(ctx, attrs)
+		decision, reason, err := Authorizer(allowAll, allowAll).Authorize(ctx, attrs)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if got := decision == authorizer.DecisionAllow; got != tc.allowed {
 			t.Errorf("%s: allowed=%v (%s), want %v", tc.name, got, reason, tc.allowed)
+		}
+	}
+}
+
+func TestAuthorizerAsksThePolicyOfThePath(t *testing.T) {
+	t.Parallel()
+	decide := func(allow bool) authorizer.Authorizer {
+		return authorizer.AuthorizerFunc(func(context.Context, authorizer.Attributes) (authorizer.Decision, string, error) {
+			if allow {
+				return authorizer.DecisionAllow, "", nil
+			}
+			return authorizer.DecisionNoOpinion, "", nil
+		})
+	}
+	bob := &user.DefaultInfo{Name: "bob", Groups: []string{user.AllAuthenticated}}
+	masters := &user.DefaultInfo{Name: "kplex-admin", Groups: []string{user.SystemPrivilegedGroup}}
+	tests := []struct {
+		name            string
+		requested       string
+		user            user.Info
+		root, perTenant bool
+		allowed         bool
+	}{
+		{"root's policy on root", tenant.Root, bob, true, false, true},
+		{"tenant's policy is not asked on root", tenant.Root, bob, false, true, false},
+		{"tenant's policy on a tenant", "acme", bob, false, true, true},
+		{"root's policy is not asked on a tenant", "acme", bob, true, false, false},
+		{"tenant admin by its tenant's policy", "acme", AdminUser("acme"), true, false, false},
+		{"system:masters in every tenant", "acme", masters, false, false, true},
+	}
+	for _, tc := range tests {
+		ctx := tenant.WithTenant(context.Background(), tc.requested)
+		attrs := authorizer.AttributesRecord{User: tc.user, Verb: "get", ResourceRequest: true, Resource: "configmaps"}
+		decision, _, err := Authorizer(decide(tc.root), decide(tc.perTenant)).Authorize(ctx, attrs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := decision == authorizer.DecisionAllow; got != tc.allowed {
+			t.Errorf("%s: allowed=%v, want %v", tc.name, got, tc.allowed)
 		}
 	}
 }

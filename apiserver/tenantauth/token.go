@@ -72,9 +72,9 @@ func (t *Tokens) Authenticator(tenants UIDs) authenticator.Token {
 	})
 }
 
-// AdminsGroup holds every tenant's admin. It is bound to cluster-admin in
-// root (AdminsBinding), and the authorizer confines each member to its own
-// tenant. It is deliberately not system:masters: that group is exempt from
+// AdminsGroup holds every tenant's admin. Each tenant binds it to
+// cluster-admin (AdminsBinding) in its own policy, and the authorizer
+// confines each member to its own tenant. It is deliberately not system:masters: that group is exempt from
 // API Priority and Fairness, where a flooding tenant must queue as its own flow.
 const AdminsGroup = "kplex:tenant-admins"
 

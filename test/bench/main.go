@@ -22,6 +22,10 @@ func main() {
 	flag.IntVar(&opts.Gets, "gets", opts.Gets, "GET requests per latency sample")
 	flag.DurationVar(&opts.Settle, "settle", opts.Settle, "wait after GC before reading RSS")
 	flag.StringVar(&opts.BinDir, "bin-dir", opts.BinDir, "directory with kplex-apiserver and kube-apiserver")
+	flag.Func("apiserver-flag", "extra flag for kplex-apiserver, as --name=value (repeatable)", func(v string) error {
+		opts.ApiserverFlags = append(opts.ApiserverFlags, v)
+		return nil
+	})
 	runEtcd := flag.String("run-etcd", "", "internal: run an embedded etcd with its data in this directory and print its client URL")
 	flag.Parse()
 	if *runEtcd != "" {

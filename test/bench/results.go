@@ -18,6 +18,7 @@ type results struct {
 	watchesN     int64
 	provisioning []time.Duration
 	get1, getN   []time.Duration
+	fairness     *fairness
 
 	baselineStart []time.Duration
 	baselineRSS   []int64
@@ -56,5 +57,18 @@ func (r *results) print(w io.Writer) {
 	fmt.Fprintf(tw, "etcd watches at N=0 → N\t%d → %d\t\t\tflat: %s\n", r.watches0, r.watchesN, verdict(r.watches0 == r.watchesN))
 	fmt.Fprintf(tw, "GET p99 at N=1 → N\t%s → %s\t\t%.2f×\t\n", ms(get1), ms(getN), float64(getN)/float64(get1))
 	fmt.Fprintf(tw, "apiserver start-to-ready\t%s\t%s\t\t\n", ms(r.kplexStart), ms(baseStart))
+	if f := r.fairness; f != nil {
+		idle, flooded := percentile(f.idle, 0.99), percentile(f.flooded, 0.99)
+		ratio := float64(flooded) / float64(idle)
+		fmt.Fprintf(tw, "quiet tenant's list p99, beside a %d-client flood\t%s\t%s idle\t%.2f×\t≤ 2×: %s\n",
+			floodWorkers, ms(flooded), ms(idle), ratio, verdict(ratio <= 2))
+		unfair := percentile(f.unfair, 0.99)
+		fmt.Fprintf(tw, "  same, beside the flood sent as system:masters (no APF)\t%s\t%s idle\t%.2f×\t\n",
+			ms(unfair), ms(idle), float64(unfair)/float64(idle))
+		fmt.Fprintf(tw, "quiet tenant's list p50, beside the flood\t%s\t%s idle\t%.2f×\t\n",
+			ms(percentile(f.flooded, 0.5)), ms(percentile(f.idle, 0.5)), float64(percentile(f.flooded, 0.5))/float64(percentile(f.idle, 0.5)))
+		fmt.Fprintf(tw, "flooding tenant's throughput (429s)\t%.0f req/s (%d)\t\t\t\n",
+			float64(f.floodDone)/f.floodTime.Seconds(), f.floodRejected)
+	}
 	_ = tw.Flush()
 }

@@ -30,6 +30,8 @@ type Options struct {
 	Gets     int
 	Settle   time.Duration
 	BinDir   string
+	// ApiserverFlags are added to kplex-apiserver's command line.
+	ApiserverFlags []string
 }
 
 func defaultOptions() Options {
@@ -75,8 +77,8 @@ func measureKplex(opts Options, work string, r *results) error {
 	}
 	dataDir := filepath.Join(work, "kplex")
 	started := time.Now()
-	apiserver, err := start(filepath.Join(work, "kplex-apiserver.log"), filepath.Join(opts.BinDir, "kplex-apiserver"),
-		"--data-dir", dataDir, "--secure-port", strconv.Itoa(port), "--etcd-servers", etcdServer.ClientURL())
+	args := append([]string{"--data-dir", dataDir, "--secure-port", strconv.Itoa(port), "--etcd-servers", etcdServer.ClientURL()}, opts.ApiserverFlags...)
+	apiserver, err := start(filepath.Join(work, "kplex-apiserver.log"), filepath.Join(opts.BinDir, "kplex-apiserver"), args...)
 	if err != nil {
 		return err
 	}
@@ -135,6 +137,12 @@ func measureKplex(opts Options, work string, r *results) error {
 	r.watchesN = etcdWatchers()
 	if r.getN, err = getLatencies(client, url, names, opts.Gets); err != nil {
 		return err
+	}
+	if len(names) >= 2 {
+		progress("fairness: a quiet tenant beside a flooding one")
+		if r.fairness, err = measureFairness(ctx, admin, tc, names[0], names[1], opts.Gets); err != nil {
+			return fmt.Errorf("measuring fairness: %w", err)
+		}
 	}
 	return nil
 }

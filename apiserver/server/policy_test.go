@@ -1,0 +1,211 @@
+package server_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/kplex/kplex/apiserver/server/servertest"
+	"github.com/kplex/kplex/tenant"
+)
+
+// serviceAccount creates ns/name in the tenant of admin and returns a
+// client authenticated by a TokenRequest token of it, on that tenant's path.
+func serviceAccount(t *testing.T, admin *rest.Config, ns, name string) (token string) {
+	t.Helper()
+	ctx := ctxT(t)
+	c := servertest.Client(t, admin)
+	if _, err := c.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := c.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("TokenRequest for %s/%s: %v", ns, name, err)
+	}
+	return tr.Status.Token
+}
+
+// withToken returns a client of host (a tenant's admin config) that
+// authenticates with token instead.
+func withToken(t *testing.T, host *rest.Config, token string) kubernetes.Interface {
+	cfg := rest.AnonymousClientConfig(host)
+	cfg.BearerToken = token
+	return servertest.Client(t, cfg)
+}
+
+func rootHost(e *servertest.Env) *rest.Config { return e.Admin }
+
+func tenantHost(e *servertest.Env, name string) *rest.Config {
+	cfg := rest.CopyConfig(e.Admin)
+	cfg.Host += tenant.Path(name)
+	return cfg
+}
+
+// eventually polls cond for up to 20 seconds: the authorizer's policy
+// follows the stored objects by watch, within milliseconds; authenticated
+// tokens are cached for ten seconds, as in any kube-apiserver.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	if err := wait.PollUntilContextTimeout(context.Background(), 10*time.Millisecond, 20*time.Second, true, func(context.Context) (bool, error) {
+		return cond(), nil
+	}); err != nil {
+		t.Fatalf("%s: never happened", what)
+	}
+}
+
+func listConfigMaps(ctx context.Context, c kubernetes.Interface) error {
+	_, err := c.CoreV1().ConfigMaps("default").List(ctx, metav1.ListOptions{})
+	return err
+}
+
+func TestIntegrationRBACIsPerTenant(t *testing.T) {
+	e := startEnv(t)
+	ctx := ctxT(t)
+	adminA, adminB := e.CreateTenant(t, "rbac-a"), e.CreateTenant(t, "rbac-b")
+	botA := withToken(t, adminA, serviceAccount(t, adminA, "default", "bot"))
+	botB := withToken(t, adminB, serviceAccount(t, adminB, "default", "bot"))
+
+	if err := listConfigMaps(ctx, botA); !apierrors.IsForbidden(err) {
+		t.Fatalf("A's bot lists configmaps before any grant: %v, want Forbidden", err)
+	}
+	a := servertest.Client(t, adminA)
+	if _, err := a.RbacV1().Roles("default").Create(ctx, &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: "reader"},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "list"}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	binding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "bot-reads"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "reader"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: "default", Name: "bot"}},
+	}
+	if _, err := a.RbacV1().RoleBindings("default").Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "A's grant takes effect in A", func() bool { return listConfigMaps(ctx, botA) == nil })
+
+	// The same subject in B, granted nothing there, is refused.
+	if err := listConfigMaps(ctx, botB); !apierrors.IsForbidden(err) {
+		t.Errorf("B's bot lists configmaps after a grant in A: %v, want Forbidden", err)
+	}
+	// Access reviews answer for the tenant they are asked in.
+	review := func(c kubernetes.Interface) bool {
+		sar, err := c.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User:               "system:serviceaccount:default:bot",
+			Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:default", "system:authenticated"},
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: "default", Verb: "list", Resource: "configmaps"},
+		}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sar.Status.Allowed
+	}
+	if !review(a) {
+		t.Error("SubjectAccessReview in A denies A's grant")
+	}
+	if review(servertest.Client(t, adminB)) {
+		t.Error("SubjectAccessReview in B allows what only A granted")
+	}
+	if review(servertest.Client(t, e.Admin)) {
+		t.Error("SubjectAccessReview in root allows what only A granted")
+	}
+	selfReview := func(c kubernetes.Interface) bool {
+		ssar, err := c.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: "default", Verb: "list", Resource: "configmaps"},
+		}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ssar.Status.Allowed
+	}
+	if !selfReview(botA) || selfReview(botB) {
+		t.Errorf("SelfSubjectAccessReview: A's bot %v (want true), B's bot %v (want false)", selfReview(botA), selfReview(botB))
+	}
+
+	// A cluster-wide grant by A's admin stays in A.
+	if _, err := a.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "bot-admin"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: "default", Name: "bot"}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "A's cluster-admin grant takes effect in A", func() bool {
+		_, err := botA.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+		return err == nil
+	})
+	if _, err := botB.CoreV1().Namespaces().List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("B's bot lists namespaces after A granted its own bot cluster-admin: %v", err)
+	}
+	if err := listConfigMaps(ctx, servertest.Client(t, e.Admin)); err != nil {
+		t.Fatal(err)
+	}
+
+	// Revoking in A takes the grant away.
+	if err := a.RbacV1().ClusterRoleBindings().Delete(ctx, "bot-admin", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.RbacV1().RoleBindings("default").Delete(ctx, "bot-reads", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "revoking in A takes the grant away", func() bool { return apierrors.IsForbidden(listConfigMaps(ctx, botA)) })
+}
+
+func TestIntegrationServiceAccountTokensAreBoundToTheirTenant(t *testing.T) {
+	e := startEnv(t)
+	ctx := ctxT(t)
+	adminA, adminB := e.CreateTenant(t, "tokens-a"), e.CreateTenant(t, "tokens-b")
+	tokenA := serviceAccount(t, adminA, "default", "bot")
+	serviceAccount(t, adminB, "default", "bot") // same name, other tenant
+
+	whoAmI := func(host *rest.Config) error {
+		_, err := withToken(t, host, tokenA).AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+		return err
+	}
+	if err := whoAmI(adminA); err != nil {
+		t.Fatalf("A's token on A: %v", err)
+	}
+	for name, host := range map[string]*rest.Config{"B": adminB, "root": rootHost(e), "every tenant": tenantHost(e, tenant.Wildcard)} {
+		if err := whoAmI(host); !apierrors.IsUnauthorized(err) {
+			t.Errorf("A's token on %s: %v, want Unauthorized", name, err)
+		}
+	}
+
+	tokenReview := func(admin *rest.Config) authenticationv1.TokenReviewStatus {
+		tr, err := servertest.Client(t, admin).AuthenticationV1().TokenReviews().Create(ctx, &authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{Token: tokenA}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr.Status
+	}
+	if got := tokenReview(adminA); !got.Authenticated || got.User.Username != "system:serviceaccount:default:bot" {
+		t.Errorf("TokenReview in A of A's token: %+v", got)
+	}
+	if got := tokenReview(adminB); got.Authenticated {
+		t.Errorf("TokenReview in B accepts A's token: %+v", got)
+	}
+	if got := tokenReview(e.Admin); got.Authenticated {
+		t.Errorf("TokenReview in root accepts A's token: %+v", got)
+	}
+
+	if err := servertest.Client(t, adminA).CoreV1().ServiceAccounts("default").Delete(ctx, "bot", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "A's token is refused once its service account is deleted", func() bool {
+		return apierrors.IsUnauthorized(whoAmI(adminA))
+	})
+	if got := tokenReview(adminA); got.Authenticated {
+		t.Errorf("TokenReview in A accepts the token of a deleted service account: %+v", got)
+	}
+}
