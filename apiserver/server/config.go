@@ -5,11 +5,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/spf13/pflag"
 	cliflag "k8s.io/component-base/cli/flag"
+	"k8s.io/klog/v2"
 	"k8s.io/kubernetes/cmd/kube-apiserver/app/options"
 
+	"github.com/kplex/kplex/apiserver/admission/namespacelifecycle"
 	"github.com/kplex/kplex/apiserver/fairness"
 	"github.com/kplex/kplex/apiserver/pki"
 )
@@ -35,6 +38,8 @@ type Config struct {
 	Kube *options.ServerRunOptions
 	// Fairness shapes the priority level every tenant's requests share.
 	Fairness fairness.Options
+
+	namespaces *namespacelifecycle.Plugin
 }
 
 // DefaultDataDir is $KPLEX_DATA_DIR, else $HOME/.kplex.
@@ -56,11 +61,34 @@ func NewConfig() *Config {
 	kube.SecureServing.BindAddress = net.ParseIP("127.0.0.1")
 	kube.ServiceClusterIPRanges = DefaultServiceClusterIPRange
 	kube.Authorization.Modes = []string{"RBAC"}
-	// Tenants need their own view of namespaces and service accounts in
-	// admission; until admission is tenant-aware these two would consult
-	// root's objects for every tenant's request.
-	kube.Admission.GenericAdmission.DisablePlugins = []string{"NamespaceLifecycle", "ServiceAccount"}
-	return &Config{DataDir: DefaultDataDir(), Kube: kube, Fairness: fairness.DefaultOptions}
+	namespaces := namespacelifecycle.New()
+	adm := kube.Admission.GenericAdmission
+	namespaces.Register(adm.Plugins)
+	adm.RecommendedPluginOrder = slices.Insert(adm.RecommendedPluginOrder, slices.Index(adm.RecommendedPluginOrder, "NamespaceLifecycle")+1, namespacelifecycle.PluginName)
+	return &Config{DataDir: DefaultDataDir(), Kube: kube, Fairness: fairness.DefaultOptions, namespaces: namespaces}
+}
+
+// rootOnlyAdmission are upstream plugins that look objects up in root
+// whatever the request's tenant: they would judge every tenant's requests
+// by root's namespaces and service accounts. They stay off, whatever the
+// flags say; TenantNamespaceLifecycle does NamespaceLifecycle's work.
+var rootOnlyAdmission = []string{"NamespaceLifecycle", "ServiceAccount"}
+
+// disableRootOnlyAdmission turns rootOnlyAdmission off in c's flags.
+func (c *Config) disableRootOnlyAdmission() {
+	adm := c.Kube.Admission.GenericAdmission
+	adm.EnablePlugins = slices.DeleteFunc(adm.EnablePlugins, func(name string) bool {
+		if slices.Contains(rootOnlyAdmission, name) {
+			klog.InfoS("Admission plugin stays off: it reads root's objects for every tenant", "plugin", name)
+			return true
+		}
+		return false
+	})
+	for _, name := range rootOnlyAdmission {
+		if !slices.Contains(adm.DisablePlugins, name) {
+			adm.DisablePlugins = append(adm.DisablePlugins, name)
+		}
+	}
 }
 
 // AddFlags adds kplex's flags and every kube-apiserver flag, grouped as
@@ -101,6 +129,9 @@ var ErrNoDataDir = errors.New("--data-dir is required: it holds the PKI and the 
 func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		return ErrNoDataDir
+	}
+	if c.namespaces == nil {
+		return errors.New("the Config was not made by NewConfig")
 	}
 	return nil
 }

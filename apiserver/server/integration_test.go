@@ -591,37 +591,3 @@ func TestIntegrationAnonymousCannotProbeTenants(t *testing.T) {
 	}
 }
 
-// Tenant admins are not exempt from API Priority and Fairness, as
-// system:masters is: each queues as its own flow, so one tenant's flood
-// waits its turn beside the others.
-func TestIntegrationTenantAdminsAreNotExemptFromFairness(t *testing.T) {
-	e := startEnv(t)
-	ctx := ctxT(t)
-	exempt, err := servertest.Client(t, e.Admin).FlowcontrolV1().FlowSchemas().Get(ctx, "exempt", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	flowSchemaOf := func(cfg *rest.Config) string {
-		client, err := rest.HTTPClientFor(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, err := client.Get(cfg.Host + "/api/v1/namespaces/default/configmaps")
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("GET as %s: %s", cfg.Host, resp.Status)
-		}
-		return resp.Header.Get("X-Kubernetes-PF-FlowSchema-UID")
-	}
-	if got := flowSchemaOf(e.Admin); got != string(exempt.UID) {
-		t.Fatalf("root admin classified as %q, want the exempt flow schema %q", got, exempt.UID)
-	}
-	for _, name := range []string{"fair-a", "fair-b"} {
-		if got := flowSchemaOf(e.CreateTenant(t, name)); got == "" || got == string(exempt.UID) {
-			t.Errorf("%s's admin is classified as %q: exempt from fairness", name, got)
-		}
-	}
-}

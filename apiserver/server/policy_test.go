@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -207,5 +208,54 @@ func TestIntegrationServiceAccountTokensAreBoundToTheirTenant(t *testing.T) {
 	})
 	if got := tokenReview(adminA); got.Authenticated {
 		t.Errorf("TokenReview in A accepts the token of a deleted service account: %+v", got)
+	}
+}
+
+func TestIntegrationNamespaceLifecycleIsPerTenant(t *testing.T) {
+	e := startEnv(t)
+	ctx := ctxT(t)
+	a := servertest.Client(t, e.CreateTenant(t, "nslife-a"))
+	b := servertest.Client(t, e.CreateTenant(t, "nslife-b"))
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "c"}}
+
+	// A namespace of A's is no namespace of B's.
+	if _, err := a.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "only-in-a"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.CoreV1().ConfigMaps("only-in-a").Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("creating in A's new namespace: %v", err)
+	}
+	_, err := b.CoreV1().ConfigMaps("only-in-a").Create(ctx, cm, metav1.CreateOptions{})
+	if !apierrors.IsNotFound(err) || !strings.Contains(err.Error(), `namespaces "only-in-a" not found`) {
+		t.Errorf("creating in a namespace only A has, in B: %v, want NotFound naming the namespace", err)
+	}
+	if _, err := b.CoreV1().ConfigMaps("only-in-a").Get(ctx, "c", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the refused create left something in B: %v", err)
+	}
+
+	// Every tenant keeps its system namespaces.
+	for _, ns := range []string{"default", "kube-system", "kube-public"} {
+		if err := b.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); !apierrors.IsForbidden(err) {
+			t.Errorf("deleting %s in B: %v, want Forbidden", ns, err)
+		}
+	}
+
+	// A terminating namespace of A's takes nothing new; B's of the same
+	// name does. A's stays terminating: no namespace controller runs yet
+	// to empty it, and the configmap keeps it from going.
+	for _, c := range []kubernetes.Interface{a, b} {
+		if _, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "doomed"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.CoreV1().Namespaces().Delete(ctx, "doomed", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "A's doomed namespace refuses new content", func() bool {
+		_, err := a.CoreV1().ConfigMaps("doomed").Create(ctx, cm, metav1.CreateOptions{})
+		return apierrors.IsForbidden(err) && strings.Contains(err.Error(), "being terminated")
+	})
+	if _, err := b.CoreV1().ConfigMaps("doomed").Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+		t.Errorf("B's namespace of the same name refuses content: %v", err)
 	}
 }

@@ -103,6 +103,7 @@ func Start(ctx context.Context, cfg *Config) (_ *Server, err error) {
 	}
 
 	cfg.applyDataDirDefaults()
+	cfg.disableRootOnlyAdmission()
 	cfg.Kube.Authentication.ServiceAccounts.OptionalTokenGetter = func(root informers.SharedInformerFactory) kubeserviceaccount.ServiceAccountTokenGetter {
 		s.accounts = tenantauth.NewServiceAccountGetter(root)
 		return s.accounts
@@ -145,6 +146,9 @@ func Start(ctx context.Context, cfg *Config) (_ *Server, err error) {
 		}
 		if !s.rbac.HasSynced() {
 			return errors.New("tenant RBAC policy not synced")
+		}
+		if !s.cfg.namespaces.HasSynced() {
+			return errors.New("tenant namespaces not synced")
 		}
 		return nil
 	})); err != nil {
@@ -235,6 +239,9 @@ func (s *Server) startLifecycle(hook genericapiserver.PostStartHookContext, etcd
 		return err
 	}
 	go s.rbac.Run(hook)
+	if err := s.cfg.namespaces.Start(hook, loopback); err != nil {
+		return err
+	}
 	root, err := kubernetes.NewForConfig(loopback)
 	if err != nil {
 		return err
