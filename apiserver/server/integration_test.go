@@ -590,4 +590,3 @@ func TestIntegrationAnonymousCannotProbeTenants(t *testing.T) {
 		t.Errorf("anonymous /version tells tenants apart: %v", codes)
 	}
 }
-
