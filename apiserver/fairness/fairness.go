@@ -3,7 +3,6 @@ package fairness
 import (
 	"context"
 	"fmt"
-	"slices"
 
 	flowcontrolv1 "k8s.io/api/flowcontrol/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -15,6 +14,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
+	"github.com/kplex/kplex/apiserver/tenantauth"
 	"github.com/kplex/kplex/tenant"
 )
 
@@ -39,14 +39,10 @@ type perTenant struct{ utilflowcontrol.Interface }
 func (p perTenant) Handle(ctx context.Context, digest utilflowcontrol.RequestDigest,
 	noteFn func(*flowcontrolv1.FlowSchema, *flowcontrolv1.PriorityLevelConfiguration, string),
 	workEstimator func() fcrequest.WorkEstimate, queueNoteFn fq.QueueNoteFn, execFn func()) {
-	if t := tenant.FromContext(ctx); t != tenant.Root && t != tenant.Wildcard && !privileged(digest.User) {
+	if t := tenant.FromContext(ctx); t != tenant.Root && t != tenant.Wildcard && !tenantauth.Privileged(digest.User) {
 		digest.User = &user.DefaultInfo{Name: UserPrefix + t, Groups: []string{TenantsGroup, user.AllAuthenticated}}
 	}
 	p.Interface.Handle(ctx, digest, noteFn, workEstimator, queueNoteFn, execFn)
-}
-
-func privileged(u user.Info) bool {
-	return u != nil && slices.Contains(u.GetGroups(), user.SystemPrivilegedGroup)
 }
 
 // Options shape the tenants' priority level.

@@ -28,7 +28,7 @@ func Authorizer(root, perTenant authorizer.Authorizer) authorizer.Authorizer {
 		if requested == tenant.Root || requested == tenant.Wildcard {
 			return root.Authorize(ctx, a)
 		}
-		if privileged(a.GetUser()) {
+		if Privileged(a.GetUser()) {
 			return authorizer.DecisionAllow, "", nil
 		}
 		return perTenant.Authorize(ctx, a)
@@ -55,7 +55,7 @@ func (r ruleResolver) RulesFor(ctx context.Context, u user.Info, namespace strin
 func confine(requested string, a authorizer.Attributes) (string, bool) {
 	u := a.GetUser()
 	if requested == tenant.Wildcard {
-		if TenantOf(u) != "" || !privileged(u) {
+		if TenantOf(u) != "" || !Privileged(u) {
 			return "cross-tenant requests are for privileged management-plane identities only", true
 		}
 		if a.IsResourceRequest() && a.GetVerb() != "list" && a.GetVerb() != "watch" {
@@ -106,6 +106,7 @@ func connectsOut(resource, subresource string) bool {
 	return false
 }
 
-func privileged(u user.Info) bool {
+// Privileged reports whether u is in system:masters.
+func Privileged(u user.Info) bool {
 	return u != nil && slices.Contains(u.GetGroups(), user.SystemPrivilegedGroup)
 }

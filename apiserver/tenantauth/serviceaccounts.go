@@ -190,11 +190,7 @@ func (g *ServiceAccountGetter) get(ctx context.Context, into runtime.Object, gro
 	if c == nil {
 		return errors.New("the service account getter has no loopback client yet")
 	}
-	t := audienceTenant(ctx)
-	abs := append([]string{tenant.Path(t), group}, path...)
-	if t == tenant.Root {
-		abs = abs[1:]
-	}
+	abs := append([]string{tenant.Path(audienceTenant(ctx)), group}, path...)
 	return c.Get().AbsPath(abs...).Do(ctx).Into(into)
 }
 

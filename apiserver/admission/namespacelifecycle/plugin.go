@@ -129,12 +129,8 @@ func (p *Plugin) lookup(ctx context.Context, t, name string) (*corev1.Namespace,
 	if client == nil {
 		return nil, apierrors.NewServiceUnavailable("namespace lifecycle admission is not ready yet")
 	}
-	path := []string{"api/v1/namespaces", name}
-	if t != tenant.Root {
-		path = append([]string{tenant.Path(t)}, path...)
-	}
 	ns := &corev1.Namespace{}
-	if err := client.Get().AbsPath(path...).Do(ctx).Into(ns); err != nil {
+	if err := client.Get().AbsPath(tenant.Path(t), "api/v1/namespaces", name).Do(ctx).Into(ns); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, apierrors.NewNotFound(corev1.Resource("namespaces"), name)
 		}
