@@ -64,6 +64,39 @@ func (g *restOptionsGetter) GetRESTOptions(resource schema.GroupResource, exampl
 	return opts, nil
 }
 
+// FixedTenantRESTOptionsGetter wraps getter so that every storage it hands
+// out serves one tenant only, whatever the request: custom resources, whose
+// schema and codec belong to one tenant's CRD. Its etcd reads, and its watch
+// cache, cover that tenant's keys alone; a request from any other tenant is
+// refused. A nil raw keeps getter's storage (and its watch cache); else raw
+// builds the storage, uncached.
+func FixedTenantRESTOptionsGetter(getter generic.RESTOptionsGetter, prefixes *Prefixes, tenantName string, raw generic.StorageDecorator) generic.RESTOptionsGetter {
+	return restOptionsGetterFunc(func(resource schema.GroupResource, example runtime.Object) (generic.RESTOptions, error) {
+		opts, err := getter.GetRESTOptions(resource, example)
+		if err != nil {
+			return opts, err
+		}
+		inner := opts.Decorator
+		if inner == nil {
+			inner = generic.UndecoratedStorage
+		}
+		if !undecorated(inner) {
+			inner = withCacher
+		}
+		if raw != nil {
+			inner = raw
+		}
+		opts.Decorator = decorator(inner, prefixes, tenantName)
+		return opts, nil
+	})
+}
+
+type restOptionsGetterFunc func(resource schema.GroupResource, example runtime.Object) (generic.RESTOptions, error)
+
+func (f restOptionsGetterFunc) GetRESTOptions(resource schema.GroupResource, example runtime.Object) (generic.RESTOptions, error) {
+	return f(resource, example)
+}
+
 // Decorator wraps a storage decorator (the watch cache, or none) so that the
 // storage it builds is partitioned by tenant. A watch cache is built by
 // withCacher rather than by inner.
@@ -74,6 +107,12 @@ func Decorator(inner generic.StorageDecorator, prefixes *Prefixes) generic.Stora
 	if !undecorated(inner) {
 		inner = withCacher
 	}
+	return decorator(inner, prefixes, "")
+}
+
+// decorator partitions the storage inner builds; a non-empty fixed confines
+// it, and the watch cache in it, to that tenant.
+func decorator(inner generic.StorageDecorator, prefixes *Prefixes, fixed string) generic.StorageDecorator {
 	return func(
 		config *storagebackend.ConfigForResource,
 		resourcePrefix string,
@@ -98,11 +137,16 @@ func Decorator(inner generic.StorageDecorator, prefixes *Prefixes) generic.Stora
 			}
 			return Key(resourcePrefix, name, key)
 		}
-		s, destroy, err := inner(config, resourcePrefix, tenantKeyFunc, newFunc, newListFunc, getAttrsFunc, trigger, indexers)
+		innerPrefix := resourcePrefix
+		if fixed != "" {
+			// Narrow what the storage lists and watches to the tenant's keys.
+			innerPrefix = path.Join(resourcePrefix, fixed)
+		}
+		s, destroy, err := inner(config, innerPrefix, tenantKeyFunc, newFunc, newListFunc, getAttrsFunc, trigger, indexers)
 		if err != nil {
 			return s, destroy, err
 		}
-		return &store{Interface: s, resourcePrefix: strings.TrimSuffix(resourcePrefix, "/")}, destroy, nil
+		return &store{Interface: s, resourcePrefix: strings.TrimSuffix(resourcePrefix, "/"), fixed: fixed}, destroy, nil
 	}
 }
 

@@ -20,6 +20,8 @@ import (
 type store struct {
 	storage.Interface
 	resourcePrefix string
+	// fixed, when set, is the only tenant the store serves.
+	fixed string
 }
 
 var _ storage.Interface = &store{}
@@ -28,6 +30,9 @@ var _ storage.Interface = &store{}
 // allowed only for reads that span every namespace (read=true).
 func (s *store) key(ctx context.Context, key string, read bool) (string, error) {
 	name := tenant.FromContext(ctx)
+	if s.fixed != "" && name != s.fixed {
+		return "", apierrors.NewInternalError(fmt.Errorf("storage of tenant %q asked to serve tenant %q", s.fixed, name))
+	}
 	if name != tenant.Wildcard {
 		return Key(s.resourcePrefix, name, key)
 	}

@@ -3,6 +3,7 @@ package crosstenant
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -92,20 +93,23 @@ type noWatchList struct{ cache.ListerWatcher }
 func (noWatchList) IsWatchListSemanticsUnSupported() bool { return true }
 
 // Cache is an indexer of one resource of every tenant, kept current by a
-// reflector.
+// reflector. Changes are told, synchronously, to the handlers of the
+// object's tenant and then to every watcher.
 type Cache struct {
 	cache.Indexer
 	reflector *cache.Reflector
+
+	mu       sync.RWMutex
+	handlers map[string][]*handler
+	watchers []func(tenantName string)
 }
 
 // NewCache returns a cache of the objects lw lists, of example's type.
 // Run fills it.
 func NewCache(lw cache.ListerWatcher, example runtime.Object) *Cache {
-	indexer := cache.NewIndexer(KeyFunc, Indexers)
-	return &Cache{
-		Indexer:   indexer,
-		reflector: cache.NewReflector(lw, example, indexer, 0),
-	}
+	c := &Cache{Indexer: cache.NewIndexer(KeyFunc, Indexers)}
+	c.reflector = cache.NewReflector(lw, example, fanoutStore{c}, 0)
+	return c
 }
 
 // Run fills the cache until ctx ends.

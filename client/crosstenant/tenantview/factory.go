@@ -1,0 +1,196 @@
+package tenantview
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/informers"
+	admissionregistrationinformers "k8s.io/client-go/informers/admissionregistration"
+	admissionregistrationv1informers "k8s.io/client-go/informers/admissionregistration/v1"
+	coreinformers "k8s.io/client-go/informers/core"
+	corev1informers "k8s.io/client-go/informers/core/v1"
+	admissionregistrationv1listers "k8s.io/client-go/listers/admissionregistration/v1"
+	corev1listers "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/kplex/kplex/client/crosstenant"
+)
+
+// Caches are the cross-tenant caches views are made of. A nil cache is
+// seen as empty (Pods: no plugin here needs more than a lister that may
+// come up empty).
+type Caches struct {
+	Namespaces         *crosstenant.Cache
+	LimitRanges        *crosstenant.Cache
+	MutatingWebhooks   *crosstenant.Cache
+	ValidatingWebhooks *crosstenant.Cache
+	Policies           *crosstenant.Cache
+	PolicyBindings     *crosstenant.Cache
+}
+
+// HasSynced reports whether every cache has synced.
+func (c *Caches) HasSynced() bool {
+	for _, x := range []*crosstenant.Cache{c.Namespaces, c.LimitRanges, c.MutatingWebhooks, c.ValidatingWebhooks, c.Policies, c.PolicyBindings} {
+		if x != nil && !x.HasSynced() {
+			return false
+		}
+	}
+	return true
+}
+
+// Factory is an informers.SharedInformerFactory of one tenant's view. It
+// offers the informers of Caches (and an empty Pods); any other accessor
+// panics.
+type Factory struct {
+	informers.SharedInformerFactory // nil
+	caches                          *Caches
+	tenant                          string
+}
+
+// NewFactory returns tenant t's view of caches.
+func NewFactory(caches *Caches, t string) *Factory {
+	return &Factory{caches: caches, tenant: t}
+}
+
+func (f *Factory) informer(c *crosstenant.Cache) *Informer { return NewInformer(c, f.tenant) }
+
+// The caches run elsewhere: starting and waiting are the server's.
+func (f *Factory) Start(<-chan struct{})            {}
+func (f *Factory) StartWithContext(context.Context) {}
+func (f *Factory) Shutdown()                        {}
+
+func (f *Factory) WaitForCacheSync(<-chan struct{}) map[reflect.Type]bool { return nil }
+
+func (f *Factory) WaitForCacheSyncWithContext(context.Context) cache.SyncResult {
+	return cache.SyncResult{}
+}
+
+func (f *Factory) ForResource(r schema.GroupVersionResource) (informers.GenericInformer, error) {
+	return nil, fmt.Errorf("a tenant view has no generic informer for %s", r)
+}
+
+func (f *Factory) Core() coreinformers.Interface { return coreGroup{f: f} }
+
+func (f *Factory) Admissionregistration() admissionregistrationinformers.Interface {
+	return admissionGroup{f: f}
+}
+
+type coreGroup struct {
+	coreinformers.Interface
+	f *Factory
+}
+
+func (g coreGroup) V1() corev1informers.Interface { return coreV1{f: g.f} }
+
+type coreV1 struct {
+	corev1informers.Interface
+	f *Factory
+}
+
+func (v coreV1) Namespaces() corev1informers.TypedNamespaceInformer {
+	return namespaces{inf: v.f.informer(v.f.caches.Namespaces)}
+}
+
+func (v coreV1) LimitRanges() corev1informers.TypedLimitRangeInformer {
+	return limitRanges{inf: v.f.informer(v.f.caches.LimitRanges)}
+}
+
+func (v coreV1) Pods() corev1informers.TypedPodInformer { return pods{inf: v.f.informer(nil)} }
+
+type namespaces struct {
+	corev1informers.TypedNamespaceInformer
+	inf *Informer
+}
+
+func (n namespaces) Informer() cache.SharedIndexInformer { return n.inf }
+func (n namespaces) Lister() corev1listers.NamespaceLister {
+	return corev1listers.NewNamespaceLister(n.inf.idx)
+}
+
+type limitRanges struct {
+	corev1informers.TypedLimitRangeInformer
+	inf *Informer
+}
+
+func (n limitRanges) Informer() cache.SharedIndexInformer { return n.inf }
+func (n limitRanges) Lister() corev1listers.LimitRangeLister {
+	return corev1listers.NewLimitRangeLister(n.inf.idx)
+}
+
+type pods struct {
+	corev1informers.TypedPodInformer
+	inf *Informer
+}
+
+func (n pods) Informer() cache.SharedIndexInformer { return n.inf }
+func (n pods) Lister() corev1listers.PodLister     { return corev1listers.NewPodLister(n.inf.idx) }
+
+type admissionGroup struct {
+	admissionregistrationinformers.Interface
+	f *Factory
+}
+
+func (g admissionGroup) V1() admissionregistrationv1informers.Interface { return admissionV1{f: g.f} }
+
+type admissionV1 struct {
+	admissionregistrationv1informers.Interface
+	f *Factory
+}
+
+func (v admissionV1) MutatingWebhookConfigurations() admissionregistrationv1informers.TypedMutatingWebhookConfigurationInformer {
+	return mutatingWebhooks{inf: v.f.informer(v.f.caches.MutatingWebhooks)}
+}
+
+func (v admissionV1) ValidatingWebhookConfigurations() admissionregistrationv1informers.TypedValidatingWebhookConfigurationInformer {
+	return validatingWebhooks{inf: v.f.informer(v.f.caches.ValidatingWebhooks)}
+}
+
+func (v admissionV1) ValidatingAdmissionPolicies() admissionregistrationv1informers.TypedValidatingAdmissionPolicyInformer {
+	return policies{inf: v.f.informer(v.f.caches.Policies)}
+}
+
+func (v admissionV1) ValidatingAdmissionPolicyBindings() admissionregistrationv1informers.TypedValidatingAdmissionPolicyBindingInformer {
+	return policyBindings{inf: v.f.informer(v.f.caches.PolicyBindings)}
+}
+
+type mutatingWebhooks struct {
+	admissionregistrationv1informers.TypedMutatingWebhookConfigurationInformer
+	inf *Informer
+}
+
+func (n mutatingWebhooks) Informer() cache.SharedIndexInformer { return n.inf }
+func (n mutatingWebhooks) Lister() admissionregistrationv1listers.MutatingWebhookConfigurationLister {
+	return admissionregistrationv1listers.NewMutatingWebhookConfigurationLister(n.inf.idx)
+}
+
+type validatingWebhooks struct {
+	admissionregistrationv1informers.TypedValidatingWebhookConfigurationInformer
+	inf *Informer
+}
+
+func (n validatingWebhooks) Informer() cache.SharedIndexInformer { return n.inf }
+func (n validatingWebhooks) Lister() admissionregistrationv1listers.ValidatingWebhookConfigurationLister {
+	return admissionregistrationv1listers.NewValidatingWebhookConfigurationLister(n.inf.idx)
+}
+
+type policies struct {
+	admissionregistrationv1informers.TypedValidatingAdmissionPolicyInformer
+	inf *Informer
+}
+
+func (n policies) Informer() cache.SharedIndexInformer { return n.inf }
+func (n policies) Lister() admissionregistrationv1listers.ValidatingAdmissionPolicyLister {
+	return admissionregistrationv1listers.NewValidatingAdmissionPolicyLister(n.inf.idx)
+}
+
+type policyBindings struct {
+	admissionregistrationv1informers.TypedValidatingAdmissionPolicyBindingInformer
+	inf *Informer
+}
+
+func (n policyBindings) Informer() cache.SharedIndexInformer { return n.inf }
+func (n policyBindings) Lister() admissionregistrationv1listers.ValidatingAdmissionPolicyBindingLister {
+	return admissionregistrationv1listers.NewValidatingAdmissionPolicyBindingLister(n.inf.idx)
+}

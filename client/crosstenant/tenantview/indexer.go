@@ -1,0 +1,114 @@
+package tenantview
+
+import (
+	"errors"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/kplex/kplex/client/crosstenant"
+)
+
+// errReadOnly is returned by the writes of a view: only the cache's
+// reflector writes.
+var errReadOnly = errors.New("a tenant view is read-only")
+
+// indexer is a read-only cache.Indexer of tenant t's objects in c, keyed as
+// within a cluster (namespace/name, or name). A nil c holds nothing.
+type indexer struct {
+	c *crosstenant.Cache
+	t string
+}
+
+var _ cache.Indexer = indexer{}
+
+var namespaceIndexers = cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}
+
+func (i indexer) Add(any) error                        { return errReadOnly }
+func (i indexer) Update(any) error                     { return errReadOnly }
+func (i indexer) Delete(any) error                     { return errReadOnly }
+func (i indexer) Replace([]any, string) error          { return errReadOnly }
+func (i indexer) Bookmark(string)                      {}
+func (i indexer) LastStoreSyncResourceVersion() string { return "" }
+func (i indexer) Resync() error                        { return nil }
+func (i indexer) AddIndexers(cache.Indexers) error     { return errReadOnly }
+func (i indexer) GetIndexers() cache.Indexers          { return namespaceIndexers }
+
+func (i indexer) List() []any {
+	if i.c == nil {
+		return nil
+	}
+	return i.c.InTenant(i.t)
+}
+
+func (i indexer) ListKeys() []string {
+	var keys []string
+	for _, obj := range i.List() {
+		if key, err := cache.MetaNamespaceKeyFunc(obj); err == nil {
+			keys = append(keys, key)
+		}
+	}
+	return keys
+}
+
+func (i indexer) Get(obj any) (any, bool, error) {
+	key, err := cache.MetaNamespaceKeyFunc(obj)
+	if err != nil {
+		return nil, false, err
+	}
+	return i.GetByKey(key)
+}
+
+func (i indexer) GetByKey(key string) (any, bool, error) {
+	if i.c == nil {
+		return nil, false, nil
+	}
+	return i.c.GetByKey(i.t + "/" + key)
+}
+
+func (i indexer) Index(name string, obj any) ([]any, error) {
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		return nil, err
+	}
+	return i.ByIndex(name, m.GetNamespace())
+}
+
+func (i indexer) IndexKeys(name, value string) ([]string, error) {
+	objs, err := i.ByIndex(name, value)
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]string, 0, len(objs))
+	for _, obj := range objs {
+		if key, err := cache.MetaNamespaceKeyFunc(obj); err == nil {
+			keys = append(keys, key)
+		}
+	}
+	return keys, nil
+}
+
+func (i indexer) ListIndexFuncValues(name string) []string {
+	if name != cache.NamespaceIndex {
+		return nil
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, obj := range i.List() {
+		if m, err := meta.Accessor(obj); err == nil && !seen[m.GetNamespace()] {
+			seen[m.GetNamespace()] = true
+			out = append(out, m.GetNamespace())
+		}
+	}
+	return out
+}
+
+func (i indexer) ByIndex(name, value string) ([]any, error) {
+	if name != cache.NamespaceIndex {
+		return nil, errors.New("a tenant view has only the namespace index")
+	}
+	if i.c == nil {
+		return nil, nil
+	}
+	return i.c.InNamespace(i.t, value), nil
+}
