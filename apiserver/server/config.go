@@ -12,7 +12,10 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/kubernetes/cmd/kube-apiserver/app/options"
 
+	"k8s.io/apiserver/pkg/admission"
+
 	"github.com/kplex/kplex/apiserver/admission/namespacelifecycle"
+	"github.com/kplex/kplex/apiserver/admission/tenantmux"
 	"github.com/kplex/kplex/apiserver/fairness"
 	"github.com/kplex/kplex/apiserver/pki"
 )
@@ -40,6 +43,7 @@ type Config struct {
 	Fairness fairness.Options
 
 	namespaces *namespacelifecycle.Plugin
+	admission  *tenantmux.Hub
 }
 
 // DefaultDataDir is $KPLEX_DATA_DIR, else $HOME/.kplex.
@@ -65,7 +69,12 @@ func NewConfig() *Config {
 	adm := kube.Admission.GenericAdmission
 	namespaces.Register(adm.Plugins)
 	adm.RecommendedPluginOrder = slices.Insert(adm.RecommendedPluginOrder, slices.Index(adm.RecommendedPluginOrder, "NamespaceLifecycle")+1, namespacelifecycle.PluginName)
-	return &Config{DataDir: DefaultDataDir(), Kube: kube, Fairness: fairness.DefaultOptions, namespaces: namespaces}
+	// Webhooks, policies, LimitRanger and PodSecurity keep their names and
+	// places; the hub's decorator gives each tenant its own instance. It
+	// goes first, so that upstream's metrics decorator wraps it.
+	hub := tenantmux.New(tenantmux.Specs)
+	adm.Decorators = append(admission.Decorators{hub.Decorator()}, adm.Decorators...)
+	return &Config{DataDir: DefaultDataDir(), Kube: kube, Fairness: fairness.DefaultOptions, namespaces: namespaces, admission: hub}
 }
 
 // rootOnlyAdmission are upstream plugins that look objects up in root

@@ -15,18 +15,24 @@ import (
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
+	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apiserver/pkg/authentication/request/bearertoken"
 	"k8s.io/apiserver/pkg/authentication/request/union"
+	"k8s.io/apiserver/pkg/registry/generic"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/apiserver/pkg/server/healthz"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
+	apiregistrationv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
 	"k8s.io/kubernetes/cmd/kube-apiserver/app"
+	"k8s.io/kubernetes/pkg/api/legacyscheme"
 	kubeserviceaccount "k8s.io/kubernetes/pkg/serviceaccount"
 
+	"github.com/kplex/kplex/apiserver/admission/tenantmux"
 	"github.com/kplex/kplex/apiserver/etcd"
 	"github.com/kplex/kplex/apiserver/fairness"
 	"github.com/kplex/kplex/apiserver/lifecycle"
@@ -34,7 +40,9 @@ import (
 	"github.com/kplex/kplex/apiserver/pki"
 	"github.com/kplex/kplex/apiserver/routing"
 	"github.com/kplex/kplex/apiserver/tenantauth"
+	"github.com/kplex/kplex/apiserver/tenantcrd"
 	"github.com/kplex/kplex/apiserver/tenantrbac"
+	"github.com/kplex/kplex/tenant"
 )
 
 // Server is a running kplex apiserver.
@@ -46,6 +54,9 @@ type Server struct {
 	prefixes *partition.Prefixes
 	rbac     *tenantrbac.Policy
 	accounts *tenantauth.ServiceAccountGetter
+	crds     *tenantcrd.Manager
+	// crdGetter is upstream's CRD storage getter before kplex confines it.
+	crdGetter generic.RESTOptionsGetter
 
 	cancel    context.CancelFunc
 	ready     chan struct{}
@@ -74,6 +85,7 @@ func Start(ctx context.Context, cfg *Config) (_ *Server, err error) {
 		done:     make(chan struct{}),
 		registry: lifecycle.NewRegistry(),
 		prefixes: &partition.Prefixes{},
+		crds:     tenantcrd.New(),
 	}
 	defer func() {
 		if err != nil {
@@ -134,6 +146,13 @@ func Start(ctx context.Context, cfg *Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("creating apiserver: %w", err)
 	}
 	generic := chain.GenericAPIServer
+	crdOptions := s.crdOptions(completedConfig)
+	if err := generic.AddPostStartHook("kplex-tenant-crds", func(hook genericapiserver.PostStartHookContext) error {
+		crdOptions.Loopback = rest.CopyConfig(hook.LoopbackClientConfig)
+		return s.crds.Start(hook, crdOptions)
+	}); err != nil {
+		return nil, err
+	}
 	var controller atomic.Pointer[lifecycle.Controller]
 	if err := generic.AddPostStartHook("kplex-tenant-lifecycle", func(hook genericapiserver.PostStartHookContext) error {
 		return s.startLifecycle(hook, completed.Etcd.StorageConfig.Prefix, &controller)
@@ -149,6 +168,12 @@ func Start(ctx context.Context, cfg *Config) (_ *Server, err error) {
 		}
 		if !s.cfg.namespaces.HasSynced() {
 			return errors.New("tenant namespaces not synced")
+		}
+		if !s.cfg.admission.HasSynced() {
+			return errors.New("tenant admission caches not synced")
+		}
+		if !s.crds.HasSynced() {
+			return errors.New("tenant CRDs not synced")
 		}
 		return nil
 	})); err != nil {
@@ -212,7 +237,10 @@ func (s *Server) partition(c *app.Config) error {
 			g.FlowControl = fairness.PerTenant(g.FlowControl)
 		}
 	}
-	c.ApiExtensions.ExtraConfig.CRDRESTOptionsGetter = partition.RESTOptionsGetter(c.ApiExtensions.ExtraConfig.CRDRESTOptionsGetter, s.prefixes)
+	// Custom resources are one tenant's each: root's CRD handler serves
+	// root's objects only, and every tenant's its own (tenantcrd).
+	s.crdGetter = c.ApiExtensions.ExtraConfig.CRDRESTOptionsGetter
+	c.ApiExtensions.ExtraConfig.CRDRESTOptionsGetter = partition.FixedTenantRESTOptionsGetter(s.crdGetter, s.prefixes, tenant.Root, nil)
 
 	// The aggregator's chain is the outermost: route there, before
 	// authentication, so every later filter sees the plain Kubernetes path;
@@ -221,12 +249,50 @@ func (s *Server) partition(c *app.Config) error {
 	build := agg.BuildHandlerChainFunc
 	agg.BuildHandlerChainFunc = func(h http.Handler, gc *genericapiserver.Config) http.Handler {
 		h = tenantauth.WithTokenReviews(h, kube.Authentication.Authenticator, kube.Authentication.APIAudiences)
-		return routing.WithTenant(build(routing.WithServingTenant(h, s.registry), gc))
+		return routing.WithTenant(build(routing.WithServingTenant(s.crds.Filter(h), s.registry), gc))
 	}
 	// The IP repair loop sees only root's Services and would free the
 	// cluster IPs of every tenant's; tenants release theirs on deletion.
 	c.KubeAPIs.ControlPlane.Generic.DisabledPostStartHooks.Insert("start-service-ip-repair-controllers")
+	return s.tenantAdmission(kube)
+}
+
+// tenantAdmission gives tenants' admission plugins the tenant-aware
+// authorizer: upstream's plugins got the root one before partition wrapped it.
+func (s *Server) tenantAdmission(kube *genericapiserver.Config) error {
+	if err := s.cfg.admission.SetEnv(tenantmux.Env{
+		Loopback:         kube.LoopbackClientConfig,
+		Authorizer:       kube.Authorization.Authorizer,
+		APIServerID:      kube.APIServerID,
+		EffectiveVersion: kube.EffectiveVersion,
+		Features:         kube.FeatureGate,
+		ConfigFile:       s.cfg.Kube.Admission.GenericAdmission.ConfigFile,
+	}); err != nil {
+		return fmt.Errorf("preparing per-tenant admission: %w", err)
+	}
 	return nil
+}
+
+// crdOptions are what tenants' CRD handlers take from the completed
+// apiextensions server, as upstream's own CRD handler does.
+func (s *Server) crdOptions(c app.CompletedConfig) tenantcrd.Options {
+	ext := c.ApiExtensions.GenericConfig
+	builtin := sets.New[string](apiextensionsv1.GroupName, apiregistrationv1.GroupName)
+	for _, gv := range legacyscheme.Scheme.PrioritizedVersionsAllGroups() {
+		builtin.Insert(gv.Group)
+	}
+	return tenantcrd.Options{
+		RESTOptionsGetter:   s.crdGetter,
+		Etcd:                s.etcd,
+		Prefixes:            s.prefixes,
+		Admission:           ext.AdmissionControl,
+		Authorizer:          ext.Authorization.Authorizer,
+		OpenAPIV3Config:     ext.OpenAPIV3Config,
+		RequestTimeout:      ext.RequestTimeout,
+		MinRequestTimeout:   time.Duration(ext.MinRequestTimeout) * time.Second,
+		MaxRequestBodyBytes: ext.MaxRequestBodyBytes,
+		BuiltinGroups:       builtin,
+	}
 }
 
 func (s *Server) startLifecycle(hook genericapiserver.PostStartHookContext, etcdPrefix string, started *atomic.Pointer[lifecycle.Controller]) error {
@@ -240,6 +306,9 @@ func (s *Server) startLifecycle(hook genericapiserver.PostStartHookContext, etcd
 	}
 	go s.rbac.Run(hook)
 	if err := s.cfg.namespaces.Start(hook, loopback); err != nil {
+		return err
+	}
+	if err := s.cfg.admission.Start(hook, loopback, s.cfg.namespaces.Namespaces()); err != nil {
 		return err
 	}
 	root, err := kubernetes.NewForConfig(loopback)

@@ -71,6 +71,9 @@ func (p *Plugin) Start(ctx context.Context, loopback *rest.Config) error {
 	return nil
 }
 
+// Namespaces is the cross-tenant namespace cache, nil before Start.
+func (p *Plugin) Namespaces() *crosstenant.Cache { return p.namespaces.Load() }
+
 // HasSynced reports whether the namespace cache is filled.
 func (p *Plugin) HasSynced() bool {
 	c := p.namespaces.Load()

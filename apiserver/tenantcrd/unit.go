@@ -1,0 +1,105 @@
+package tenantcrd
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apiextensionsapiserver "k8s.io/apiextensions-apiserver/pkg/apiserver"
+	apiextensionsv1client "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset/typed/apiextensions/v1"
+	"k8s.io/apiextensions-apiserver/pkg/controller/establish"
+	"k8s.io/apiextensions-apiserver/pkg/controller/finalizer"
+	"k8s.io/apiextensions-apiserver/pkg/controller/status"
+	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
+
+	"github.com/kplex/kplex/apiserver/partition"
+	"github.com/kplex/kplex/tenant"
+)
+
+// unit serves one tenant's custom resources: upstream's CRD handler over
+// the tenant's view of the CRDs, with the controllers that give a CRD its
+// names, its Established condition and its cleanup on deletion. A tenant
+// has a unit only while it has CRDs.
+type unit struct {
+	tenant  string
+	view    *view
+	handler crHandler
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+// crHandler is what kplex uses of upstream's (unexported) crdHandler.
+type crHandler interface {
+	http.Handler
+	finalizer.CRClientGetter
+}
+
+func (m *Manager) newUnit(tenantName string) (*unit, error) {
+	cfg := rest.CopyConfig(m.opts.Loopback)
+	cfg.Host += tenant.Path(tenantName)
+	client, err := apiextensionsv1client.NewForConfigAndClient(cfg, m.httpClient)
+	if err != nil {
+		return nil, fmt.Errorf("building the CRD client of tenant %s: %w", tenantName, err)
+	}
+	v := newView(m.crds, tenantName)
+	establishing := establish.NewEstablishingController(v, client)
+	o := m.opts
+	h, err := apiextensionsapiserver.NewCustomResourceDefinitionHandler(
+		nil, nil, // discovery is served by the Manager, never by the unit
+		v,
+		http.HandlerFunc(notFound),
+		partition.FixedTenantRESTOptionsGetter(o.RESTOptionsGetter, o.Prefixes, tenantName, m.storage),
+		o.Admission,
+		establishing,
+		refuseServices{},
+		noCredentials,
+		1, // each replica establishes its own view: no HA hold-back
+		o.Authorizer,
+		o.RequestTimeout,
+		o.MinRequestTimeout,
+		m.staticOpenAPISpec,
+		o.MaxRequestBodyBytes,
+	)
+	if err != nil {
+		return nil, fmt.Errorf("building the CRD handler of tenant %s: %w", tenantName, err)
+	}
+	logger := klog.FromContext(m.ctx).WithValues("tenant", tenantName)
+	naming := status.NewNamingConditionController(logger, v, client)
+	cleanup := finalizer.NewCRDFinalizer(v, client, h)
+
+	// The controllers' context carries the tenant: the finalizer deletes
+	// custom resources through the tenant's storage with it.
+	ctx, cancel := context.WithCancel(tenant.WithTenant(klog.NewContext(m.ctx, logger), tenantName))
+	u := &unit{tenant: tenantName, view: v, handler: h, cancel: cancel, done: make(chan struct{})}
+	running := make(chan struct{}, 3)
+	go func() { establishing.RunWithContext(ctx); running <- struct{}{} }()
+	go func() { naming.RunWithContext(ctx); running <- struct{}{} }()
+	go func() { cleanup.RunWithContext(1, ctx); running <- struct{}{} }()
+	v.start()
+	go func() {
+		for range 3 {
+			<-running
+		}
+		close(u.done)
+	}()
+	return u, nil
+}
+
+// stop ends the unit's controllers and its handlers' registrations. The
+// storage needs no teardown: it holds no watch and shares the etcd client.
+func (u *unit) stop() {
+	u.cancel()
+	u.view.stop()
+}
+
+// servesGroup reports whether the tenant has a CRD in group.
+func (u *unit) servesGroup(group string) bool {
+	for _, obj := range u.view.GetIndexer().List() {
+		if obj.(*apiextensionsv1.CustomResourceDefinition).Spec.Group == group {
+			return true
+		}
+	}
+	return false
+}
