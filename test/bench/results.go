@@ -19,6 +19,10 @@ type results struct {
 	provisioning []time.Duration
 	get1, getN   []time.Duration
 	fairness     *fairness
+	// After every tenant got one CRD and one custom resource.
+	crds            *crds
+	rssCRD, heapCRD int64
+	watchesCRD      int64
 
 	baselineStart []time.Duration
 	baselineRSS   []int64
@@ -57,6 +61,17 @@ func (r *results) print(w io.Writer) {
 	fmt.Fprintf(tw, "etcd watches at N=0 → N\t%d → %d\t\t\tflat: %s\n", r.watches0, r.watchesN, verdict(r.watches0 == r.watchesN))
 	fmt.Fprintf(tw, "GET p99 at N=1 → N\t%s → %s\t\t%.2f×\t\n", ms(get1), ms(getN), float64(getN)/float64(get1))
 	fmt.Fprintf(tw, "apiserver start-to-ready\t%s\t%s\t\t\n", ms(r.kplexStart), ms(baseStart))
+	if c := r.crds; c != nil {
+		perTenant := mib(r.rssCRD-r.rss0) / float64(n)
+		fmt.Fprintf(tw, "memory per tenant with 1 CRD + 1 custom resource, (RSS − RSS_0)/N\t%.3f MiB\t%.0f MiB per control plane\t%.0f× less\t≤ 1 MiB: %s\n",
+			perTenant, baseRSS, baseRSS/perTenant, verdict(perTenant <= 1))
+		fmt.Fprintf(tw, "  Go heap per tenant, same\t%.3f MiB\t\t\t\n", mib(r.heapCRD-r.heap0)/float64(n))
+		fmt.Fprintf(tw, "  apiserver RSS, etcd watches\t%.0f MiB, %d watches\t\t\tflat: %s\n", mib(r.rssCRD), r.watchesCRD, verdict(r.watchesCRD == r.watches0))
+		est50, est99 := percentile(c.established, 0.5), percentile(c.established, 0.99)
+		fmt.Fprintf(tw, "CRD create → Established p50 / p99\t%s / %s\t\t\tprompt\n", ms(est50), ms(est99))
+		fmt.Fprintf(tw, "CRD create → first custom resource accepted p50 (%d tenants)\t%s\t\t\tincludes upstream's 2 s hold-back\n",
+			len(c.firstCR), ms(percentile(c.firstCR, 0.5)))
+	}
 	if f := r.fairness; f != nil {
 		idle, flooded := percentile(f.idle, 0.99), percentile(f.flooded, 0.99)
 		ratio := float64(flooded) / float64(idle)

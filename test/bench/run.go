@@ -138,6 +138,21 @@ func measureKplex(opts Options, work string, r *results) error {
 	if r.getN, err = getLatencies(client, url, names, opts.Gets); err != nil {
 		return err
 	}
+	progress("one CRD and one custom resource in every tenant")
+	if r.crds, err = measureCRDs(client, url, names); err != nil {
+		return fmt.Errorf("measuring CRDs: %w", err)
+	}
+	for _, name := range names {
+		for _, path := range []string{"/apis", "/apis/example.com/v1/namespaces/default/widgets"} {
+			if err := get(client, url+tenant.Path(name)+path); err != nil {
+				return err
+			}
+		}
+	}
+	if r.rssCRD, r.heapCRD, err = settle(opts, client, url, apiserver); err != nil {
+		return err
+	}
+	r.watchesCRD = etcdWatchers()
 	if len(names) >= 2 {
 		progress("fairness: a quiet tenant beside a flooding one")
 		if r.fairness, err = measureFairness(ctx, admin, tc, names[0], names[1], opts.Gets); err != nil {
