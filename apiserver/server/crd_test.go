@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"testing"
 
@@ -204,6 +205,11 @@ func TestIntegrationCRDsArePerTenant(t *testing.T) {
 	checkNoGroup(t, adminA, tenancyv1alpha1.GroupName)
 	checkNoGroup(t, e.Admin, "example.com")
 
+	// OpenAPI v2: each tenant's document has its own widgets, not root's tenants.
+	checkOpenAPIV2(t, adminA, []string{"com.example.v1.Widget"}, []string{"com.example.v2.Widget", "io.kplex.v1alpha1.Tenant"})
+	checkOpenAPIV2(t, adminB, []string{"com.example.v2.Widget"}, []string{"com.example.v1.Widget", "io.kplex.v1alpha1.Tenant"})
+	checkOpenAPIV2(t, e.Admin, []string{"io.kplex.v1alpha1.Tenant"}, []string{"com.example.v1.Widget", "com.example.v2.Widget"})
+
 	// Deleting A's CRD removes A's widgets, not B's.
 	crdsA, _ := apiextensionsclient.NewForConfig(adminA)
 	if err := crdsA.ApiextensionsV1().CustomResourceDefinitions().Delete(ctx, "widgets.example.com", metav1.DeleteOptions{}); err != nil {
@@ -290,5 +296,37 @@ func checkNoGroup(t *testing.T, cfg *rest.Config, group string) {
 	err = dc.RESTClient().Get().AbsPath("/apis", group).Do(context.Background()).Error()
 	if !apierrors.IsNotFound(err) {
 		t.Errorf("GET %s/apis/%s: %v, want NotFound", cfg.Host, group, err)
+	}
+}
+
+// checkOpenAPIV2 asserts which definitions cfg's /openapi/v2 has and lacks.
+func checkOpenAPIV2(t *testing.T, cfg *rest.Config, has, lacks []string) {
+	t.Helper()
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := dc.RESTClient().Get().AbsPath("/openapi/v2").SetHeader("Accept", "application/json").Do(context.Background()).Raw()
+	if err != nil {
+		t.Fatalf("GET %s/openapi/v2: %v", cfg.Host, err)
+	}
+	var doc struct {
+		Definitions map[string]json.RawMessage `json:"definitions"`
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatalf("decoding %s/openapi/v2: %v", cfg.Host, err)
+	}
+	for _, name := range has {
+		if _, ok := doc.Definitions[name]; !ok {
+			t.Errorf("%s/openapi/v2 lacks %s", cfg.Host, name)
+		}
+	}
+	for _, name := range lacks {
+		if _, ok := doc.Definitions[name]; ok {
+			t.Errorf("%s/openapi/v2 has %s", cfg.Host, name)
+		}
+	}
+	if _, ok := doc.Definitions["io.k8s.api.core.v1.ConfigMap"]; !ok {
+		t.Errorf("%s/openapi/v2 lacks the built-in ConfigMap", cfg.Host)
 	}
 }

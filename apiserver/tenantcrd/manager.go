@@ -78,6 +78,7 @@ type Manager struct {
 
 	discovery discoveryCache
 	openAPI   openAPIDocs
+	openAPIV2 openAPIV2
 }
 
 // New returns a Manager that serves nothing until Start.
@@ -177,12 +178,12 @@ func (m *Manager) Filter(next http.Handler) http.Handler {
 			return
 		}
 		if !info.IsResourceRequest {
-			if t == tenant.Wildcard || !m.serveDiscovery(w, req, t, next) && !m.serveOpenAPI(w, req, t, next) {
+			if t == tenant.Wildcard || !m.serveDiscovery(w, req, t, next) && !m.serveOpenAPI(w, req, t, next) && !m.serveOpenAPIV2(w, req, t, next) {
 				next.ServeHTTP(w, req)
 			}
 			return
 		}
-		if info.APIGroup == "" || m.opts.BuiltinGroups.Has(info.APIGroup) || !m.started.Load() && t == tenant.Wildcard {
+		if info.APIGroup == "" || m.opts.BuiltinGroups.Has(info.APIGroup) {
 			next.ServeHTTP(w, req)
 			return
 		}

@@ -27,7 +27,6 @@ type unit struct {
 	view    *view
 	handler crHandler
 	cancel  context.CancelFunc
-	done    chan struct{}
 }
 
 // crHandler is what kplex uses of upstream's (unexported) crdHandler.
@@ -72,18 +71,11 @@ func (m *Manager) newUnit(tenantName string) (*unit, error) {
 	// The controllers' context carries the tenant: the finalizer deletes
 	// custom resources through the tenant's storage with it.
 	ctx, cancel := context.WithCancel(tenant.WithTenant(klog.NewContext(m.ctx, logger), tenantName))
-	u := &unit{tenant: tenantName, view: v, handler: h, cancel: cancel, done: make(chan struct{})}
-	running := make(chan struct{}, 3)
-	go func() { establishing.RunWithContext(ctx); running <- struct{}{} }()
-	go func() { naming.RunWithContext(ctx); running <- struct{}{} }()
-	go func() { cleanup.RunWithContext(1, ctx); running <- struct{}{} }()
+	u := &unit{tenant: tenantName, view: v, handler: h, cancel: cancel}
 	v.start()
-	go func() {
-		for range 3 {
-			<-running
-		}
-		close(u.done)
-	}()
+	go establishing.RunWithContext(ctx)
+	go naming.RunWithContext(ctx)
+	go cleanup.RunWithContext(1, ctx)
 	return u, nil
 }
 
