@@ -21,6 +21,9 @@ type crds struct {
 	// Upstream holds creates back for 2 s after Established (for HA
 	// replicas that have not yet seen it); kplex keeps that.
 	firstCR []time.Duration
+	// webhookCalls is how often the tenants' webhook was called for the
+	// custom resources: once per tenant when every tenant's applies.
+	webhookCalls int64
 }
 
 // crdSample is how many tenants measure create → first custom resource.
@@ -40,9 +43,12 @@ func crBody(kind, name string) string {
 	return fmt.Sprintf(`{"apiVersion":"example.com/v1","kind":%q,"metadata":{"name":%q},"spec":{"size":1}}`, kind, name)
 }
 
-// measureCRDs gives every tenant one CRD and one custom resource of it.
+// measureCRDs gives every tenant one CRD, a validating webhook on it, and
+// one custom resource, which the webhook admits.
 func measureCRDs(client *http.Client, url string, names []string) (*crds, error) {
 	out := &crds{}
+	hook := startWebhook()
+	defer hook.Close()
 	for i, name := range names {
 		base := url + tenant.Path(name)
 		began := time.Now()
@@ -57,12 +63,17 @@ func measureCRDs(client *http.Client, url string, names []string) (*crds, error)
 			progress("%d tenants have a CRD", i+1)
 		}
 	}
+	progress("a validating webhook in every tenant")
+	if err := registerWebhooks(client, url, names, hook); err != nil {
+		return nil, err
+	}
 	progress("one custom resource in every tenant")
 	if err := parallel(names, 8, func(name string) error {
 		return post(client, url+tenant.Path(name)+"/apis/example.com/v1/namespaces/default/widgets", crBody("Widget", "w1"))
 	}); err != nil {
 		return nil, err
 	}
+	out.webhookCalls = hook.calls.Load()
 	progress("create CRD → first custom resource, %d tenants", min(crdSample, len(names)))
 	for _, name := range names[:min(crdSample, len(names))] {
 		base := url + tenant.Path(name)

@@ -27,7 +27,19 @@ func main() {
 		return nil
 	})
 	runEtcd := flag.String("run-etcd", "", "internal: run an embedded etcd with its data in this directory and print its client URL")
+	flood := flag.String("flood", "", "internal: flood this URL until standard input ends")
+	floodCA := flag.String("flood-ca", "", "internal: the flood's CA file")
+	floodToken := flag.String("flood-token", "", "internal: the flood's bearer token")
+	floodCert := flag.String("flood-cert", "", "internal: the flood's client certificate")
+	floodKey := flag.String("flood-key", "", "internal: the flood's client key")
 	flag.Parse()
+	if *flood != "" {
+		if err := runFlood(*flood, *floodCA, *floodToken, *floodCert, *floodKey); err != nil {
+			fmt.Fprintln(os.Stderr, "flood:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *runEtcd != "" {
 		if err := serveEtcd(*runEtcd); err != nil {
 			fmt.Fprintln(os.Stderr, "etcd:", err)

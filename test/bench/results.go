@@ -63,9 +63,10 @@ func (r *results) print(w io.Writer) {
 	fmt.Fprintf(tw, "apiserver start-to-ready\t%s\t%s\t\t\n", ms(r.kplexStart), ms(baseStart))
 	if c := r.crds; c != nil {
 		perTenant := mib(r.rssCRD-r.rss0) / float64(n)
-		fmt.Fprintf(tw, "memory per tenant with 1 CRD + 1 custom resource, (RSS − RSS_0)/N\t%.3f MiB\t%.0f MiB per control plane\t%.0f× less\t≤ 1 MiB: %s\n",
+		fmt.Fprintf(tw, "memory per tenant with 1 CRD, 1 webhook, 1 custom resource, (RSS − RSS_0)/N\t%.3f MiB\t%.0f MiB per control plane\t%.0f× less\t≤ 1 MiB: %s\n",
 			perTenant, baseRSS, baseRSS/perTenant, verdict(perTenant <= 1))
 		fmt.Fprintf(tw, "  Go heap per tenant, same\t%.3f MiB\t\t\t\n", mib(r.heapCRD-r.heap0)/float64(n))
+		fmt.Fprintf(tw, "  webhook calls for the N custom resources\t%d\t\t\t%d: %s\n", c.webhookCalls, n, verdict(c.webhookCalls == n))
 		fmt.Fprintf(tw, "  apiserver RSS, etcd watches\t%.0f MiB, %d watches\t\t\tflat: %s\n", mib(r.rssCRD), r.watchesCRD, verdict(r.watchesCRD == r.watches0))
 		est50, est99 := percentile(c.established, 0.5), percentile(c.established, 0.99)
 		fmt.Fprintf(tw, "CRD create → Established p50 / p99\t%s / %s\t\t\tprompt\n", ms(est50), ms(est99))

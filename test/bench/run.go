@@ -138,7 +138,7 @@ func measureKplex(opts Options, work string, r *results) error {
 	if r.getN, err = getLatencies(client, url, names, opts.Gets); err != nil {
 		return err
 	}
-	progress("one CRD and one custom resource in every tenant")
+	progress("one CRD, one webhook and one custom resource in every tenant")
 	if r.crds, err = measureCRDs(client, url, names); err != nil {
 		return fmt.Errorf("measuring CRDs: %w", err)
 	}
