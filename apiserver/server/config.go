@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/spf13/pflag"
 	cliflag "k8s.io/component-base/cli/flag"
@@ -23,6 +24,9 @@ import (
 const (
 	// DefaultSecurePort is where kplex serves when nothing else is said.
 	DefaultSecurePort = 6443
+	// DefaultAdmissionIdleTimeout frees an idle tenant's admission plugins:
+	// a webhook plugin instance holds ~0.4 MiB, mostly its CEL compiler.
+	DefaultAdmissionIdleTimeout = 2 * time.Minute
 	// DefaultServiceClusterIPRange is large, because every tenant's
 	// Services draw from it.
 	DefaultServiceClusterIPRange = "10.96.0.0/12"
@@ -41,6 +45,9 @@ type Config struct {
 	Kube *options.ServerRunOptions
 	// Fairness shapes the priority level every tenant's requests share.
 	Fairness fairness.Options
+	// AdmissionIdleTimeout stops a tenant's admission plugin instance
+	// (webhooks, policies, LimitRanger, PodSecurity) unused for that long.
+	AdmissionIdleTimeout time.Duration
 
 	namespaces *namespacelifecycle.Plugin
 	admission  *tenantmux.Hub
@@ -74,7 +81,7 @@ func NewConfig() *Config {
 	// goes first, so that upstream's metrics decorator wraps it.
 	hub := tenantmux.New(tenantmux.Specs)
 	adm.Decorators = append(admission.Decorators{hub.Decorator()}, adm.Decorators...)
-	return &Config{DataDir: DefaultDataDir(), Kube: kube, Fairness: fairness.DefaultOptions, namespaces: namespaces, admission: hub}
+	return &Config{DataDir: DefaultDataDir(), Kube: kube, Fairness: fairness.DefaultOptions, AdmissionIdleTimeout: DefaultAdmissionIdleTimeout, namespaces: namespaces, admission: hub}
 }
 
 // rootOnlyAdmission are upstream plugins that look objects up in root
@@ -114,6 +121,8 @@ func (c *Config) AddFlags(fss *cliflag.NamedFlagSets) {
 		"API Priority and Fairness: queues each tenant's flow is dealt.")
 	fs.Int32Var(&c.Fairness.QueueLengthLimit, "tenant-queue-length-limit", c.Fairness.QueueLengthLimit,
 		"API Priority and Fairness: requests a queue of the tenants' level holds before it rejects with 429.")
+	fs.DurationVar(&c.AdmissionIdleTimeout, "tenant-admission-idle-timeout", c.AdmissionIdleTimeout,
+		"A tenant's own instance of an admission plugin (webhooks, admission policies, LimitRanger, PodSecurity) that no request used for this long is stopped, and built again on the tenant's next request. Must exceed 30s; 0 keeps instances while the tenant has such objects.")
 	named := c.Kube.Flags()
 	for _, name := range named.Order {
 		fss.FlagSet(name).AddFlagSet(named.FlagSets[name])

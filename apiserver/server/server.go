@@ -267,6 +267,7 @@ func (s *Server) tenantAdmission(kube *genericapiserver.Config) error {
 		EffectiveVersion: kube.EffectiveVersion,
 		Features:         kube.FeatureGate,
 		ConfigFile:       s.cfg.Kube.Admission.GenericAdmission.ConfigFile,
+		IdleTimeout:      s.cfg.AdmissionIdleTimeout,
 	}); err != nil {
 		return fmt.Errorf("preparing per-tenant admission: %w", err)
 	}

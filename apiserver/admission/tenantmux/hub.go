@@ -45,6 +45,9 @@ import (
 // plugins wait for their informers.
 const readyWait = 10 * time.Second
 
+// minIdleTimeout is the longest admission webhook timeout.
+const minIdleTimeout = 30 * time.Second
+
 // Env is what tenant instances are built with, known once the upstream
 // configuration is.
 type Env struct {
@@ -60,6 +63,11 @@ type Env struct {
 	// ConfigFile is --admission-control-config-file: tenant instances are
 	// configured as root's.
 	ConfigFile string
+	// IdleTimeout stops a tenant's instance that no request used for that
+	// long; zero keeps instances while the tenant needs them. It must
+	// exceed the longest admission webhook timeout (30 s): an instance is
+	// never stopped under a request.
+	IdleTimeout time.Duration
 }
 
 type env struct {
@@ -119,6 +127,9 @@ func (h *Hub) SetEnv(e Env) error {
 	}
 	if e.EffectiveVersion == nil {
 		return errors.New("the apiserver config has no effective version")
+	}
+	if e.IdleTimeout != 0 && e.IdleTimeout <= minIdleTimeout {
+		return fmt.Errorf("the idle timeout of tenant admission plugins must exceed %s, the longest webhook timeout", minIdleTimeout)
 	}
 	client, err := rest.HTTPClientFor(e.Loopback)
 	if err != nil {
@@ -196,6 +207,14 @@ func (h *Hub) Start(ctx context.Context, loopback *rest.Config, namespaces *cros
 		}
 	}
 	h.caches.Store(c)
+	if e := h.env.Load(); e != nil && e.IdleTimeout > 0 {
+		idle := e.IdleTimeout
+		go wait.Until(func() {
+			for _, m := range muxes {
+				m.evictIdle(time.Now().Add(-idle))
+			}
+		}, idle/4, ctx.Done())
+	}
 	klog.InfoS("Per-tenant admission started", "plugins", len(muxes))
 	return nil
 }

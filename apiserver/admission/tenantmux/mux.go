@@ -3,6 +3,8 @@ package tenantmux
 import (
 	"context"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"k8s.io/apiserver/pkg/admission"
 	"k8s.io/klog/v2"
@@ -25,6 +27,8 @@ type Mux struct {
 type instance struct {
 	plugin admission.Interface
 	stop   chan struct{}
+	// used is when a request last picked the instance, in Unix nanoseconds.
+	used atomic.Int64
 }
 
 // wrap returns a Mux of root with root's phases: the chain tells mutating
@@ -69,6 +73,7 @@ func (m *Mux) instance(caches *tenantview.Caches, t string) (admission.Interface
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if in := m.tenants[t]; in != nil {
+		in.used.Store(time.Now().UnixNano())
 		return in.plugin, nil
 	}
 	in, err := m.hub.build(caches, m.spec, t)
@@ -78,6 +83,7 @@ func (m *Mux) instance(caches *tenantview.Caches, t string) (admission.Interface
 	if m.tenants == nil {
 		m.tenants = map[string]*instance{}
 	}
+	in.used.Store(time.Now().UnixNano())
 	m.tenants[t] = in
 	klog.V(2).InfoS("Started per-tenant admission plugin", "plugin", m.spec.Name, "tenant", t)
 	return in.plugin, nil
@@ -94,6 +100,21 @@ func (m *Mux) sweep(caches *tenantview.Caches, t string) {
 	delete(m.tenants, t)
 	close(in.stop)
 	klog.V(2).InfoS("Stopped per-tenant admission plugin", "plugin", m.spec.Name, "tenant", t)
+}
+
+// evictIdle stops the instances no request picked since before: a tenant
+// that is not writing holds no plugin, and builds one again (a few
+// milliseconds) on its next request.
+func (m *Mux) evictIdle(before time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for t, in := range m.tenants {
+		if in.used.Load() < before.UnixNano() {
+			delete(m.tenants, t)
+			close(in.stop)
+			klog.V(2).InfoS("Stopped idle per-tenant admission plugin", "plugin", m.spec.Name, "tenant", t)
+		}
+	}
 }
 
 // running returns the number of tenant instances.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"testing"
+	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -179,5 +180,40 @@ func TestTenantWebhookMemory(t *testing.T) {
 	t.Logf("a tenant with one validating webhook configuration: %d KiB of heap", per/1024)
 	if per > 1<<20 {
 		t.Errorf("a tenant's webhook instance costs %d KiB, over the 1 MiB budget", per/1024)
+	}
+}
+
+func TestIdleInstancesAreStoppedAndRebuilt(t *testing.T) {
+	t.Parallel()
+	_, m, _, _, _ := newHub(t, []string{"a", "b"})
+	v := wrap(m).(admission.ValidationInterface)
+	validate := func(name string) {
+		t.Helper()
+		if err := v.Validate(tenant.WithTenant(context.Background(), name), configMapCreate("x"), nil); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	validate("a")
+	m.mu.Lock()
+	stopA := m.tenants["a"].stop
+	m.mu.Unlock()
+	cutoff := time.Now()
+	validate("b") // b is used after the cutoff, a before it
+	m.evictIdle(cutoff)
+	m.mu.Lock()
+	_, aRuns := m.tenants["a"]
+	_, bRuns := m.tenants["b"]
+	m.mu.Unlock()
+	if aRuns || !bRuns {
+		t.Fatalf("after evicting what was idle since the cutoff: a runs=%v, b runs=%v; want false, true", aRuns, bRuns)
+	}
+	select {
+	case <-stopA:
+	default:
+		t.Error("a's evicted instance was not told to stop")
+	}
+	validate("a") // a's next request builds it again
+	if m.running() != 2 {
+		t.Errorf("%d instances after a's next request, want 2", m.running())
 	}
 }
