@@ -32,6 +32,9 @@ type Options struct {
 	BinDir   string
 	// ApiserverFlags are added to kplex-apiserver's command line.
 	ApiserverFlags []string
+	// AdmissionIdle is the apiserver's --tenant-admission-idle-timeout;
+	// memory is measured again once it has passed.
+	AdmissionIdle time.Duration
 }
 
 func defaultOptions() Options {
@@ -39,7 +42,7 @@ func defaultOptions() Options {
 	if bin == "" {
 		bin = "bin"
 	}
-	return Options{Tenants: 1000, Baseline: 3, Gets: 300, Settle: 10 * time.Second, BinDir: bin}
+	return Options{Tenants: 1000, Baseline: 3, Gets: 300, Settle: 10 * time.Second, BinDir: bin, AdmissionIdle: 31 * time.Second}
 }
 
 func run(opts Options) (*results, error) {
@@ -77,7 +80,8 @@ func measureKplex(opts Options, work string, r *results) error {
 	}
 	dataDir := filepath.Join(work, "kplex")
 	started := time.Now()
-	args := append([]string{"--data-dir", dataDir, "--secure-port", strconv.Itoa(port), "--etcd-servers", etcdServer.ClientURL()}, opts.ApiserverFlags...)
+	args := append([]string{"--data-dir", dataDir, "--secure-port", strconv.Itoa(port), "--etcd-servers", etcdServer.ClientURL(),
+		"--tenant-admission-idle-timeout", opts.AdmissionIdle.String()}, opts.ApiserverFlags...)
 	apiserver, err := start(filepath.Join(work, "kplex-apiserver.log"), filepath.Join(opts.BinDir, "kplex-apiserver"), args...)
 	if err != nil {
 		return err
@@ -153,6 +157,11 @@ func measureKplex(opts Options, work string, r *results) error {
 		return err
 	}
 	r.watchesCRD = etcdWatchers()
+	progress("waiting %s for the tenants' idle admission plugins to stop", opts.AdmissionIdle)
+	time.Sleep(opts.AdmissionIdle + opts.AdmissionIdle/4 + time.Second)
+	if r.rssIdle, r.heapIdle, err = settle(opts, client, url, apiserver); err != nil {
+		return err
+	}
 	if len(names) >= 2 {
 		progress("fairness: a quiet tenant beside a flooding one")
 		if r.fairness, err = measureFairness(ctx, admin, tc, names[0], names[1], opts.Gets); err != nil {
