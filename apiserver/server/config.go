@@ -24,9 +24,10 @@ import (
 const (
 	// DefaultSecurePort is where kplex serves when nothing else is said.
 	DefaultSecurePort = 6443
-	// DefaultAdmissionIdleTimeout frees an idle tenant's admission plugins:
-	// a webhook plugin instance holds ~0.4 MiB, mostly its CEL compiler.
-	DefaultAdmissionIdleTimeout = 2 * time.Minute
+	// DefaultIdleTimeout frees an idle tenant's admission plugins and CRD
+	// serving: a webhook plugin instance holds ~0.4 MiB, mostly its CEL
+	// compiler; CRD serving ~0.5 MiB, mostly controllers and schemas.
+	DefaultIdleTimeout = 2 * time.Minute
 	// DefaultServiceClusterIPRange is large, because every tenant's
 	// Services draw from it.
 	DefaultServiceClusterIPRange = "10.96.0.0/12"
@@ -48,6 +49,9 @@ type Config struct {
 	// AdmissionIdleTimeout stops a tenant's admission plugin instance
 	// (webhooks, policies, LimitRanger, PodSecurity) unused for that long.
 	AdmissionIdleTimeout time.Duration
+	// CRDIdleTimeout drops a tenant's custom resource serving (upstream's
+	// CRD handler and controllers) unused for that long.
+	CRDIdleTimeout time.Duration
 
 	namespaces *namespacelifecycle.Plugin
 	admission  *tenantmux.Hub
@@ -81,7 +85,7 @@ func NewConfig() *Config {
 	// goes first, so that upstream's metrics decorator wraps it.
 	hub := tenantmux.New(tenantmux.Specs)
 	adm.Decorators = append(admission.Decorators{hub.Decorator()}, adm.Decorators...)
-	return &Config{DataDir: DefaultDataDir(), Kube: kube, Fairness: fairness.DefaultOptions, AdmissionIdleTimeout: DefaultAdmissionIdleTimeout, namespaces: namespaces, admission: hub}
+	return &Config{DataDir: DefaultDataDir(), Kube: kube, Fairness: fairness.DefaultOptions, AdmissionIdleTimeout: DefaultIdleTimeout, CRDIdleTimeout: DefaultIdleTimeout, namespaces: namespaces, admission: hub}
 }
 
 // rootOnlyAdmission are upstream plugins that look objects up in root
@@ -123,6 +127,8 @@ func (c *Config) AddFlags(fss *cliflag.NamedFlagSets) {
 		"API Priority and Fairness: requests a queue of the tenants' level holds before it rejects with 429.")
 	fs.DurationVar(&c.AdmissionIdleTimeout, "tenant-admission-idle-timeout", c.AdmissionIdleTimeout,
 		"A tenant's own instance of an admission plugin (webhooks, admission policies, LimitRanger, PodSecurity) that no request used for this long is stopped, and built again on the tenant's next request. Must exceed 30s; 0 keeps instances while the tenant has such objects.")
+	fs.DurationVar(&c.CRDIdleTimeout, "tenant-crd-idle-timeout", c.CRDIdleTimeout,
+		"A tenant's custom resource serving (upstream's CRD handler, with its naming, establishing and finalizer controllers) that served no request for this long, with every CRD of the tenant settled, is dropped, and made again on the tenant's next custom resource request. 0 keeps it while the tenant has CRDs.")
 	named := c.Kube.Flags()
 	for _, name := range named.Order {
 		fss.FlagSet(name).AddFlagSet(named.FlagSets[name])

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"slices"
 	"testing"
+	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
@@ -17,6 +18,8 @@ import (
 	"k8s.io/client-go/rest"
 
 	tenancyv1alpha1 "github.com/kplex/kplex/apis/tenancy/v1alpha1"
+	"github.com/kplex/kplex/apiserver/server"
+	"github.com/kplex/kplex/apiserver/server/servertest"
 )
 
 // widgetsA is tenant A's widgets.example.com: namespaced, v1 (and v1beta1),
@@ -328,5 +331,56 @@ func checkOpenAPIV2(t *testing.T, cfg *rest.Config, has, lacks []string) {
 	}
 	if _, ok := doc.Definitions["io.k8s.api.core.v1.ConfigMap"]; !ok {
 		t.Errorf("%s/openapi/v2 lacks the built-in ConfigMap", cfg.Host)
+	}
+}
+
+// TestIntegrationIdleCRDServingIsDroppedAndRemade has a tenant's custom
+// resource serving outlive neither its use nor its idleness: an open watch
+// keeps it, a quiet tenant loses it, and its next request makes it again.
+func TestIntegrationIdleCRDServingIsDroppedAndRemade(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: starts etcd and an apiserver")
+	}
+	e := servertest.Start(t, "", func(c *server.Config) { c.CRDIdleTimeout = time.Second })
+	ctx := ctxT(t)
+	admin := e.CreateTenant(t, "idle-a")
+	createCRD(t, admin, widgetsA())
+	widgets := dynamicClient(t, admin).Resource(widgetsV1).Namespace("default")
+	if _, err := widgets.Create(ctx, object("example.com/v1", "Widget", "w1", map[string]any{"size": int64(1)}), metav1.CreateOptions{}); err != nil {
+		t.Fatalf("creating a widget: %v", err)
+	}
+	serving := func() bool { return slices.Contains(e.Server.CRDs().Serving(), "idle-a") }
+
+	w, err := widgets.Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatalf("watching widgets: %v", err)
+	}
+	time.Sleep(3 * time.Second)
+	if !serving() {
+		t.Fatal("the tenant's custom resource serving was dropped under an open watch")
+	}
+	w.Stop()
+	eventually(t, "idle serving dropped", func() bool { return !serving() })
+
+	got, err := widgets.Get(ctx, "w1", metav1.GetOptions{})
+	if err != nil || got.GetName() != "w1" {
+		t.Fatalf("reading a widget after its serving was dropped: %v", err)
+	}
+	if !serving() {
+		t.Error("a request did not make the serving again")
+	}
+	eventually(t, "idle serving dropped again", func() bool { return !serving() })
+
+	// Deleting the CRD needs the finalizer: the serving comes back for it.
+	crds, _ := apiextensionsclient.NewForConfig(admin)
+	if err := crds.ApiextensionsV1().CustomResourceDefinitions().Delete(ctx, "widgets.example.com", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the CRD deleted while its tenant was idle", func() bool {
+		_, err := crds.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, "widgets.example.com", metav1.GetOptions{})
+		return apierrors.IsNotFound(err)
+	})
+	if keys := e.EtcdKeys(t, "/registry/example.com/widgets/idle-a/"); len(keys) != 0 {
+		t.Errorf("widgets left after their CRD was deleted: %v", keys)
 	}
 }

@@ -293,6 +293,7 @@ func (s *Server) crdOptions(c app.CompletedConfig) tenantcrd.Options {
 		MinRequestTimeout:   time.Duration(ext.MinRequestTimeout) * time.Second,
 		MaxRequestBodyBytes: ext.MaxRequestBodyBytes,
 		BuiltinGroups:       builtin,
+		IdleTimeout:         s.cfg.CRDIdleTimeout,
 	}
 }
 
@@ -395,6 +396,9 @@ func (s *Server) Ready() <-chan struct{} { return s.ready }
 
 // Err delivers failures after Start returned.
 func (s *Server) Err() <-chan error { return s.errc }
+
+// CRDs is the server's manager of tenants' custom resources.
+func (s *Server) CRDs() *tenantcrd.Manager { return s.crds }
 
 // Registry is the server's registry of serving tenants.
 func (s *Server) Registry() *lifecycle.Registry { return s.registry }

@@ -3,25 +3,31 @@
 // CRDs alone, never from root's or another tenant's.
 //
 // One cross-tenant watch feeds every tenant's view of the CRDs. A tenant
-// with CRDs gets a unit: upstream's CRD handler and its naming,
+// whose CRDs are in use gets a unit: upstream's CRD handler and its naming,
 // establishing and finalizer controllers, built over that view and over
-// storage confined to the tenant. A tenant without CRDs costs nothing.
+// storage confined to the tenant. A unit is made when a CRD needs its
+// controllers or a request its custom resources, and dropped once idle;
+// discovery and OpenAPI are served from the shared cache, without one.
 package tenantcrd
 
 import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	apiextensionshelpers "k8s.io/apiextensions-apiserver/pkg/apihelpers"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apiserver/pkg/admission"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
@@ -60,6 +66,9 @@ type Options struct {
 	// BuiltinGroups are the API groups the server itself serves: requests
 	// to them never reach a tenant's CRDs.
 	BuiltinGroups sets.Set[string]
+	// IdleTimeout drops a unit no request used for that long, once its
+	// tenant's CRDs are settled; zero keeps units while tenants have CRDs.
+	IdleTimeout time.Duration
 }
 
 // Manager keeps a unit per tenant with CRDs and routes tenants' requests
@@ -112,6 +121,9 @@ func (m *Manager) Start(ctx context.Context, opts Options) error {
 	m.crds.Watch(m.tenantChanged)
 	m.started.Store(true)
 	go m.crds.Run(ctx)
+	if idle := opts.IdleTimeout; idle > 0 {
+		go wait.Until(func() { m.dropIdle(time.Now().Add(-idle)) }, idle/4, ctx.Done())
+	}
 	go func() {
 		<-ctx.Done()
 		m.mu.Lock()
@@ -127,41 +139,112 @@ func (m *Manager) Start(ctx context.Context, opts Options) error {
 // HasSynced reports whether every tenant's CRDs are known.
 func (m *Manager) HasSynced() bool { return m.started.Load() && m.crds.HasSynced() }
 
-// tenantChanged makes a unit for a tenant that has CRDs and none yet, and
-// drops the unit of a tenant whose last CRD is gone. It runs in the
-// cross-tenant cache's goroutine, which alone makes and drops units.
+// tenantChanged makes a unit for a tenant whose CRDs need the controllers
+// (names to accept, Established to set, a deletion to finish), and drops
+// the unit of a tenant whose last CRD is gone. It runs in the cross-tenant
+// cache's goroutine, after the units' handlers.
 func (m *Manager) tenantChanged(t string) {
 	if t == tenant.Root {
 		return
 	}
-	has := len(m.crds.InTenant(t)) > 0
-	m.mu.RLock()
-	u := m.units[t]
-	m.mu.RUnlock()
-	switch {
-	case u == nil && has:
-		u, err := m.newUnit(t)
-		if err != nil {
-			klog.ErrorS(err, "Cannot serve a tenant's custom resources", "tenant", t)
-			return
-		}
-		m.mu.Lock()
-		m.units[t] = u
-		m.mu.Unlock()
-		klog.V(2).InfoS("Serving a tenant's custom resources", "tenant", t)
-	case u != nil && !has:
-		m.mu.Lock()
-		delete(m.units, t)
-		m.mu.Unlock()
-		u.stop()
-		klog.V(2).InfoS("A tenant has no custom resources left", "tenant", t)
+	crds := m.crds.InTenant(t)
+	if len(crds) == 0 {
+		m.drop(t, func(*unit) bool { return true })
+		return
+	}
+	if !slices.ContainsFunc(crds, func(obj any) bool { return !settled(obj.(*apiextensionsv1.CustomResourceDefinition)) }) {
+		return
+	}
+	if _, err := m.unitFor(t); err != nil {
+		klog.ErrorS(err, "Cannot serve a tenant's custom resources", "tenant", t)
 	}
 }
 
-func (m *Manager) unit(t string) *unit {
+// Serving returns the tenants that have a unit now.
+func (m *Manager) Serving() []string {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	return m.units[t]
+	out := make([]string, 0, len(m.units))
+	for t := range m.units {
+		out = append(out, t)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// settled reports whether a CRD needs none of the unit's controllers: its
+// names are accepted, it is Established, and it is not being deleted.
+func settled(crd *apiextensionsv1.CustomResourceDefinition) bool {
+	return crd.DeletionTimestamp == nil &&
+		apiextensionshelpers.IsCRDConditionTrue(crd, apiextensionsv1.NamesAccepted) &&
+		apiextensionshelpers.IsCRDConditionTrue(crd, apiextensionsv1.Established) &&
+		apiequality.Semantic.DeepEqual(crd.Spec.Names, crd.Status.AcceptedNames)
+}
+
+// unitFor returns tenant t's unit, making it if t has CRDs; nil if not.
+func (m *Manager) unitFor(t string) (*unit, error) {
+	m.mu.RLock()
+	u := m.units[t]
+	m.mu.RUnlock()
+	if u != nil {
+		return u, nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if u := m.units[t]; u != nil {
+		return u, nil
+	}
+	if len(m.crds.InTenant(t)) == 0 {
+		return nil, nil
+	}
+	u, err := m.newUnit(t)
+	if err != nil {
+		return nil, err
+	}
+	m.units[t] = u
+	klog.V(2).InfoS("Serving a tenant's custom resources", "tenant", t)
+	return u, nil
+}
+
+// drop stops tenant t's unit if it has one and cond holds for it.
+func (m *Manager) drop(t string, cond func(*unit) bool) {
+	m.mu.Lock()
+	u := m.units[t]
+	if u == nil || !cond(u) {
+		m.mu.Unlock()
+		return
+	}
+	delete(m.units, t)
+	m.mu.Unlock()
+	u.stop()
+	klog.V(2).InfoS("Dropped a tenant's custom resource unit", "tenant", t)
+}
+
+// dropIdle drops the units that serve no request, were not used since
+// before, and whose tenant's CRDs are settled: the next request makes the
+// unit again, in milliseconds.
+func (m *Manager) dropIdle(before time.Time) {
+	m.mu.RLock()
+	var idle []string
+	for t, u := range m.units {
+		if u.idleSince(before) {
+			idle = append(idle, t)
+		}
+	}
+	m.mu.RUnlock()
+	for _, t := range idle {
+		m.drop(t, func(u *unit) bool {
+			if !u.idleSince(before) {
+				return false
+			}
+			for _, obj := range m.crds.InTenant(t) {
+				if !settled(obj.(*apiextensionsv1.CustomResourceDefinition)) {
+					return false
+				}
+			}
+			return true
+		})
+	}
 }
 
 // Filter routes a tenant's requests for its custom resources and for
@@ -193,8 +276,13 @@ func (m *Manager) Filter(next http.Handler) http.Handler {
 		case !m.HasSynced():
 			routing.WriteStatus(w, apierrors.NewServiceUnavailable("the tenants' CustomResourceDefinitions are not synced yet"))
 		default:
-			if u := m.unit(t); u != nil && u.servesGroup(info.APIGroup) {
-				u.handler.ServeHTTP(w, req)
+			if m.servesGroup(t, info.APIGroup) {
+				u, err := m.unitFor(t)
+				if err != nil || u == nil {
+					routing.WriteStatus(w, apierrors.NewServiceUnavailable(fmt.Sprintf("the tenant's custom resources cannot be served: %v", err)))
+					return
+				}
+				u.serve(w, req)
 				return
 			}
 			if m.rootGroups().Has(info.APIGroup) {
@@ -204,6 +292,16 @@ func (m *Manager) Filter(next http.Handler) http.Handler {
 			next.ServeHTTP(w, req)
 		}
 	})
+}
+
+// servesGroup reports whether tenant t has a CRD in group.
+func (m *Manager) servesGroup(t, group string) bool {
+	for _, obj := range m.crds.InTenant(t) {
+		if obj.(*apiextensionsv1.CustomResourceDefinition).Spec.Group == group {
+			return true
+		}
+	}
+	return false
 }
 
 // rootGroups are the groups of root's CRDs: never a tenant's unless it

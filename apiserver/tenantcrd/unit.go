@@ -4,8 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"sync/atomic"
+	"time"
 
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextensionsapiserver "k8s.io/apiextensions-apiserver/pkg/apiserver"
 	apiextensionsv1client "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset/typed/apiextensions/v1"
 	"k8s.io/apiextensions-apiserver/pkg/controller/establish"
@@ -21,12 +22,32 @@ import (
 // unit serves one tenant's custom resources: upstream's CRD handler over
 // the tenant's view of the CRDs, with the controllers that give a CRD its
 // names, its Established condition and its cleanup on deletion. A tenant
-// has a unit only while it has CRDs.
+// has a unit only while its CRDs need those controllers or its custom
+// resources are being used.
 type unit struct {
 	tenant  string
 	view    *view
 	handler crHandler
 	cancel  context.CancelFunc
+
+	// active counts requests in flight, watches included; used is when
+	// the last one began, in Unix nanoseconds.
+	active atomic.Int64
+	used   atomic.Int64
+}
+
+// serve serves a request for the tenant's custom resources.
+func (u *unit) serve(w http.ResponseWriter, req *http.Request) {
+	u.active.Add(1)
+	u.used.Store(time.Now().UnixNano())
+	defer u.active.Add(-1)
+	u.handler.ServeHTTP(w, req)
+}
+
+// idleSince reports whether the unit serves nothing and served nothing
+// since before.
+func (u *unit) idleSince(before time.Time) bool {
+	return u.active.Load() == 0 && u.used.Load() < before.UnixNano()
 }
 
 // crHandler is what kplex uses of upstream's (unexported) crdHandler.
@@ -72,6 +93,7 @@ func (m *Manager) newUnit(tenantName string) (*unit, error) {
 	// custom resources through the tenant's storage with it.
 	ctx, cancel := context.WithCancel(tenant.WithTenant(klog.NewContext(m.ctx, logger), tenantName))
 	u := &unit{tenant: tenantName, view: v, handler: h, cancel: cancel}
+	u.used.Store(time.Now().UnixNano())
 	v.start()
 	go establishing.RunWithContext(ctx)
 	go naming.RunWithContext(ctx)
@@ -84,14 +106,4 @@ func (m *Manager) newUnit(tenantName string) (*unit, error) {
 func (u *unit) stop() {
 	u.cancel()
 	u.view.stop()
-}
-
-// servesGroup reports whether the tenant has a CRD in group.
-func (u *unit) servesGroup(group string) bool {
-	for _, obj := range u.view.GetIndexer().List() {
-		if obj.(*apiextensionsv1.CustomResourceDefinition).Spec.Group == group {
-			return true
-		}
-	}
-	return false
 }
