@@ -45,7 +45,9 @@ func crBody(kind, name string) string {
 
 // measureCRDs gives every tenant one CRD, a validating webhook on it, and
 // one custom resource, which the webhook admits.
-func measureCRDs(client *http.Client, url string, names []string) (*crds, error) {
+// Before the custom resources it runs touch, and after them live, which
+// measures memory while every tenant's webhook plugin is live.
+func measureCRDs(client *http.Client, url string, names []string, touch, live func() error) (*crds, error) {
 	out := &crds{}
 	hook := startWebhook()
 	defer hook.Close()
@@ -67,6 +69,9 @@ func measureCRDs(client *http.Client, url string, names []string) (*crds, error)
 	if err := registerWebhooks(client, url, names, hook); err != nil {
 		return nil, err
 	}
+	if err := touch(); err != nil {
+		return nil, err
+	}
 	progress("one custom resource in every tenant")
 	if err := parallel(names, 8, func(name string) error {
 		return post(client, url+tenant.Path(name)+"/apis/example.com/v1/namespaces/default/widgets", crBody("Widget", "w1"))
@@ -74,6 +79,9 @@ func measureCRDs(client *http.Client, url string, names []string) (*crds, error)
 		return nil, err
 	}
 	out.webhookCalls = hook.calls.Load()
+	if err := live(); err != nil {
+		return nil, err
+	}
 	progress("create CRD → first custom resource, %d tenants", min(crdSample, len(names)))
 	for _, name := range names[:min(crdSample, len(names))] {
 		base := url + tenant.Path(name)

@@ -26,7 +26,7 @@ func main() {
 		opts.ApiserverFlags = append(opts.ApiserverFlags, v)
 		return nil
 	})
-	flag.DurationVar(&opts.AdmissionIdle, "admission-idle", opts.AdmissionIdle, "the apiserver's --tenant-admission-idle-timeout")
+	flag.DurationVar(&opts.Idle, "idle", opts.Idle, "the apiserver's --tenant-admission-idle-timeout and --tenant-crd-idle-timeout")
 	runEtcd := flag.String("run-etcd", "", "internal: run an embedded etcd with its data in this directory and print its client URL")
 	flood := flag.String("flood", "", "internal: flood this URL until standard input ends")
 	floodCA := flag.String("flood-ca", "", "internal: the flood's CA file")

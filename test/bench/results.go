@@ -69,8 +69,8 @@ func (r *results) print(w io.Writer) {
 			idle, baseRSS, baseRSS/idle, verdict(idle <= 1))
 		fmt.Fprintf(tw, "  Go heap per tenant, same\t%.3f MiB\t\t\t\n", mib(r.heapIdle-r.heap0)/float64(n))
 		hot := mib(r.rssCRD-r.rss0) / float64(n)
-		fmt.Fprintf(tw, "  same, while every tenant's webhook plugin is live (< %s since its last write)\t%.3f MiB (heap %.3f)\t\t%.0f× less\t≤ 1 MiB: %s\n",
-			r.opts.AdmissionIdle, hot, mib(r.heapCRD-r.heap0)/float64(n), baseRSS/hot, verdict(hot <= 1))
+		fmt.Fprintf(tw, "  same, every tenant active: its webhook plugin and CRD serving live (used < %s ago)\t%.3f MiB (heap %.3f)\t\t%.0f× less\t≤ 1 MiB: %s\n",
+			r.opts.Idle, hot, mib(r.heapCRD-r.heap0)/float64(n), baseRSS/hot, verdict(hot <= 1))
 		fmt.Fprintf(tw, "  webhook calls for the N custom resources\t%d\t\t\t%d: %s\n", c.webhookCalls, n, verdict(c.webhookCalls == n))
 		fmt.Fprintf(tw, "  apiserver RSS, etcd watches\t%.0f MiB, %d watches\t\t\tflat: %s\n", mib(r.rssCRD), r.watchesCRD, verdict(r.watchesCRD == r.watches0))
 		est50, est99 := percentile(c.established, 0.5), percentile(c.established, 0.99)

@@ -32,9 +32,9 @@ type Options struct {
 	BinDir   string
 	// ApiserverFlags are added to kplex-apiserver's command line.
 	ApiserverFlags []string
-	// AdmissionIdle is the apiserver's --tenant-admission-idle-timeout;
-	// memory is measured again once it has passed.
-	AdmissionIdle time.Duration
+	// Idle is the apiserver's --tenant-admission-idle-timeout and
+	// --tenant-crd-idle-timeout; memory is measured again once it passed.
+	Idle time.Duration
 }
 
 func defaultOptions() Options {
@@ -42,7 +42,7 @@ func defaultOptions() Options {
 	if bin == "" {
 		bin = "bin"
 	}
-	return Options{Tenants: 1000, Baseline: 3, Gets: 300, Settle: 10 * time.Second, BinDir: bin, AdmissionIdle: 31 * time.Second}
+	return Options{Tenants: 1000, Baseline: 3, Gets: 300, Settle: 10 * time.Second, BinDir: bin, Idle: time.Minute}
 }
 
 func run(opts Options) (*results, error) {
@@ -81,7 +81,7 @@ func measureKplex(opts Options, work string, r *results) error {
 	dataDir := filepath.Join(work, "kplex")
 	started := time.Now()
 	args := append([]string{"--data-dir", dataDir, "--secure-port", strconv.Itoa(port), "--etcd-servers", etcdServer.ClientURL(),
-		"--tenant-admission-idle-timeout", opts.AdmissionIdle.String()}, opts.ApiserverFlags...)
+		"--tenant-admission-idle-timeout", opts.Idle.String(), "--tenant-crd-idle-timeout", opts.Idle.String()}, opts.ApiserverFlags...)
 	apiserver, err := start(filepath.Join(work, "kplex-apiserver.log"), filepath.Join(opts.BinDir, "kplex-apiserver"), args...)
 	if err != nil {
 		return err
@@ -143,22 +143,27 @@ func measureKplex(opts Options, work string, r *results) error {
 		return err
 	}
 	progress("one CRD, one webhook and one custom resource in every tenant")
-	if r.crds, err = measureCRDs(client, url, names); err != nil {
-		return fmt.Errorf("measuring CRDs: %w", err)
-	}
-	for _, name := range names {
-		for _, path := range []string{"/apis", "/apis/example.com/v1/namespaces/default/widgets"} {
-			if err := get(client, url+tenant.Path(name)+path); err != nil {
-				return err
+	touch := func() error {
+		progress("every tenant's discovery and custom resource list")
+		for _, name := range names {
+			for _, path := range []string{"/apis", "/openapi/v3", "/apis/example.com/v1/namespaces/default/widgets"} {
+				if err := get(client, url+tenant.Path(name)+path); err != nil {
+					return err
+				}
 			}
 		}
+		return nil
 	}
-	if r.rssCRD, r.heapCRD, err = settle(opts, client, url, apiserver); err != nil {
+	live := func() (err error) {
+		r.rssCRD, r.heapCRD, err = settle(opts, client, url, apiserver)
 		return err
 	}
+	if r.crds, err = measureCRDs(client, url, names, touch, live); err != nil {
+		return fmt.Errorf("measuring CRDs: %w", err)
+	}
 	r.watchesCRD = etcdWatchers()
-	progress("waiting %s for the tenants' idle admission plugins to stop", opts.AdmissionIdle)
-	time.Sleep(opts.AdmissionIdle + opts.AdmissionIdle/4 + time.Second)
+	progress("waiting %s for the tenants' idle admission plugins and CRD serving to stop", opts.Idle)
+	time.Sleep(opts.Idle + opts.Idle/4 + time.Second)
 	if r.rssIdle, r.heapIdle, err = settle(opts, client, url, apiserver); err != nil {
 		return err
 	}
