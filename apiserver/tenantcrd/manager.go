@@ -13,6 +13,7 @@ package tenantcrd
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"sync"
@@ -164,12 +165,7 @@ func (m *Manager) tenantChanged(t string) {
 func (m *Manager) Serving() []string {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	out := make([]string, 0, len(m.units))
-	for t := range m.units {
-		out = append(out, t)
-	}
-	slices.Sort(out)
-	return out
+	return slices.Sorted(maps.Keys(m.units))
 }
 
 // settled reports whether a CRD needs none of the unit's controllers: its

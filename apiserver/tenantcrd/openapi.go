@@ -69,24 +69,32 @@ func (m *Manager) serveOpenAPI(w http.ResponseWriter, req *http.Request, t strin
 		routing.WriteStatus(w, apierrors.NewInternalError(err))
 		return true
 	}
-	etag := strconv.Quote(hash)
-	w.Header().Set("ETag", etag)
+	serveDocument(w, req, doc, hash, protobufV3, handler3.ToV3ProtoBinary)
+	return true
+}
+
+// serveDocument writes an OpenAPI document in JSON, or in protobuf
+// (converted by toProto) when the client asks for protobufType, with its
+// ETag, or 304 when the client has it.
+func serveDocument(w http.ResponseWriter, req *http.Request, doc []byte, etag, protobufType string, toProto func([]byte) ([]byte, error)) {
+	quoted := strconv.Quote(etag)
+	w.Header().Set("ETag", quoted)
 	w.Header().Set("Vary", "Accept")
-	if req.Header.Get("If-None-Match") == etag {
+	if req.Header.Get("If-None-Match") == quoted {
 		w.WriteHeader(http.StatusNotModified)
-		return true
+		return
 	}
 	contentType := "application/json"
-	if strings.Contains(req.Header.Get("Accept"), protobufV3) {
-		if doc, err = handler3.ToV3ProtoBinary(doc); err != nil {
+	if strings.Contains(req.Header.Get("Accept"), protobufType) {
+		var err error
+		if doc, err = toProto(doc); err != nil {
 			routing.WriteStatus(w, apierrors.NewInternalError(err))
-			return true
+			return
 		}
-		contentType = protobufV3
+		contentType = protobufType
 	}
 	w.Header().Set("Content-Type", contentType)
 	_, _ = w.Write(doc)
-	return true
 }
 
 // serveOpenAPIIndex lists root's group versions but root's CRD groups, and

@@ -50,22 +50,7 @@ func (m *Manager) serveOpenAPIV2(w http.ResponseWriter, req *http.Request, t str
 		routing.WriteStatus(w, apierrors.NewInternalError(err))
 		return true
 	}
-	w.Header().Set("ETag", strconv.Quote(etag))
-	w.Header().Set("Vary", "Accept")
-	if req.Header.Get("If-None-Match") == strconv.Quote(etag) {
-		w.WriteHeader(http.StatusNotModified)
-		return true
-	}
-	contentType := "application/json"
-	if strings.Contains(req.Header.Get("Accept"), protobufV2) {
-		if doc, err = handler.ToProtoBinary(doc); err != nil {
-			routing.WriteStatus(w, apierrors.NewInternalError(err))
-			return true
-		}
-		contentType = protobufV2
-	}
-	w.Header().Set("Content-Type", contentType)
-	_, _ = w.Write(doc)
+	serveDocument(w, req, doc, etag, protobufV2, handler.ToProtoBinary)
 	return true
 }
 
