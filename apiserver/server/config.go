@@ -15,6 +15,7 @@ import (
 
 	"k8s.io/apiserver/pkg/admission"
 
+	"github.com/kplex/kplex/apiserver/admission/crdconversion"
 	"github.com/kplex/kplex/apiserver/admission/namespacelifecycle"
 	"github.com/kplex/kplex/apiserver/admission/tenantmux"
 	"github.com/kplex/kplex/apiserver/fairness"
@@ -80,6 +81,8 @@ func NewConfig() *Config {
 	adm := kube.Admission.GenericAdmission
 	namespaces.Register(adm.Plugins)
 	adm.RecommendedPluginOrder = slices.Insert(adm.RecommendedPluginOrder, slices.Index(adm.RecommendedPluginOrder, "NamespaceLifecycle")+1, namespacelifecycle.PluginName)
+	crdconversion.Register(adm.Plugins)
+	adm.RecommendedPluginOrder = append(adm.RecommendedPluginOrder, crdconversion.PluginName)
 	// Webhooks, policies, LimitRanger and PodSecurity keep their names and
 	// places; the hub's decorator gives each tenant its own instance. It
 	// goes first, so that upstream's metrics decorator wraps it.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -382,5 +383,38 @@ func TestIntegrationIdleCRDServingIsDroppedAndRemade(t *testing.T) {
 	})
 	if keys := e.EtcdKeys(t, "/registry/example.com/widgets/idle-a/"); len(keys) != 0 {
 		t.Errorf("widgets left after their CRD was deleted: %v", keys)
+	}
+}
+
+// TestIntegrationTenantConversionWebhooksNeedAURL: a tenant's conversion
+// webhook given as a Service could never be reached; the CRD is refused
+// with the field named, and nothing is stored. A URL is taken.
+func TestIntegrationTenantConversionWebhooksNeedAURL(t *testing.T) {
+	e := startEnv(t)
+	ctx := ctxT(t)
+	admin := e.CreateTenant(t, "conv-a")
+	c, err := apiextensionsclient.NewForConfig(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crd := widgetsA()
+	crd.Spec.Versions[0].Schema.OpenAPIV3Schema = crd.Spec.Versions[1].Schema.OpenAPIV3Schema
+	crd.Spec.Conversion = &apiextensionsv1.CustomResourceConversion{
+		Strategy: apiextensionsv1.WebhookConverter,
+		Webhook: &apiextensionsv1.WebhookConversion{
+			ConversionReviewVersions: []string{"v1"},
+			ClientConfig:             &apiextensionsv1.WebhookClientConfig{Service: &apiextensionsv1.ServiceReference{Namespace: "default", Name: "convert"}},
+		},
+	}
+	_, err = c.ApiextensionsV1().CustomResourceDefinitions().Create(ctx, crd, metav1.CreateOptions{})
+	if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "spec.conversion.webhook.clientConfig.service") {
+		t.Fatalf("a tenant CRD converting through a Service: %v, want Invalid naming spec.conversion.webhook.clientConfig.service", err)
+	}
+	if _, err := c.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, crd.Name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the refused CRD was stored: %v", err)
+	}
+	crd.Spec.Conversion.Webhook.ClientConfig = &apiextensionsv1.WebhookClientConfig{URL: ptrTo("https://convert.example.com/convert")}
+	if _, err := c.ApiextensionsV1().CustomResourceDefinitions().Create(ctx, crd, metav1.CreateOptions{}); err != nil {
+		t.Errorf("a tenant CRD converting through a URL: %v", err)
 	}
 }
