@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	apidiscoveryv2 "k8s.io/api/apidiscovery/v2"
 	apidiscoveryv2beta1 "k8s.io/api/apidiscovery/v2beta1"
@@ -60,10 +61,16 @@ type discoveryCache struct {
 	mu       sync.Mutex
 	baseETag string
 	base     *apidiscoveryv2.APIGroupDiscoveryList
+	// checked is when base was last revalidated.
+	checked time.Time
 	// docs are keyed by what a document is built from; tenants with the
 	// same CRDs share one.
 	docs map[string]*tenantDoc
 }
+
+// baseRecheck is how often root's document is revalidated: its groups
+// change when root's APIs do, rarely, and revalidating serializes requests.
+const baseRecheck = time.Second
 
 type tenantDoc struct {
 	doc  *apidiscoveryv2.APIGroupDiscoveryList
@@ -150,12 +157,18 @@ func (m *Manager) tenantDiscovery(req *http.Request, t string, next http.Handler
 	if err := c.refreshBase(req, next); err != nil {
 		return nil, err
 	}
-	crds := m.crdsOf(t)
 	rootGroups := sets.List(m.rootGroups())
-	key := c.baseETag + "|" + strings.Join(rootGroups, ",")
-	for _, crd := range crds {
-		key += "|" + crd.Name + "@" + crd.ResourceVersion
+	groups := groupsOf(m.crdsOf(t))
+	// Tenants whose CRDs discover alike share a document.
+	var aggregatedGroups []apidiscoveryv2.APIGroupDiscovery
+	for _, g := range groups {
+		aggregatedGroups = append(aggregatedGroups, g.aggregated)
 	}
+	own, err := json.Marshal(aggregatedGroups)
+	if err != nil {
+		return nil, fmt.Errorf("encoding a tenant's discovery: %w", err)
+	}
+	key := fmt.Sprintf("%s|%s|%x", c.baseETag, strings.Join(rootGroups, ","), sha512.Sum512(own))
 	if doc, ok := c.docs[key]; ok {
 		return doc, nil
 	}
@@ -165,9 +178,7 @@ func (m *Manager) tenantDiscovery(req *http.Request, t string, next http.Handler
 			out.Items = append(out.Items, g)
 		}
 	}
-	for _, g := range groupsOf(crds) {
-		out.Items = append(out.Items, g.aggregated)
-	}
+	out.Items = append(out.Items, aggregatedGroups...)
 	serialized, err := json.Marshal(out)
 	if err != nil {
 		return nil, fmt.Errorf("encoding a tenant's discovery: %w", err)
@@ -183,6 +194,10 @@ func (m *Manager) tenantDiscovery(req *http.Request, t string, next http.Handler
 // refreshBase revalidates root's aggregated discovery document, asking the
 // server behind the filter for it.
 func (c *discoveryCache) refreshBase(req *http.Request, next http.Handler) error {
+	if c.base != nil && time.Since(c.checked) < baseRecheck {
+		return nil
+	}
+	c.checked = time.Now()
 	r := req.Clone(req.Context())
 	r.Header = http.Header{"Accept": {aggregatedV2JSON}}
 	if c.base != nil {
