@@ -86,6 +86,12 @@ func ListWatch(client rest.Interface, resource string) cache.ListerWatcher {
 	return noWatchList{cache.NewListWatchFromClient(client, resource, metav1.NamespaceAll, fields.Everything())}
 }
 
+// ListWatchSelected is ListWatch of the objects selector selects only, such
+// as one well-known name in every namespace of every tenant.
+func ListWatchSelected(client rest.Interface, resource string, selector fields.Selector) cache.ListerWatcher {
+	return noWatchList{cache.NewListWatchFromClient(client, resource, metav1.NamespaceAll, selector)}
+}
+
 // noWatchList tells the reflector to list and then watch.
 type noWatchList struct{ cache.ListerWatcher }
 
@@ -99,9 +105,10 @@ type Cache struct {
 	cache.Indexer
 	reflector *cache.Reflector
 
-	mu       sync.RWMutex
-	handlers map[string][]*handler
-	watchers []func(tenantName string)
+	mu        sync.RWMutex
+	handlers  map[string][]*handler
+	observers []Observer
+	watchers  []func(tenantName string)
 }
 
 // NewCache returns a cache of the objects lw lists, of example's type.

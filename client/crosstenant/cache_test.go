@@ -109,3 +109,39 @@ func TestTenantHandlersHearOnlyTheirTenant(t *testing.T) {
 		t.Errorf("watchers heard of changes in %v", changed)
 	}
 }
+
+func TestObserversHearEveryChangeWithOldAndNew(t *testing.T) {
+	t.Parallel()
+	c := &Cache{Indexer: cache.NewIndexer(KeyFunc, Indexers)}
+	store := fanoutStore{c}
+	var heard []string
+	c.Observe(func(tenantName string, oldObj, newObj any) {
+		name := func(obj any) string {
+			switch o := obj.(type) {
+			case nil:
+				return "-"
+			case cache.DeletedFinalStateUnknown:
+				return "gone:" + o.Key
+			default:
+				return o.(*corev1.ConfigMap).Name
+			}
+		}
+		heard = append(heard, tenantName+" "+name(oldObj)+">"+name(newObj))
+	})
+	web := configMap("a", "default", "web")
+	for _, step := range []func() error{
+		func() error { return store.Add(web) },
+		func() error { return store.Update(web) },
+		func() error { return store.Add(configMap("b", "default", "db")) },
+		func() error { return store.Delete(web) },
+		func() error { return store.Replace(nil, "2") },
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{"a ->web", "a web>web", "b ->db", "a web>-", "b gone:default/db>-"}
+	if fmt.Sprint(heard) != fmt.Sprint(want) {
+		t.Errorf("observers heard %v, want %v", heard, want)
+	}
+}

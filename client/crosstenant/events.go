@@ -47,21 +47,38 @@ func (c *Cache) Watch(f func(tenantName string)) {
 	c.watchers = append(c.watchers, f)
 }
 
+// Observer hears of every change in every tenant: oldObj is nil for an
+// add, newObj nil for a delete (oldObj may then be a
+// cache.DeletedFinalStateUnknown).
+type Observer func(tenantName string, oldObj, newObj any)
+
+// Observe calls f with every change, after the tenant's handlers and
+// before the watchers. Like handlers, f runs on the reflector goroutine:
+// it must be quick and must not block.
+func (c *Cache) Observe(f Observer) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.observers = append(c.observers, f)
+}
+
 // listening reports whether anyone would hear of a change in tenantName.
-func (c *Cache) listening(tenantName string) ([]*handler, []func(string), bool) {
+func (c *Cache) listening(tenantName string) ([]*handler, []Observer, []func(string), bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	regs := c.handlers[tenantName]
-	return regs, c.watchers, len(regs) != 0 || len(c.watchers) != 0
+	return regs, c.observers, c.watchers, len(regs) != 0 || len(c.observers) != 0 || len(c.watchers) != 0
 }
 
-func (c *Cache) notify(tenantName string, call func(cache.ResourceEventHandler)) {
-	regs, watchers, ok := c.listening(tenantName)
+func (c *Cache) notify(tenantName string, oldObj, newObj any, call func(cache.ResourceEventHandler)) {
+	regs, observers, watchers, ok := c.listening(tenantName)
 	if !ok {
 		return
 	}
 	for _, r := range regs {
 		call(r.ResourceEventHandler)
+	}
+	for _, f := range observers {
+		f(tenantName, oldObj, newObj)
 	}
 	for _, f := range watchers {
 		f(tenantName)
@@ -92,7 +109,11 @@ func (s fanoutStore) upsert(obj any, store func(any) error) error {
 	if err := store(obj); err != nil {
 		return err
 	}
-	s.c.notify(tenantOfObject(obj), func(h cache.ResourceEventHandler) {
+	var before any
+	if existed {
+		before = old
+	}
+	s.c.notify(tenantOfObject(obj), before, obj, func(h cache.ResourceEventHandler) {
 		if existed {
 			h.OnUpdate(old, obj)
 		} else {
@@ -111,7 +132,7 @@ func (s fanoutStore) Delete(obj any) error {
 		return err
 	}
 	if existed {
-		s.c.notify(tenantOfObject(old), func(h cache.ResourceEventHandler) { h.OnDelete(old) })
+		s.c.notify(tenantOfObject(old), old, nil, func(h cache.ResourceEventHandler) { h.OnDelete(old) })
 	}
 	return nil
 }
@@ -138,7 +159,11 @@ func (s fanoutStore) Replace(list []any, resourceVersion string) error {
 		if existed && versionOf(old) == versionOf(obj) {
 			continue
 		}
-		s.c.notify(tenantOfObject(obj), func(h cache.ResourceEventHandler) {
+		var prior any
+		if existed {
+			prior = old
+		}
+		s.c.notify(tenantOfObject(obj), prior, obj, func(h cache.ResourceEventHandler) {
 			if existed {
 				h.OnUpdate(old, obj)
 			} else {
@@ -149,7 +174,7 @@ func (s fanoutStore) Replace(list []any, resourceVersion string) error {
 	for key, old := range before {
 		t := tenantOfObject(old)
 		gone := cache.DeletedFinalStateUnknown{Key: strings.TrimPrefix(key, t+"/"), Obj: old}
-		s.c.notify(t, func(h cache.ResourceEventHandler) { h.OnDelete(gone) })
+		s.c.notify(t, gone, nil, func(h cache.ResourceEventHandler) { h.OnDelete(gone) })
 	}
 	return nil
 }

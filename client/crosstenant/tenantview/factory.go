@@ -28,11 +28,13 @@ type Caches struct {
 	ValidatingWebhooks *crosstenant.Cache
 	Policies           *crosstenant.Cache
 	PolicyBindings     *crosstenant.Cache
+	ServiceAccounts    *crosstenant.Cache
+	ConfigMaps         *crosstenant.Cache
 }
 
 // HasSynced reports whether every cache has synced.
 func (c *Caches) HasSynced() bool {
-	for _, x := range []*crosstenant.Cache{c.Namespaces, c.LimitRanges, c.MutatingWebhooks, c.ValidatingWebhooks, c.Policies, c.PolicyBindings} {
+	for _, x := range []*crosstenant.Cache{c.Namespaces, c.LimitRanges, c.MutatingWebhooks, c.ValidatingWebhooks, c.Policies, c.PolicyBindings, c.ServiceAccounts, c.ConfigMaps} {
 		if x != nil && !x.HasSynced() {
 			return false
 		}
@@ -47,6 +49,7 @@ type Factory struct {
 	informers.SharedInformerFactory // nil
 	caches                          *Caches
 	tenant                          string
+	regs                            registrations
 }
 
 // NewFactory returns tenant t's view of caches.
@@ -54,7 +57,16 @@ func NewFactory(caches *Caches, t string) *Factory {
 	return &Factory{caches: caches, tenant: t}
 }
 
-func (f *Factory) informer(c *crosstenant.Cache) *Informer { return NewInformer(c, f.tenant) }
+func (f *Factory) informer(c *crosstenant.Cache) *Informer {
+	inf := NewInformer(c, f.tenant)
+	inf.regs = &f.regs
+	return inf
+}
+
+// Close removes every event handler registered through the factory's
+// informers, which upstream controllers never remove themselves; handlers
+// registered later are removed at once. The views stay readable.
+func (f *Factory) Close() { f.regs.close() }
 
 // The caches run elsewhere: starting and waiting are the server's.
 func (f *Factory) Start(<-chan struct{})            {}
@@ -98,6 +110,34 @@ func (v coreV1) LimitRanges() corev1informers.TypedLimitRangeInformer {
 }
 
 func (v coreV1) Pods() corev1informers.TypedPodInformer { return pods{inf: v.f.informer(nil)} }
+
+func (v coreV1) ServiceAccounts() corev1informers.TypedServiceAccountInformer {
+	return serviceAccounts{inf: v.f.informer(v.f.caches.ServiceAccounts)}
+}
+
+func (v coreV1) ConfigMaps() corev1informers.TypedConfigMapInformer {
+	return configMaps{inf: v.f.informer(v.f.caches.ConfigMaps)}
+}
+
+type serviceAccounts struct {
+	corev1informers.TypedServiceAccountInformer
+	inf *Informer
+}
+
+func (n serviceAccounts) Informer() cache.SharedIndexInformer { return n.inf }
+func (n serviceAccounts) Lister() corev1listers.ServiceAccountLister {
+	return corev1listers.NewServiceAccountLister(n.inf.idx)
+}
+
+type configMaps struct {
+	corev1informers.TypedConfigMapInformer
+	inf *Informer
+}
+
+func (n configMaps) Informer() cache.SharedIndexInformer { return n.inf }
+func (n configMaps) Lister() corev1listers.ConfigMapLister {
+	return corev1listers.NewConfigMapLister(n.inf.idx)
+}
 
 type namespaces struct {
 	corev1informers.TypedNamespaceInformer

@@ -3,6 +3,7 @@ package tenantview
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"k8s.io/client-go/tools/cache"
@@ -16,6 +17,37 @@ import (
 type Informer struct {
 	cache.SharedIndexInformer // nil: what is not overridden panics
 	idx                       indexer
+	regs                      *registrations // of the Factory that made it, or nil
+}
+
+// registrations are the handler registrations a Factory's informers handed
+// out, so that Close can end those upstream code never removes.
+type registrations struct {
+	mu      sync.Mutex
+	closed  bool
+	removes []func()
+}
+
+// add records remove, or calls it at once once closed.
+func (r *registrations) add(remove func()) {
+	r.mu.Lock()
+	if !r.closed {
+		r.removes = append(r.removes, remove)
+		r.mu.Unlock()
+		return
+	}
+	r.mu.Unlock()
+	remove()
+}
+
+func (r *registrations) close() {
+	r.mu.Lock()
+	removes := r.removes
+	r.removes, r.closed = nil, true
+	r.mu.Unlock()
+	for _, remove := range removes {
+		remove()
+	}
 }
 
 // NewInformer returns the informer of tenant t's objects in c; a nil c
@@ -36,7 +68,11 @@ func (i *Informer) AddEventHandler(h cache.ResourceEventHandler) (cache.Resource
 	if i.idx.c == nil {
 		return &registration{remove: func() {}, inf: i}, nil
 	}
-	return &registration{remove: i.idx.c.AddTenantHandler(i.idx.t, h), inf: i}, nil
+	remove := sync.OnceFunc(i.idx.c.AddTenantHandler(i.idx.t, h))
+	if i.regs != nil {
+		i.regs.add(remove)
+	}
+	return &registration{remove: remove, inf: i}, nil
 }
 
 func (i *Informer) AddEventHandlerWithResyncPeriod(h cache.ResourceEventHandler, _ time.Duration) (cache.ResourceEventHandlerRegistration, error) {
