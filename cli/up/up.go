@@ -22,6 +22,8 @@ import (
 	"github.com/kplex/kplex/cli"
 	"github.com/kplex/kplex/cli/daemon"
 	"github.com/kplex/kplex/client/kubeconfig"
+	"github.com/kplex/kplex/controllers/activation"
+	"github.com/kplex/kplex/controllers/manager"
 	"github.com/kplex/kplex/tenant"
 )
 
@@ -31,6 +33,7 @@ type flagpole struct {
 	EtcdServers     []string
 	Foreground      bool
 	Wait            time.Duration
+	QuietPeriod     time.Duration
 	writeKubeconfig bool
 }
 
@@ -54,6 +57,7 @@ func NewCommand(g *cli.Global, streams cli.Streams) *cobra.Command {
 	fs.StringSliceVar(&flags.EtcdServers, "etcd-servers", nil, "external etcd servers (scheme://ip:port, comma separated); empty runs etcd embedded")
 	fs.BoolVar(&flags.Foreground, "foreground", false, "run in the foreground, logging to stderr, until interrupted")
 	fs.DurationVar(&flags.Wait, "wait", 2*time.Minute, "how long to wait for kplex to be ready")
+	fs.DurationVar(&flags.QuietPeriod, "controllers-quiet-period", activation.DefaultQuietPeriod, "stop a tenant's controller after it had no work for this long")
 	fs.BoolVar(&flags.writeKubeconfig, "write-kubeconfig", true, "write the kplex-root context")
 	_ = fs.MarkHidden("write-kubeconfig")
 	return cmd
@@ -92,7 +96,8 @@ func runBackground(ctx context.Context, g *cli.Global, streams cli.Streams, flag
 		return fmt.Errorf("finding the kplex binary: %w", err)
 	}
 	args := []string{"up", "--foreground", "--write-kubeconfig=false",
-		"--data-dir", flags.DataDir, "--secure-port", strconv.Itoa(flags.SecurePort)}
+		"--data-dir", flags.DataDir, "--secure-port", strconv.Itoa(flags.SecurePort),
+		"--controllers-quiet-period", flags.QuietPeriod.String()}
 	if len(flags.EtcdServers) > 0 {
 		args = append(args, "--etcd-servers", strings.Join(flags.EtcdServers, ","))
 	}
@@ -158,6 +163,16 @@ func runForeground(ctx context.Context, g *cli.Global, streams cli.Streams, flag
 	case <-ctx.Done():
 		return nil
 	}
+	// The controllers run in this process, without leader election: one
+	// `kplex up` serves a data directory (its pid file sees to that).
+	ca, err := os.ReadFile(cfg.PKI().CACert())
+	if err != nil {
+		return fmt.Errorf("reading the CA the controllers publish: %w", err)
+	}
+	controllers := make(chan error, 1)
+	go func() {
+		controllers <- manager.Run(ctx, manager.Options{Loopback: s.AdminConfig(), RootCA: ca, QuietPeriod: flags.QuietPeriod})
+	}()
 	if flags.writeKubeconfig {
 		if err := writeRootContext(g, cfg.PKI(), s.URL()); err != nil {
 			return err
@@ -168,6 +183,11 @@ func runForeground(ctx context.Context, g *cli.Global, streams cli.Streams, flag
 	select {
 	case err := <-s.Err():
 		return err
+	case err := <-controllers:
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("controller manager stopped: %v", err)
 	case <-ctx.Done():
 		klog.InfoS("Shutting down")
 		return nil

@@ -1,0 +1,405 @@
+package activation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/flowcontrol"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/klog/v2"
+
+	"github.com/kplex/kplex/client/crosstenant"
+	"github.com/kplex/kplex/client/crosstenant/tenantview"
+	"github.com/kplex/kplex/tenant"
+)
+
+// Defaults of Options.
+const (
+	DefaultQuietPeriod = time.Minute
+	DefaultQPS         = 20
+	DefaultBurst       = 30
+	// retryWake is when a slot whose instance saw a failed API call is
+	// woken again after it went to sleep: the default controller rate
+	// limiter's longest backoff (1000 s), so that a failing item is retried
+	// no later than upstream would.
+	retryWake = 1000 * time.Second
+	// stopWait bounds how long a stop waits for the instance's Run.
+	stopWait = 30 * time.Second
+)
+
+// Env is what a Spec builds an instance with.
+type Env struct {
+	// Tenant is the instance's tenant.
+	Tenant string
+	// Informers is the tenant's view of the shared caches. The activator
+	// closes it (removes every handler) when the instance stops.
+	Informers *tenantview.Factory
+	// Client is a client of the tenant's path (core/v1 only).
+	Client *Client
+}
+
+// Spec is one controller run per tenant.
+type Spec struct {
+	// Name names the controller in logs and in Awake.
+	Name string
+	// Watch are the caches whose events may wake a tenant's slot.
+	Watch []*crosstenant.Cache
+	// Relevant tells whether a change may give the controller work: oldObj
+	// is nil for an add, newObj nil for a delete (oldObj may then be a
+	// cache.DeletedFinalStateUnknown). It runs on a reflector goroutine and
+	// must be quick. While the slot is awake, relevant events keep it so.
+	Relevant func(oldObj, newObj any) bool
+	// Pending tells, at start-up, whether the tenant has work waiting.
+	Pending func(tenantName string) bool
+	// Build makes the upstream controller; run blocks until ctx ends.
+	Build func(Env) (run func(ctx context.Context), err error)
+}
+
+// Options configure an Activator. Zero fields take the defaults.
+type Options struct {
+	// Loopback is a privileged config of the apiserver's root; tenant
+	// clients address Host + tenant.Path(t) with it. Required.
+	Loopback *rest.Config
+	// Caches are the running cross-tenant caches views are made of.
+	// Required.
+	Caches *tenantview.Caches
+	// Tenants lists the tenants the start-up sweep asks Pending about.
+	// Required.
+	Tenants func() []string
+	// QuietPeriod stops an instance that saw no relevant event and made no
+	// API call for that long. Default DefaultQuietPeriod.
+	QuietPeriod time.Duration
+	// QPS and Burst limit each instance's client. Default DefaultQPS and
+	// DefaultBurst.
+	QPS   float32
+	Burst int
+}
+
+func (o Options) withDefaults() Options {
+	if o.QuietPeriod <= 0 {
+		o.QuietPeriod = DefaultQuietPeriod
+	}
+	if o.QPS <= 0 {
+		o.QPS = DefaultQPS
+	}
+	if o.Burst <= 0 {
+		o.Burst = DefaultBurst
+	}
+	return o
+}
+
+// slot names one (controller, tenant).
+type slot struct {
+	spec   int
+	tenant string
+}
+
+// instance is an awake slot.
+type instance struct {
+	slot    slot
+	cancel  context.CancelFunc
+	done    chan struct{}
+	views   *tenantview.Factory
+	started time.Time
+	// lastEvent and lastCall are UnixNano of the last relevant event and
+	// the last API call; failed is set by a failed API call.
+	lastEvent atomic.Int64
+	lastCall  atomic.Int64
+	failed    atomic.Bool
+}
+
+func (i *instance) touch() { i.lastEvent.Store(time.Now().UnixNano()) }
+
+// quietSince is when the instance last saw an event or made a call.
+func (i *instance) quietSince() time.Time {
+	last := max(i.started.UnixNano(), i.lastEvent.Load(), i.lastCall.Load())
+	return time.Unix(0, last)
+}
+
+// Activator wakes and puts to sleep the (controller, tenant) slots of its
+// Specs.
+type Activator struct {
+	opts  Options
+	specs []Spec
+	http  *http.Client
+	queue workqueue.TypedInterface[slot]
+
+	mu    sync.Mutex
+	awake map[slot]*instance
+
+	builds, sleeps atomic.Int64
+}
+
+// New returns an Activator of specs.
+func New(opts Options, specs ...Spec) (*Activator, error) {
+	opts = opts.withDefaults()
+	switch {
+	case opts.Loopback == nil:
+		return nil, errors.New("activation: Options.Loopback is required")
+	case opts.Caches == nil:
+		return nil, errors.New("activation: Options.Caches is required")
+	case opts.Tenants == nil:
+		return nil, errors.New("activation: Options.Tenants is required")
+	}
+	client, err := rest.HTTPClientFor(opts.Loopback)
+	if err != nil {
+		return nil, fmt.Errorf("building the tenant controllers' HTTP client: %w", err)
+	}
+	for _, s := range specs {
+		if s.Name == "" || s.Relevant == nil || s.Build == nil {
+			return nil, fmt.Errorf("activation: spec %q needs a Name, Relevant and Build", s.Name)
+		}
+	}
+	return &Activator{
+		opts:  opts,
+		specs: specs,
+		http:  client,
+		queue: workqueue.NewTyped[slot](),
+		awake: map[slot]*instance{},
+	}, nil
+}
+
+// Run waits for the caches, wakes the slots with pending work, then wakes
+// and stops slots until ctx ends; it stops every instance before it
+// returns.
+func (a *Activator) Run(ctx context.Context) error {
+	logger := klog.FromContext(ctx)
+	if !cache.WaitForCacheSync(ctx.Done(), a.opts.Caches.HasSynced) {
+		return fmt.Errorf("waiting for the cross-tenant caches: %w", ctx.Err())
+	}
+	// Observers go on after the first list: its adds are not news. What
+	// changed between the sync and now, the sweep finds.
+	for i, s := range a.specs {
+		for _, c := range s.Watch {
+			c.Observe(func(t string, oldObj, newObj any) {
+				if s.Relevant(oldObj, newObj) {
+					a.wake(slot{spec: i, tenant: t})
+				}
+			})
+		}
+	}
+	a.sweep(ctx)
+
+	var wg sync.WaitGroup
+	wg.Go(func() { a.sleepIdle(ctx) })
+	go func() {
+		<-ctx.Done()
+		a.queue.ShutDown()
+	}()
+	logger.Info("Tenant controllers started", "controllers", len(a.specs), "quietPeriod", a.opts.QuietPeriod)
+	for {
+		s, quit := a.queue.Get()
+		if quit {
+			break
+		}
+		a.activate(ctx, s)
+		a.queue.Done(s)
+	}
+	wg.Wait()
+	a.mu.Lock()
+	all := make([]*instance, 0, len(a.awake))
+	for _, inst := range a.awake {
+		all = append(all, inst)
+	}
+	a.awake = map[slot]*instance{}
+	a.mu.Unlock()
+	for _, inst := range all {
+		a.stop(ctx, inst)
+	}
+	return nil
+}
+
+// sweep wakes every slot whose tenant has work pending.
+func (a *Activator) sweep(ctx context.Context) {
+	woken := 0
+	for _, t := range a.opts.Tenants() {
+		for i, s := range a.specs {
+			if s.Pending != nil && s.Pending(t) {
+				a.queue.Add(slot{spec: i, tenant: t})
+				woken++
+			}
+		}
+	}
+	klog.FromContext(ctx).Info("Start-up sweep of tenant controllers", "woken", woken)
+}
+
+// wake keeps s awake, or asks the activator goroutine to build it. It runs
+// on reflector goroutines.
+func (a *Activator) wake(s slot) {
+	a.mu.Lock()
+	inst := a.awake[s]
+	a.mu.Unlock()
+	if inst != nil {
+		inst.touch()
+		return
+	}
+	a.queue.Add(s)
+}
+
+// activate builds and starts s unless it is awake.
+func (a *Activator) activate(ctx context.Context, s slot) {
+	if ctx.Err() != nil {
+		return
+	}
+	a.mu.Lock()
+	inst := a.awake[s]
+	a.mu.Unlock()
+	if inst != nil {
+		inst.touch()
+		return
+	}
+	spec := a.specs[s.spec]
+	logger := klog.FromContext(ctx).WithValues("controller", spec.Name, "tenant", s.tenant)
+	inst = &instance{slot: s, done: make(chan struct{}), started: time.Now()}
+	client, err := a.client(spec.Name, s.tenant, inst)
+	if err != nil {
+		logger.Error(err, "Building a tenant controller client")
+		return
+	}
+	inst.views = tenantview.NewFactory(a.opts.Caches, s.tenant)
+	run, err := spec.Build(Env{Tenant: s.tenant, Informers: inst.views, Client: client})
+	if err != nil {
+		inst.views.Close()
+		logger.Error(err, "Building a tenant controller")
+		return
+	}
+	runCtx, cancel := context.WithCancel(klog.NewContext(ctx, logger))
+	inst.cancel = cancel
+	a.mu.Lock()
+	a.awake[s] = inst
+	a.mu.Unlock()
+	a.builds.Add(1)
+	go func() {
+		defer close(inst.done)
+		run(runCtx)
+	}()
+	logger.V(2).Info("Tenant controller woke")
+}
+
+// sleepIdle stops the instances that were quiet for the quiet period.
+func (a *Activator) sleepIdle(ctx context.Context) {
+	tick := max(a.opts.QuietPeriod/4, 50*time.Millisecond)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cutoff := time.Now().Add(-a.opts.QuietPeriod)
+		var idle []*instance
+		a.mu.Lock()
+		for s, inst := range a.awake {
+			if inst.quietSince().Before(cutoff) {
+				delete(a.awake, s)
+				idle = append(idle, inst)
+			}
+		}
+		a.mu.Unlock()
+		for _, inst := range idle {
+			a.stop(ctx, inst)
+			a.sleeps.Add(1)
+			if inst.failed.Load() {
+				s := inst.slot
+				time.AfterFunc(retryWake, func() {
+					if ctx.Err() == nil {
+						a.wake(s)
+					}
+				})
+			}
+		}
+	}
+}
+
+// stop ends inst's Run, then removes its handlers.
+func (a *Activator) stop(ctx context.Context, inst *instance) {
+	inst.cancel()
+	select {
+	case <-inst.done:
+	case <-time.After(stopWait):
+		klog.FromContext(ctx).Info("Tenant controller did not stop in time", "controller", a.specs[inst.slot.spec].Name, "tenant", inst.slot.tenant)
+	}
+	inst.views.Close()
+	klog.FromContext(ctx).V(2).Info("Tenant controller went to sleep", "controller", a.specs[inst.slot.spec].Name, "tenant", inst.slot.tenant)
+}
+
+// Awake returns the number of awake instances of each controller.
+func (a *Activator) Awake() map[string]int {
+	out := map[string]int{}
+	for _, s := range a.specs {
+		out[s.Name] = 0
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for s := range a.awake {
+		out[a.specs[s.spec].Name]++
+	}
+	return out
+}
+
+// AwakeTenants returns the tenants with an awake instance of the named
+// controller, sorted.
+func (a *Activator) AwakeTenants(name string) []string {
+	a.mu.Lock()
+	var out []string
+	for s := range a.awake {
+		if a.specs[s.spec].Name == name {
+			out = append(out, s.tenant)
+		}
+	}
+	a.mu.Unlock()
+	sort.Strings(out)
+	return out
+}
+
+// Stats are counters since New.
+type Stats struct{ Builds, Sleeps int64 }
+
+// Stats returns how many instances were built and put to sleep.
+func (a *Activator) Stats() Stats {
+	return Stats{Builds: a.builds.Load(), Sleeps: a.sleeps.Load()}
+}
+
+// client returns a client of tenant t's path for inst: the shared
+// transport, a rate limiter of its own, and every call noted in inst.
+func (a *Activator) client(name, t string, inst *instance) (*Client, error) {
+	cfg := rest.CopyConfig(a.opts.Loopback)
+	cfg.Host += tenant.Path(t)
+	cfg.UserAgent = "kplex-controller-manager/" + name
+	cfg.RateLimiter = flowcontrol.NewTokenBucketRateLimiter(a.opts.QPS, a.opts.Burst)
+	next := a.http.Transport
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	hc := &http.Client{
+		Transport: callNoter{next: next, inst: inst},
+		Timeout:   a.http.Timeout,
+	}
+	return newClient(cfg, hc)
+}
+
+// callNoter notes each API call of an instance, and whether one failed in
+// a way a retry may fix.
+type callNoter struct {
+	next http.RoundTripper
+	inst *instance
+}
+
+func (c callNoter) RoundTrip(req *http.Request) (*http.Response, error) {
+	c.inst.lastCall.Store(time.Now().UnixNano())
+	resp, err := c.next.RoundTrip(req)
+	c.inst.lastCall.Store(time.Now().UnixNano())
+	if err != nil || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
+		c.inst.failed.Store(true)
+	}
+	return resp, err
+}

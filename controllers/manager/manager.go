@@ -1,0 +1,215 @@
+// Package manager is kplex's controller manager: one process runs
+// upstream controllers for every tenant, each (controller, tenant) only
+// while that tenant has work for it (package activation), over shared
+// cross-tenant caches.
+//
+// It runs in `kplex up`'s process (no leader election: one process) and as
+// the kplex-controller-manager binary (leader election on a Lease in
+// root's kube-system by default).
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	componentbaseconfig "k8s.io/component-base/config"
+	"k8s.io/klog/v2"
+
+	"github.com/kplex/kplex/client/crosstenant"
+	"github.com/kplex/kplex/client/crosstenant/tenantview"
+	"github.com/kplex/kplex/controllers/activation"
+	"github.com/kplex/kplex/controllers/serviceaccount"
+)
+
+// Lease defaults, as kube-controller-manager's.
+const (
+	DefaultLeaseName      = "kplex-controller-manager"
+	DefaultLeaseNamespace = metav1.NamespaceSystem
+	DefaultLeaseDuration  = 15 * time.Second
+	DefaultRenewDeadline  = 10 * time.Second
+	DefaultRetryPeriod    = 2 * time.Second
+)
+
+// Options configure the manager. Zero fields take the defaults.
+type Options struct {
+	// Loopback is a config of the apiserver's root with the right to list
+	// and watch across tenants (system:masters) and to write in every
+	// tenant. Required.
+	Loopback *rest.Config
+	// RootCA is the PEM CA bundle the apiserver serves with, published in
+	// every namespace as kube-root-ca.crt. Required.
+	RootCA []byte
+	// QuietPeriod puts a tenant's controller to sleep after it saw no
+	// relevant event and made no API call for that long. Default
+	// activation.DefaultQuietPeriod (1m).
+	QuietPeriod time.Duration
+	// LeaderElection: with LeaderElect false (the zero value) the manager
+	// runs at once, as in `kplex up`'s single process. Zero durations and
+	// names take the Default... constants.
+	LeaderElection componentbaseconfig.LeaderElectionConfiguration
+	// Identity is this candidate's leader-election identity. Default
+	// hostname_<uuid>.
+	Identity string
+}
+
+// Manager runs the tenant controllers.
+type Manager struct {
+	opts      Options
+	activator *activation.Activator
+	caches    []*crosstenant.Cache
+}
+
+// New builds a manager; Run runs it.
+func New(opts Options) (*Manager, error) {
+	if opts.Loopback == nil {
+		return nil, errors.New("manager: Options.Loopback is required")
+	}
+	if len(opts.RootCA) == 0 {
+		return nil, errors.New("manager: Options.RootCA is required (the apiserver's CA, --root-ca-file)")
+	}
+	cross, err := kubernetes.NewForConfig(crosstenant.Config(opts.Loopback))
+	if err != nil {
+		return nil, fmt.Errorf("building the cross-tenant client: %w", err)
+	}
+	core := cross.CoreV1().RESTClient()
+	c := serviceaccount.Caches{
+		Namespaces:      crosstenant.NewCache(crosstenant.ListWatch(core, "namespaces"), &corev1.Namespace{}),
+		ServiceAccounts: crosstenant.NewCache(crosstenant.ListWatchSelected(core, "serviceaccounts", serviceaccount.ServiceAccountSelector), &corev1.ServiceAccount{}),
+		ConfigMaps:      crosstenant.NewCache(crosstenant.ListWatchSelected(core, "configmaps", serviceaccount.ConfigMapSelector), &corev1.ConfigMap{}),
+	}
+	views := &tenantview.Caches{Namespaces: c.Namespaces, ServiceAccounts: c.ServiceAccounts, ConfigMaps: c.ConfigMaps}
+	a, err := activation.New(activation.Options{
+		Loopback:    opts.Loopback,
+		Caches:      views,
+		Tenants:     func() []string { return c.Namespaces.ListIndexFuncValues(crosstenant.ByTenant) },
+		QuietPeriod: opts.QuietPeriod,
+	}, serviceaccount.ServiceAccounts(c), serviceaccount.RootCAPublisher(c, opts.RootCA))
+	if err != nil {
+		return nil, err
+	}
+	return &Manager{opts: opts, activator: a, caches: []*crosstenant.Cache{c.Namespaces, c.ServiceAccounts, c.ConfigMaps}}, nil
+}
+
+// Run runs the controllers until ctx ends, after winning the Lease if
+// leader election is on. Losing the Lease ends Run with an error: the
+// caller should exit, as kube-controller-manager does.
+func Run(ctx context.Context, opts Options) error {
+	m, err := New(opts)
+	if err != nil {
+		return err
+	}
+	return m.Run(ctx)
+}
+
+// Run runs the controllers until ctx ends, after winning the Lease if
+// leader election is on.
+func (m *Manager) Run(ctx context.Context) error {
+	if !m.opts.LeaderElection.LeaderElect {
+		return m.run(ctx)
+	}
+	le, err := m.elector()
+	if err != nil {
+		return err
+	}
+	lost := errors.New("lost the leader-election Lease")
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var runErr error
+	var started atomic.Bool
+	done := make(chan struct{})
+	le.Callbacks = leaderelection.LeaderCallbacks{
+		OnStartedLeading: func(ctx context.Context) {
+			started.Store(true)
+			defer close(done)
+			klog.FromContext(ctx).Info("Leading", "lease", le.Name)
+			runErr = m.run(ctx)
+		},
+		OnStoppedLeading: func() { cancel(lost) },
+	}
+	elector, err := leaderelection.NewLeaderElector(le)
+	if err != nil {
+		return fmt.Errorf("leader election: %w", err)
+	}
+	elector.Run(ctx)
+	if started.Load() {
+		<-done
+	}
+	if runErr != nil {
+		return runErr
+	}
+	if errors.Is(context.Cause(ctx), lost) {
+		return lost
+	}
+	return nil
+}
+
+func (m *Manager) elector() (leaderelection.LeaderElectionConfig, error) {
+	l := m.opts.LeaderElection
+	dur := func(d metav1.Duration, def time.Duration) time.Duration {
+		if d.Duration <= 0 {
+			return def
+		}
+		return d.Duration
+	}
+	str := func(s, def string) string {
+		if s == "" {
+			return def
+		}
+		return s
+	}
+	id := m.opts.Identity
+	if id == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			return leaderelection.LeaderElectionConfig{}, fmt.Errorf("leader-election identity: %w", err)
+		}
+		id = host + "_" + string(uuid.NewUUID())
+	}
+	client, err := kubernetes.NewForConfig(rest.AddUserAgent(rest.CopyConfig(m.opts.Loopback), "leader-election"))
+	if err != nil {
+		return leaderelection.LeaderElectionConfig{}, err
+	}
+	lock, err := resourcelock.New(str(l.ResourceLock, resourcelock.LeasesResourceLock),
+		str(l.ResourceNamespace, DefaultLeaseNamespace), str(l.ResourceName, DefaultLeaseName),
+		client.CoreV1(), client.CoordinationV1(), resourcelock.ResourceLockConfig{Identity: id})
+	if err != nil {
+		return leaderelection.LeaderElectionConfig{}, fmt.Errorf("leader-election lock: %w", err)
+	}
+	return leaderelection.LeaderElectionConfig{
+		Lock:            lock,
+		LeaseDuration:   dur(l.LeaseDuration, DefaultLeaseDuration),
+		RenewDeadline:   dur(l.RenewDeadline, DefaultRenewDeadline),
+		RetryPeriod:     dur(l.RetryPeriod, DefaultRetryPeriod),
+		ReleaseOnCancel: true,
+		Name:            DefaultLeaseName,
+	}, nil
+}
+
+// run fills the caches and runs the activator until ctx ends.
+func (m *Manager) run(ctx context.Context) error {
+	for _, c := range m.caches {
+		go c.Run(ctx)
+	}
+	return m.activator.Run(ctx)
+}
+
+// Awake returns the number of awake tenant instances of each controller.
+func (m *Manager) Awake() map[string]int { return m.activator.Awake() }
+
+// AwakeTenants returns the tenants with an awake instance of the named
+// controller.
+func (m *Manager) AwakeTenants(name string) []string { return m.activator.AwakeTenants(name) }
+
+// Stats returns how many tenant instances were built and put to sleep.
+func (m *Manager) Stats() activation.Stats { return m.activator.Stats() }
