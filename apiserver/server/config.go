@@ -83,7 +83,7 @@ func NewConfig() *Config {
 	adm.RecommendedPluginOrder = slices.Insert(adm.RecommendedPluginOrder, slices.Index(adm.RecommendedPluginOrder, "NamespaceLifecycle")+1, namespacelifecycle.PluginName)
 	crdconversion.Register(adm.Plugins)
 	adm.RecommendedPluginOrder = append(adm.RecommendedPluginOrder, crdconversion.PluginName)
-	// Webhooks, policies, LimitRanger and PodSecurity keep their names and
+	// Webhooks, policies, LimitRanger, PodSecurity and ServiceAccount keep their names and
 	// places; the hub's decorator gives each tenant its own instance. It
 	// goes first, so that upstream's metrics decorator wraps it.
 	hub := tenantmux.New(tenantmux.Specs)
@@ -93,9 +93,9 @@ func NewConfig() *Config {
 
 // rootOnlyAdmission are upstream plugins that look objects up in root
 // whatever the request's tenant: they would judge every tenant's requests
-// by root's namespaces and service accounts. They stay off, whatever the
-// flags say; TenantNamespaceLifecycle does NamespaceLifecycle's work.
-var rootOnlyAdmission = []string{"NamespaceLifecycle", "ServiceAccount"}
+// by root's namespaces. They stay off, whatever the flags say;
+// TenantNamespaceLifecycle does NamespaceLifecycle's work.
+var rootOnlyAdmission = []string{"NamespaceLifecycle"}
 
 // disableRootOnlyAdmission turns rootOnlyAdmission off in c's flags.
 func (c *Config) disableRootOnlyAdmission() {

@@ -259,3 +259,52 @@ func TestIntegrationNamespaceLifecycleIsPerTenant(t *testing.T) {
 		t.Errorf("B's namespace of the same name refuses content: %v", err)
 	}
 }
+
+// TestIntegrationServiceAccountAdmissionIsPerTenant: a pod is given, and
+// checked against, a service account of its own tenant: A's "builder"
+// admits A's pod and not B's, and B's pod gets B's default account, which
+// B's controllers made.
+func TestIntegrationServiceAccountAdmissionIsPerTenant(t *testing.T) {
+	e := startEnv(t)
+	ctx := ctxT(t)
+	a, b := servertest.Client(t, e.CreateTenant(t, "sa-adm-a")), servertest.Client(t, e.CreateTenant(t, "sa-adm-b"))
+	if _, err := a.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "builder"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	withAccount := pod("build")
+	withAccount.Spec.ServiceAccountName = "builder"
+
+	got, err := a.CoreV1().Pods("default").Create(ctx, withAccount, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("A's pod with A's service account: %v", err)
+	}
+	if !mountsServiceAccountToken(got) {
+		t.Errorf("A's pod has no service account token volume: %+v", got.Spec.Volumes)
+	}
+	_, err = b.CoreV1().Pods("default").Create(ctx, withAccount, metav1.CreateOptions{})
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "builder") {
+		t.Errorf("B's pod naming A's service account: %v, want Forbidden naming builder", err)
+	}
+	var plain *corev1.Pod
+	eventually(t, "B's pod admitted with B's default service account", func() bool {
+		plain, err = b.CoreV1().Pods("default").Create(ctx, pod("plain"), metav1.CreateOptions{})
+		return err == nil
+	})
+	if plain.Spec.ServiceAccountName != "default" || !mountsServiceAccountToken(plain) {
+		t.Errorf("B's pod: service account %q, volumes %+v; want default, with its token", plain.Spec.ServiceAccountName, plain.Spec.Volumes)
+	}
+}
+
+func mountsServiceAccountToken(p *corev1.Pod) bool {
+	for _, v := range p.Spec.Volumes {
+		if v.Projected == nil {
+			continue
+		}
+		for _, s := range v.Projected.Sources {
+			if s.ServiceAccountToken != nil {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -35,6 +35,7 @@ import (
 	controlplaneadmission "k8s.io/kubernetes/pkg/controlplane/apiserver/admission"
 	"k8s.io/kubernetes/pkg/kubeapiserver/admission/exclusion"
 	"k8s.io/kubernetes/plugin/pkg/admission/limitranger"
+	"k8s.io/kubernetes/plugin/pkg/admission/serviceaccount"
 
 	"github.com/kplex/kplex/client/crosstenant"
 	"github.com/kplex/kplex/client/crosstenant/tenantview"
@@ -189,6 +190,7 @@ func (h *Hub) Start(ctx context.Context, loopback *rest.Config, namespaces *cros
 	c.Policies = start(validating.PluginName, reg, "validatingadmissionpolicies", &admissionregistrationv1.ValidatingAdmissionPolicy{})
 	c.PolicyBindings = start(validating.PluginName, reg, "validatingadmissionpolicybindings", &admissionregistrationv1.ValidatingAdmissionPolicyBinding{})
 	c.LimitRanges = start(limitranger.PluginName, core, "limitranges", &corev1.LimitRange{})
+	c.ServiceAccounts = start(serviceaccount.PluginName, core, "serviceaccounts", &corev1.ServiceAccount{})
 
 	// Policy params of built-in kinds resolve through root's discovery, as
 	// upstream's; a tenant's own kinds do not (yet).

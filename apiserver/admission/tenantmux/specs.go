@@ -4,12 +4,14 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apiserver/pkg/admission"
 	"k8s.io/apiserver/pkg/admission/plugin/policy/validating"
 	mutatingwebhook "k8s.io/apiserver/pkg/admission/plugin/webhook/mutating"
 	validatingwebhook "k8s.io/apiserver/pkg/admission/plugin/webhook/validating"
 	"k8s.io/kubernetes/plugin/pkg/admission/limitranger"
 	"k8s.io/kubernetes/plugin/pkg/admission/security/podsecurity"
+	"k8s.io/kubernetes/plugin/pkg/admission/serviceaccount"
 
 	"github.com/kplex/kplex/client/crosstenant"
 	"github.com/kplex/kplex/client/crosstenant/tenantview"
@@ -46,6 +48,7 @@ var Specs = []Spec{
 	policySpec(),
 	limitRangerSpec(),
 	podSecuritySpec(),
+	serviceAccountSpec(),
 }
 
 func webhookSpec(name string, register func(*admission.Plugins), sel func(*tenantview.Caches) *crosstenant.Cache) Spec {
@@ -109,5 +112,21 @@ func podSecuritySpec() Spec {
 			}
 			return keep(c, t)
 		},
+	}
+}
+
+var pods = schema.GroupResource{Resource: "pods"}
+
+// serviceAccountSpec: every pod of a tenant is given, and checked against,
+// a service account of that tenant; upstream's instance reads root's. The
+// tenant's instance lives while the tenant creates pods (idle timeout).
+func serviceAccountSpec() Spec {
+	return Spec{
+		Name: serviceaccount.PluginName, register: serviceaccount.Register,
+		Need: func(_ *tenantview.Caches, _ string, a admission.Attributes) bool {
+			return a.GetResource().GroupResource() == pods
+		},
+		Keep:    func(*tenantview.Caches, string) bool { return true },
+		watched: func(*tenantview.Caches) []*crosstenant.Cache { return nil },
 	}
 }

@@ -6,15 +6,19 @@ package servertest
 import (
 	"context"
 	"net"
+	"os"
+	"sync"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
 
 	"github.com/kplex/kplex/apiserver/server"
 	"github.com/kplex/kplex/client/tenants"
+	"github.com/kplex/kplex/controllers/manager"
 	"github.com/kplex/kplex/tenant"
 )
 
@@ -136,4 +140,32 @@ func (e *Env) EtcdKeys(t testing.TB, prefix string) []string {
 		keys = append(keys, string(kv.Key))
 	}
 	return keys
+}
+
+// RunControllers runs kplex's controller manager against the server, as
+// `kplex up` does, until the test ends or stop is called: tenants get
+// their default service accounts, which pods are admitted against.
+func (e *Env) RunControllers(t testing.TB) (stop func()) {
+	t.Helper()
+	ca, err := os.ReadFile(e.Admin.CAFile)
+	if err != nil {
+		t.Fatalf("reading the server's CA: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := manager.Run(ctx, manager.Options{Loopback: e.Admin, RootCA: ca}); err != nil && ctx.Err() == nil {
+			klog.ErrorS(err, "Controller manager stopped")
+		}
+	}()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			<-done
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
