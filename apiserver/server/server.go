@@ -85,7 +85,7 @@ func Start(ctx context.Context, cfg *Config) (_ *Server, err error) {
 		done:     make(chan struct{}),
 		registry: lifecycle.NewRegistry(),
 		prefixes: &partition.Prefixes{},
-		crds:     tenantcrd.New(),
+		crds:     tenantcrd.New(builtinGroups()),
 	}
 	defer func() {
 		if err != nil {
@@ -274,14 +274,19 @@ func (s *Server) tenantAdmission(kube *genericapiserver.Config) error {
 	return nil
 }
 
-// crdOptions are what tenants' CRD handlers take from the completed
-// apiextensions server, as upstream's own CRD handler does.
-func (s *Server) crdOptions(c app.CompletedConfig) tenantcrd.Options {
-	ext := c.ApiExtensions.GenericConfig
+// builtinGroups are the API groups the apiserver itself serves.
+func builtinGroups() sets.Set[string] {
 	builtin := sets.New[string](apiextensionsv1.GroupName, apiregistrationv1.GroupName)
 	for _, gv := range legacyscheme.Scheme.PrioritizedVersionsAllGroups() {
 		builtin.Insert(gv.Group)
 	}
+	return builtin
+}
+
+// crdOptions are what tenants' CRD handlers take from the completed
+// apiextensions server, as upstream's own CRD handler does.
+func (s *Server) crdOptions(c app.CompletedConfig) tenantcrd.Options {
+	ext := c.ApiExtensions.GenericConfig
 	return tenantcrd.Options{
 		RESTOptionsGetter:   s.crdGetter,
 		Etcd:                s.etcd,
@@ -292,7 +297,6 @@ func (s *Server) crdOptions(c app.CompletedConfig) tenantcrd.Options {
 		RequestTimeout:      ext.RequestTimeout,
 		MinRequestTimeout:   time.Duration(ext.MinRequestTimeout) * time.Second,
 		MaxRequestBodyBytes: ext.MaxRequestBodyBytes,
-		BuiltinGroups:       builtin,
 		IdleTimeout:         s.cfg.CRDIdleTimeout,
 	}
 }

@@ -93,7 +93,7 @@ func (m *Manager) serveDiscovery(w http.ResponseWriter, req *http.Request, t str
 		return true
 	}
 	group := parts[1]
-	if m.opts.BuiltinGroups.Has(group) {
+	if m.builtin.Has(group) {
 		return false
 	}
 	var mine *crdGroup

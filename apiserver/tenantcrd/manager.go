@@ -64,9 +64,6 @@ type Options struct {
 	RequestTimeout      time.Duration
 	MinRequestTimeout   time.Duration
 	MaxRequestBodyBytes int64
-	// BuiltinGroups are the API groups the server itself serves: requests
-	// to them never reach a tenant's CRDs.
-	BuiltinGroups sets.Set[string]
 	// IdleTimeout drops a unit no request used for that long, once its
 	// tenant's CRDs are settled; zero keeps units while tenants have CRDs.
 	IdleTimeout time.Duration
@@ -75,6 +72,7 @@ type Options struct {
 // Manager keeps a unit per tenant with CRDs and routes tenants' requests
 // for custom resources and discovery to them.
 type Manager struct {
+	builtin           sets.Set[string]
 	opts              Options
 	ctx               context.Context
 	httpClient        *http.Client
@@ -91,9 +89,11 @@ type Manager struct {
 	openAPIV2 openAPIV2
 }
 
-// New returns a Manager that serves nothing until Start.
-func New() *Manager {
-	return &Manager{units: map[string]*unit{}}
+// New returns a Manager that serves no custom resources until Start.
+// builtin are the API groups the server itself serves: requests to them
+// never reach a tenant's CRDs, even before Start.
+func New(builtin sets.Set[string]) *Manager {
+	return &Manager{builtin: builtin, units: map[string]*unit{}}
 }
 
 // Start watches every tenant's CRDs and serves them until ctx ends.
@@ -262,7 +262,7 @@ func (m *Manager) Filter(next http.Handler) http.Handler {
 			}
 			return
 		}
-		if info.APIGroup == "" || m.opts.BuiltinGroups.Has(info.APIGroup) {
+		if info.APIGroup == "" || m.builtin.Has(info.APIGroup) {
 			next.ServeHTTP(w, req)
 			return
 		}
@@ -310,7 +310,7 @@ func (m *Manager) rootGroups() sets.Set[string] {
 	for _, obj := range m.crds.InTenant(tenant.Root) {
 		groups.Insert(obj.(*apiextensionsv1.CustomResourceDefinition).Spec.Group)
 	}
-	return groups.Difference(m.opts.BuiltinGroups)
+	return groups.Difference(m.builtin)
 }
 
 // notFound answers as the apiserver does for a path it does not serve.

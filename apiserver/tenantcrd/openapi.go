@@ -52,7 +52,7 @@ func (m *Manager) serveOpenAPI(w http.ResponseWriter, req *http.Request, t strin
 	}
 	gv, ok := strings.CutPrefix(path, "openapi/v3/apis/")
 	group, version, ok2 := strings.Cut(gv, "/")
-	if !ok || !ok2 || m.opts.BuiltinGroups.Has(group) {
+	if !ok || !ok2 || m.builtin.Has(group) {
 		return false
 	}
 	crds := servedIn(m.crdsOf(t), group, version)
