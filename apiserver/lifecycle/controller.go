@@ -156,6 +156,10 @@ func (c *Controller) work(ctx context.Context) {
 	}
 }
 
+// writeDrainLimit bounds how long deletion waits for a tenant's writes in
+// flight: longer than the apiserver's request timeout (60s).
+const writeDrainLimit = 70 * time.Second
+
 func (c *Controller) reconcile(ctx context.Context, name string) error {
 	obj, exists, err := c.informer.GetStore().GetByKey(name)
 	if err != nil {
@@ -167,6 +171,7 @@ func (c *Controller) reconcile(ctx context.Context, name string) error {
 		if c.opts.Registry.Serving(name) {
 			return nil
 		}
+		c.opts.Registry.drained(ctx, name, writeDrainLimit)
 		return c.purge(ctx, name)
 	}
 	t := obj.(*unstructured.Unstructured)
@@ -176,6 +181,9 @@ func (c *Controller) reconcile(ctx context.Context, name string) error {
 				return err
 			}
 		}
+		// A write admitted just before the tenant stopped being served
+		// must not land after its keys are gone.
+		c.opts.Registry.drained(ctx, name, writeDrainLimit)
 		if err := c.purge(ctx, name); err != nil {
 			return err
 		}

@@ -19,6 +19,9 @@ import (
 type Tenants interface {
 	// Serving reports whether name is a tenant whose requests may be served.
 	Serving(name string) bool
+	// BeginWrite is Serving for a write, which it records until done is
+	// called: deletion waits for a tenant's writes in flight.
+	BeginWrite(name string) (done func(), ok bool)
 }
 
 // WithTenant returns a handler that strips /clusters/<tenant> from the
@@ -59,12 +62,34 @@ func WithServingTenant(next http.Handler, tenants Tenants) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		name := tenant.FromContext(req.Context())
 		u, _ := genericapirequest.UserFrom(req.Context())
-		if name != tenant.Root && name != tenant.Wildcard && (!tenants.Serving(name) || tenantauth.Deleted(u)) {
+		if name == tenant.Root || name == tenant.Wildcard {
+			next.ServeHTTP(w, req)
+			return
+		}
+		serving := !tenantauth.Deleted(u)
+		if serving && isWrite(req.Method) {
+			var done func()
+			if done, serving = tenants.BeginWrite(name); serving {
+				defer done()
+			}
+		} else if serving {
+			serving = tenants.Serving(name)
+		}
+		if !serving {
 			WriteStatus(w, apierrors.NewNotFound(tenancyv1alpha1.TenantsResource.GroupResource(), name))
 			return
 		}
 		next.ServeHTTP(w, req)
 	})
+}
+
+// isWrite tells the methods that may change stored objects.
+func isWrite(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return false
+	}
+	return true
 }
 
 // split parses an escaped URL path. It returns addressed=false for paths

@@ -13,6 +13,8 @@ type serving map[string]bool
 
 func (s serving) Serving(name string) bool { return s[name] }
 
+func (s serving) BeginWrite(name string) (func(), bool) { return func() {}, s[name] }
+
 func TestWithTenant(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
