@@ -6,21 +6,12 @@ import (
 	"time"
 )
 
-// eventually retries a kubectl call until it succeeds: the authorizer
-// follows RBAC objects by watch, within milliseconds.
+// eventually retries a kubectl call until it succeeds, for up to 20
+// seconds: the authorizer follows RBAC objects by watch, within
+// milliseconds.
 func (m *machine) eventually(what string, args ...string) string {
 	m.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		out, errOut, err := m.kubectl(args...)
-		if err == nil {
-			return out
-		}
-		if time.Now().After(deadline) {
-			m.t.Fatalf("%s: kubectl %s: %v\n%s", what, strings.Join(args, " "), err, errOut)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return m.eventuallyWithin(20*time.Second, what, args...)
 }
 
 // unauthorized tells kubectl's ways of saying 401.
