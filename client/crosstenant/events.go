@@ -109,18 +109,19 @@ func (s fanoutStore) upsert(obj any, store func(any) error) error {
 	if err := store(obj); err != nil {
 		return err
 	}
-	var before any
-	if existed {
-		before = old
-	}
-	s.c.notify(tenantOfObject(obj), before, obj, func(h cache.ResourceEventHandler) {
+	s.stored(obj, old, existed)
+	return nil
+}
+
+// stored tells of obj, which replaced old if existed (else old is nil).
+func (s fanoutStore) stored(obj, old any, existed bool) {
+	s.c.notify(tenantOfObject(obj), old, obj, func(h cache.ResourceEventHandler) {
 		if existed {
 			h.OnUpdate(old, obj)
 		} else {
 			h.OnAdd(obj, false)
 		}
 	})
-	return nil
 }
 
 func (s fanoutStore) Delete(obj any) error {
@@ -159,17 +160,7 @@ func (s fanoutStore) Replace(list []any, resourceVersion string) error {
 		if existed && versionOf(old) == versionOf(obj) {
 			continue
 		}
-		var prior any
-		if existed {
-			prior = old
-		}
-		s.c.notify(tenantOfObject(obj), prior, obj, func(h cache.ResourceEventHandler) {
-			if existed {
-				h.OnUpdate(old, obj)
-			} else {
-				h.OnAdd(obj, false)
-			}
-		})
+		s.stored(obj, old, existed)
 	}
 	for key, old := range before {
 		t := tenantOfObject(old)
