@@ -26,6 +26,9 @@ type results struct {
 	rssIdle, heapIdle int64
 	watchesCRD        int64
 
+	// The controller manager with no tenants and with N, asleep.
+	cm0, cmN *controllersSample
+
 	baselineStart []time.Duration
 	baselineRSS   []int64
 }
@@ -77,6 +80,14 @@ func (r *results) print(w io.Writer) {
 		fmt.Fprintf(tw, "CRD create → Established p50 / p99\t%s / %s\t\t\tprompt\n", ms(est50), ms(est99))
 		fmt.Fprintf(tw, "CRD create → first custom resource accepted p50 (%d tenants)\t%s\t\t\tincludes upstream's 2 s hold-back\n",
 			len(c.firstCR), ms(percentile(c.firstCR, 0.5)))
+	}
+	if r.cm0 != nil && r.cmN != nil {
+		perRSS := mib(r.cmN.rss-r.cm0.rss) / float64(n)
+		perG := float64(r.cmN.goroutines-r.cm0.goroutines) / float64(n)
+		fmt.Fprintf(tw, "controller manager per idle tenant, RSS (N − 0)/N\t%.3f MiB\t\t\t≤ 0.5 MiB: %s\n", perRSS, verdict(perRSS <= 0.5))
+		fmt.Fprintf(tw, "controller manager per idle tenant, goroutines (N − 0)/N\t%.3f\t\t\t≤ 2: %s\n", perG, verdict(perG <= 2))
+		fmt.Fprintf(tw, "  controller manager RSS, goroutines at 0 → N\t%.0f → %.0f MiB, %d → %d\t\t\t\n", mib(r.cm0.rss), mib(r.cmN.rss), r.cm0.goroutines, r.cmN.goroutines)
+		fmt.Fprintf(tw, "  default service accounts it made (4 namespaces per tenant)\t%d\t\t\t%d: %s\n", r.cmN.serviceAccounts, 4*n, verdict(int64(r.cmN.serviceAccounts) >= 4*n))
 	}
 	if f := r.fairness; f != nil {
 		idle, flooded := percentile(f.idle, 0.99), percentile(f.flooded, 0.99)

@@ -106,6 +106,10 @@ func measureKplex(opts Options, work string, r *results) error {
 		return err
 	}
 	r.watches0 = etcdWatchers()
+	progress("the controller manager with no tenants")
+	if r.cm0, err = measureControllers(opts, work, admin, 0); err != nil {
+		return fmt.Errorf("measuring the controller manager: %w", err)
+	}
 
 	names := make([]string, opts.Tenants)
 	for i := range names {
@@ -172,6 +176,12 @@ func measureKplex(opts Options, work string, r *results) error {
 		if r.fairness, err = measureFairness(ctx, admin, tc, names[0], names[1], opts.Gets); err != nil {
 			return fmt.Errorf("measuring fairness: %w", err)
 		}
+	}
+	// Last, as it writes: every tenant's namespaces get their service
+	// accounts and CA, then the tenants' controllers go back to sleep.
+	progress("the controller manager with %d tenants, once their controllers sleep", len(names))
+	if r.cmN, err = measureControllers(opts, work, admin, len(names)); err != nil {
+		return fmt.Errorf("measuring the controller manager: %w", err)
 	}
 	return nil
 }

@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -21,7 +23,9 @@ import (
 	componentbaseoptions "k8s.io/component-base/config/options"
 	"k8s.io/component-base/logs"
 	logsapi "k8s.io/component-base/logs/api/v1"
+	"k8s.io/component-base/metrics/legacyregistry"
 	"k8s.io/component-base/version/verflag"
+	"k8s.io/klog/v2"
 
 	"github.com/kplex/kplex/controllers/activation"
 	"github.com/kplex/kplex/controllers/manager"
@@ -30,12 +34,15 @@ import (
 
 // Options are the command's flags.
 type Options struct {
-	Kubeconfig     string
-	Context        string
-	RootCAFile     string
-	QuietPeriod    time.Duration
-	LeaderElection componentbaseconfig.LeaderElectionConfiguration
-	Logs           *logsapi.LoggingConfiguration
+	Kubeconfig  string
+	Context     string
+	RootCAFile  string
+	QuietPeriod time.Duration
+	// MetricsBindAddress serves /metrics (Prometheus) and /healthz over
+	// plain HTTP; empty serves nothing.
+	MetricsBindAddress string
+	LeaderElection     componentbaseconfig.LeaderElectionConfiguration
+	Logs               *logsapi.LoggingConfiguration
 }
 
 // NewOptions returns the defaults: leader election on, on the Lease
@@ -63,6 +70,7 @@ func (o *Options) AddFlags(fss *cliflag.NamedFlagSets) {
 	fs.StringVar(&o.Context, "context", o.Context, "kubeconfig context to use; empty uses the current context")
 	fs.StringVar(&o.RootCAFile, "root-ca-file", o.RootCAFile, "CA bundle published as kube-root-ca.crt in every namespace of every tenant; empty uses the kubeconfig's CA")
 	fs.DurationVar(&o.QuietPeriod, "quiet-period", o.QuietPeriod, "stop a tenant's controller after it saw no relevant event and made no API call for this long")
+	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress, "address (host:port) to serve /metrics and /healthz on, over plain HTTP; empty serves neither")
 	componentbaseoptions.BindLeaderElectionFlags(&o.LeaderElection, fss.FlagSet("leader election"))
 	logsapi.AddFlags(o.Logs, fss.FlagSet("logs"))
 }
@@ -111,6 +119,11 @@ func NewCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if o.MetricsBindAddress != "" {
+				if err := serveMetrics(cmd.Context(), o.MetricsBindAddress); err != nil {
+					return err
+				}
+			}
 			return manager.Run(cmd.Context(), opts)
 		},
 	}
@@ -150,4 +163,28 @@ func (o *Options) managerOptions() (manager.Options, error) {
 		return manager.Options{}, errors.New("no CA to publish: give --root-ca-file (the apiserver's ca.crt)")
 	}
 	return manager.Options{Loopback: cfg, RootCA: ca, QuietPeriod: o.QuietPeriod, LeaderElection: o.LeaderElection}, nil
+}
+
+// serveMetrics serves the process's metrics (goroutines, memory, work
+// queues) and a liveness check on addr until ctx ends.
+func serveMetrics(ctx context.Context, addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--metrics-bind-address: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", legacyregistry.Handler())
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			klog.ErrorS(err, "Serving metrics stopped", "address", addr)
+		}
+	}()
+	klog.InfoS("Serving metrics", "address", l.Addr().String())
+	return nil
 }

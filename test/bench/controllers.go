@@ -1,0 +1,125 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+)
+
+// controllerManager is bin/kplex-controller-manager run against the
+// apiserver under test, and what it is measured by.
+type controllerManager struct {
+	proc    *process
+	metrics string
+	client  *http.Client
+}
+
+// startControllerManager runs the controller manager with admin's
+// credentials, without leader election.
+func startControllerManager(opts Options, work string, admin *rest.Config) (*controllerManager, error) {
+	kubeconfig := filepath.Join(work, "controllers.kubeconfig")
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["kplex"] = &clientcmdapi.Cluster{Server: admin.Host, CertificateAuthority: admin.CAFile}
+	cfg.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificate: admin.CertFile, ClientKey: admin.KeyFile}
+	cfg.Contexts["kplex-root"] = &clientcmdapi.Context{Cluster: "kplex", AuthInfo: "admin"}
+	cfg.CurrentContext = "kplex-root"
+	if err := clientcmd.WriteToFile(*cfg, kubeconfig); err != nil {
+		return nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	proc, err := start(filepath.Join(work, "kplex-controller-manager.log"), filepath.Join(opts.BinDir, "kplex-controller-manager"),
+		"--kubeconfig", kubeconfig, "--leader-elect=false", "--metrics-bind-address", addr)
+	if err != nil {
+		return nil, err
+	}
+	cm := &controllerManager{proc: proc, metrics: "http://" + addr, client: &http.Client{Timeout: 10 * time.Second}}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		resp, err := cm.client.Get(cm.metrics + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			return cm, nil
+		}
+		if time.Now().After(deadline) {
+			proc.stop()
+			return nil, fmt.Errorf("the controller manager serves no /healthz within a minute: %w", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// sample returns the controller manager's RSS and goroutines.
+func (cm *controllerManager) sample() (rss, goroutines int64, err error) {
+	if rss, err = cm.proc.rss(); err != nil {
+		return 0, 0, err
+	}
+	goroutines, err = metric(cm.client, cm.metrics, "go_goroutines")
+	return rss, goroutines, err
+}
+
+// controllersSample is the controller manager's cost at some N.
+type controllersSample struct {
+	rss, goroutines int64
+	// serviceAccounts is how many default service accounts the tenants have.
+	serviceAccounts int
+}
+
+// measureControllers starts the controller manager, waits for it to have
+// done its work and for the tenants' controllers to sleep again, samples
+// it and stops it. With tenants, it also counts the tenants' default
+// service accounts, which it must have made.
+func measureControllers(opts Options, work string, admin *rest.Config, tenants int) (*controllersSample, error) {
+	cm, err := startControllerManager(opts, work, admin)
+	if err != nil {
+		return nil, err
+	}
+	defer cm.proc.stop()
+	wait := opts.Settle
+	if tenants > 0 {
+		// The start-up sweep wakes every tenant; its controllers sleep after
+		// the quiet period (1m).
+		wait = time.Minute + 20*time.Second + opts.Settle
+	}
+	time.Sleep(wait)
+	out := &controllersSample{}
+	if out.rss, out.goroutines, err = cm.sample(); err != nil {
+		return nil, err
+	}
+	if tenants > 0 {
+		if out.serviceAccounts, err = countDefaultServiceAccounts(admin); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// countDefaultServiceAccounts counts the default service accounts of every
+// tenant, across tenants.
+func countDefaultServiceAccounts(admin *rest.Config) (int, error) {
+	client, err := rest.HTTPClientFor(admin)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := client.Get(admin.Host + "/clusters/*/api/v1/serviceaccounts?fieldSelector=metadata.name%3Ddefault")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var list struct{ Items []json.RawMessage }
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		return 0, err
+	}
+	return len(list.Items), nil
+}
