@@ -234,31 +234,30 @@ func (a *Activator) sweep(ctx context.Context) {
 // wake keeps s awake, or asks the activator goroutine to build it. It runs
 // on reflector goroutines.
 func (a *Activator) wake(s slot) {
+	if !a.touchIfAwake(s) {
+		a.queue.Add(s)
+	}
+}
+
+// touchIfAwake records an event for s if it is awake, and says whether it is.
+func (a *Activator) touchIfAwake(s slot) bool {
 	a.mu.Lock()
 	inst := a.awake[s]
 	a.mu.Unlock()
 	if inst != nil {
 		inst.touch()
-		return
 	}
-	a.queue.Add(s)
+	return inst != nil
 }
 
 // activate builds and starts s unless it is awake.
 func (a *Activator) activate(ctx context.Context, s slot) {
-	if ctx.Err() != nil {
-		return
-	}
-	a.mu.Lock()
-	inst := a.awake[s]
-	a.mu.Unlock()
-	if inst != nil {
-		inst.touch()
+	if ctx.Err() != nil || a.touchIfAwake(s) {
 		return
 	}
 	spec := a.specs[s.spec]
 	logger := klog.FromContext(ctx).WithValues("controller", spec.Name, "tenant", s.tenant)
-	inst = &instance{slot: s, done: make(chan struct{}), started: time.Now()}
+	inst := &instance{slot: s, done: make(chan struct{}), started: time.Now()}
 	client, err := a.client(spec.Name, s.tenant, inst)
 	if err != nil {
 		logger.Error(err, "Building a tenant controller client")
