@@ -105,6 +105,8 @@ type Cache struct {
 	cache.Indexer
 	reflector *cache.Reflector
 
+	indexMu sync.Mutex // serialises AddTenantIndexers
+
 	mu        sync.RWMutex
 	handlers  map[string][]*handler
 	observers []Observer

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/flowcontrol"
@@ -42,8 +43,13 @@ type Env struct {
 	// Informers is the tenant's view of the shared caches. The activator
 	// closes it (removes every handler) when the instance stops.
 	Informers *tenantview.Factory
-	// Client is a client of the tenant's path (core/v1 only).
-	Client *Client
+	// Client is a clientset of the tenant's path.
+	Client kubernetes.Interface
+	// Config and HTTPClient build more clients of the tenant's path
+	// (metadata, dynamic); calls through HTTPClient count as the
+	// instance's.
+	Config     *rest.Config
+	HTTPClient *http.Client
 }
 
 // Spec is one controller run per tenant.
@@ -59,8 +65,16 @@ type Spec struct {
 	Relevant func(oldObj, newObj any) bool
 	// Pending tells, at start-up, whether the tenant has work waiting.
 	Pending func(tenantName string) bool
-	// Build makes the upstream controller; run blocks until ctx ends.
-	Build func(Env) (run func(ctx context.Context), err error)
+	// Keep, if set, keeps an instance awake past its quiet period while it
+	// says so: for work that comes from the clock rather than an event
+	// (a rollout's progress deadline). It is asked once per sleep check.
+	Keep func(tenantName string) bool
+	// QPS and Burst, if set, replace Options' for this controller.
+	QPS   float32
+	Burst int
+	// Build makes the upstream controller; run blocks until ctx ends. ctx
+	// is the instance's, ended when it stops.
+	Build func(ctx context.Context, env Env) (run func(ctx context.Context), err error)
 }
 
 // Options configure an Activator. Zero fields take the defaults.
@@ -258,23 +272,28 @@ func (a *Activator) activate(ctx context.Context, s slot) {
 	spec := a.specs[s.spec]
 	logger := klog.FromContext(ctx).WithValues("controller", spec.Name, "tenant", s.tenant)
 	inst := &instance{slot: s, done: make(chan struct{}), started: time.Now()}
-	client, err := a.client(spec.Name, s.tenant, inst)
+	env, err := a.env(spec.Name, s.tenant, inst)
 	if err != nil {
 		logger.Error(err, "Building a tenant controller client")
 		return
 	}
-	inst.views = tenantview.NewFactory(a.opts.Caches, s.tenant)
-	run, err := spec.Build(Env{Tenant: s.tenant, Informers: inst.views, Client: client})
+	inst.views = tenantview.NewDeferredFactory(a.opts.Caches, s.tenant)
+	env.Informers, env.Tenant = inst.views, s.tenant
+	runCtx, cancel := context.WithCancel(klog.NewContext(ctx, logger))
+	run, err := spec.Build(runCtx, env)
 	if err != nil {
+		cancel()
 		inst.views.Close()
 		logger.Error(err, "Building a tenant controller")
 		return
 	}
-	runCtx, cancel := context.WithCancel(klog.NewContext(ctx, logger))
 	inst.cancel = cancel
 	a.mu.Lock()
 	a.awake[s] = inst
 	a.mu.Unlock()
+	// Now the handlers hear of the tenant's objects, the one that woke
+	// the slot among them.
+	inst.views.Start(runCtx.Done())
 	a.builds.Add(1)
 	go func() {
 		defer close(inst.done)
@@ -295,15 +314,29 @@ func (a *Activator) sleepIdle(ctx context.Context) {
 		case <-t.C:
 		}
 		cutoff := time.Now().Add(-a.opts.QuietPeriod)
-		var idle []*instance
+		var quiet []*instance
 		a.mu.Lock()
-		for s, inst := range a.awake {
+		for _, inst := range a.awake {
 			if inst.quietSince().Before(cutoff) {
-				delete(a.awake, s)
-				idle = append(idle, inst)
+				quiet = append(quiet, inst)
 			}
 		}
 		a.mu.Unlock()
+		// Keep may read caches: asked without the lock.
+		var idle []*instance
+		for _, inst := range quiet {
+			s := inst.slot
+			if keep := a.specs[s.spec].Keep; keep != nil && keep(s.tenant) {
+				inst.touch()
+				continue
+			}
+			a.mu.Lock()
+			if a.awake[s] == inst && inst.quietSince().Before(cutoff) {
+				delete(a.awake, s)
+				idle = append(idle, inst)
+			}
+			a.mu.Unlock()
+		}
 		for _, inst := range idle {
 			a.stop(ctx, inst)
 			a.sleeps.Add(1)
@@ -368,13 +401,18 @@ func (a *Activator) Stats() Stats {
 	return Stats{Builds: a.builds.Load(), Sleeps: a.sleeps.Load()}
 }
 
-// client returns a client of tenant t's path for inst: the shared
-// transport, a rate limiter of its own, and every call noted in inst.
-func (a *Activator) client(name, t string, inst *instance) (*Client, error) {
+// env returns clients of tenant t's path for inst: the shared transport, a
+// rate limiter of its own, and every call noted in inst.
+func (a *Activator) env(name, t string, inst *instance) (Env, error) {
 	cfg := rest.CopyConfig(a.opts.Loopback)
 	cfg.Host += tenant.Path(t)
 	cfg.UserAgent = "kplex-controller-manager/" + name
-	cfg.RateLimiter = flowcontrol.NewTokenBucketRateLimiter(a.opts.QPS, a.opts.Burst)
+	qps, burst := a.opts.QPS, a.opts.Burst
+	if s := a.specs[inst.slot.spec]; s.QPS > 0 {
+		qps, burst = s.QPS, max(s.Burst, 1)
+	}
+	cfg.QPS, cfg.Burst = qps, burst
+	cfg.RateLimiter = flowcontrol.NewTokenBucketRateLimiter(qps, burst)
 	next := a.http.Transport
 	if next == nil {
 		next = http.DefaultTransport
@@ -383,7 +421,11 @@ func (a *Activator) client(name, t string, inst *instance) (*Client, error) {
 		Transport: callNoter{next: next, inst: inst},
 		Timeout:   a.http.Timeout,
 	}
-	return newClient(cfg, hc)
+	client, err := kubernetes.NewForConfigAndClient(cfg, hc)
+	if err != nil {
+		return Env{}, err
+	}
+	return Env{Client: client, Config: cfg, HTTPClient: hc}, nil
 }
 
 // callNoter notes each API call of an instance, and whether one failed in

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/uuid"
@@ -29,7 +30,9 @@ import (
 	"github.com/kplex/kplex/client/crosstenant"
 	"github.com/kplex/kplex/client/crosstenant/tenantview"
 	"github.com/kplex/kplex/controllers/activation"
+	"github.com/kplex/kplex/controllers/namespace"
 	"github.com/kplex/kplex/controllers/serviceaccount"
+	"github.com/kplex/kplex/controllers/workloads"
 )
 
 // Lease defaults, as kube-controller-manager's.
@@ -82,23 +85,36 @@ func New(opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("building the cross-tenant client: %w", err)
 	}
-	core := cross.CoreV1().RESTClient()
-	c := serviceaccount.Caches{
+	core, apps := cross.CoreV1().RESTClient(), cross.AppsV1().RESTClient()
+	sa := serviceaccount.Caches{
 		Namespaces:      crosstenant.NewCache(crosstenant.ListWatch(core, "namespaces"), &corev1.Namespace{}),
 		ServiceAccounts: crosstenant.NewCache(crosstenant.ListWatchSelected(core, "serviceaccounts", serviceaccount.ServiceAccountSelector), &corev1.ServiceAccount{}),
 		ConfigMaps:      crosstenant.NewCache(crosstenant.ListWatchSelected(core, "configmaps", serviceaccount.ConfigMapSelector), &corev1.ConfigMap{}),
 	}
-	views := &tenantview.Caches{Namespaces: c.Namespaces, ServiceAccounts: c.ServiceAccounts, ConfigMaps: c.ConfigMaps}
+	w := workloads.Caches{
+		Pods:        crosstenant.NewCache(crosstenant.ListWatch(core, "pods"), &corev1.Pod{}),
+		ReplicaSets: crosstenant.NewCache(crosstenant.ListWatch(apps, "replicasets"), &appsv1.ReplicaSet{}),
+		Deployments: crosstenant.NewCache(crosstenant.ListWatch(apps, "deployments"), &appsv1.Deployment{}),
+	}
+	views := &tenantview.Caches{
+		Namespaces: sa.Namespaces, ServiceAccounts: sa.ServiceAccounts, ConfigMaps: sa.ConfigMaps,
+		Pods: w.Pods, ReplicaSets: w.ReplicaSets, Deployments: w.Deployments,
+	}
 	a, err := activation.New(activation.Options{
 		Loopback:    opts.Loopback,
 		Caches:      views,
-		Tenants:     func() []string { return c.Namespaces.ListIndexFuncValues(crosstenant.ByTenant) },
+		Tenants:     func() []string { return sa.Namespaces.ListIndexFuncValues(crosstenant.ByTenant) },
 		QuietPeriod: opts.QuietPeriod,
-	}, serviceaccount.ServiceAccounts(c), serviceaccount.RootCAPublisher(c, opts.RootCA))
+	},
+		serviceaccount.ServiceAccounts(sa), serviceaccount.RootCAPublisher(sa, opts.RootCA),
+		namespace.Spec(sa.Namespaces),
+		workloads.Deployments(w), workloads.ReplicaSets(w),
+	)
 	if err != nil {
 		return nil, err
 	}
-	return &Manager{opts: opts, activator: a, caches: []*crosstenant.Cache{c.Namespaces, c.ServiceAccounts, c.ConfigMaps}}, nil
+	caches := []*crosstenant.Cache{sa.Namespaces, sa.ServiceAccounts, sa.ConfigMaps, w.Pods, w.ReplicaSets, w.Deployments}
+	return &Manager{opts: opts, activator: a, caches: caches}, nil
 }
 
 // Run runs the controllers until ctx ends, after winning the Lease if

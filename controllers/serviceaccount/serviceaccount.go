@@ -90,7 +90,7 @@ func ServiceAccounts(c Caches) activation.Spec {
 			}
 			return false
 		},
-		Build: func(env activation.Env) (func(context.Context), error) {
+		Build: func(_ context.Context, env activation.Env) (func(context.Context), error) {
 			core := env.Informers.Core().V1()
 			opts := sacontroller.DefaultServiceAccountsControllerOptions()
 			ctrl, err := sacontroller.NewServiceAccountsController(klog.Background(), core.ServiceAccounts(), core.Namespaces(), env.Client, opts)
@@ -130,7 +130,7 @@ func RootCAPublisher(c Caches, rootCA []byte) activation.Spec {
 			}
 			return false
 		},
-		Build: func(env activation.Env) (func(context.Context), error) {
+		Build: func(_ context.Context, env activation.Env) (func(context.Context), error) {
 			core := env.Informers.Core().V1()
 			p, err := rootcacertpublisher.NewPublisher(core.ConfigMaps(), core.Namespaces(), env.Client, rootCA)
 			if err != nil {

@@ -8,10 +8,13 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/informers"
 	admissionregistrationinformers "k8s.io/client-go/informers/admissionregistration"
+	appsinformers "k8s.io/client-go/informers/apps"
+	appsv1informers "k8s.io/client-go/informers/apps/v1"
 	admissionregistrationv1informers "k8s.io/client-go/informers/admissionregistration/v1"
 	coreinformers "k8s.io/client-go/informers/core"
 	corev1informers "k8s.io/client-go/informers/core/v1"
 	admissionregistrationv1listers "k8s.io/client-go/listers/admissionregistration/v1"
+	appsv1listers "k8s.io/client-go/listers/apps/v1"
 	corev1listers "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
@@ -19,9 +22,12 @@ import (
 )
 
 // Caches are the cross-tenant caches views are made of. A nil cache is
-// seen as empty (Pods: no plugin here needs more than a lister that may
-// come up empty).
+// seen as empty (Pods, for admission: no plugin there needs more than a
+// lister that may come up empty).
 type Caches struct {
+	Pods               *crosstenant.Cache
+	ReplicaSets        *crosstenant.Cache
+	Deployments        *crosstenant.Cache
 	Namespaces         *crosstenant.Cache
 	LimitRanges        *crosstenant.Cache
 	MutatingWebhooks   *crosstenant.Cache
@@ -34,7 +40,7 @@ type Caches struct {
 
 // HasSynced reports whether every cache has synced.
 func (c *Caches) HasSynced() bool {
-	for _, x := range []*crosstenant.Cache{c.Namespaces, c.LimitRanges, c.MutatingWebhooks, c.ValidatingWebhooks, c.Policies, c.PolicyBindings, c.ServiceAccounts, c.ConfigMaps} {
+	for _, x := range []*crosstenant.Cache{c.Pods, c.ReplicaSets, c.Deployments, c.Namespaces, c.LimitRanges, c.MutatingWebhooks, c.ValidatingWebhooks, c.Policies, c.PolicyBindings, c.ServiceAccounts, c.ConfigMaps} {
 		if x != nil && !x.HasSynced() {
 			return false
 		}
@@ -43,8 +49,7 @@ func (c *Caches) HasSynced() bool {
 }
 
 // Factory is an informers.SharedInformerFactory of one tenant's view. It
-// offers the informers of Caches (and an empty Pods); any other accessor
-// panics.
+// offers the informers of Caches; any other accessor panics.
 type Factory struct {
 	informers.SharedInformerFactory // nil
 	caches                          *Caches
@@ -52,9 +57,20 @@ type Factory struct {
 	regs                            registrations
 }
 
-// NewFactory returns tenant t's view of caches.
+// NewFactory returns tenant t's view of caches. Handlers hear of the
+// tenant's objects as soon as they are added.
 func NewFactory(caches *Caches, t string) *Factory {
 	return &Factory{caches: caches, tenant: t}
+}
+
+// NewDeferredFactory is NewFactory whose handlers hear of nothing before
+// Start, as with client-go's factory, whose informers deliver nothing
+// before they run: upstream constructors register their handlers before
+// they finish setting themselves up.
+func NewDeferredFactory(caches *Caches, t string) *Factory {
+	f := NewFactory(caches, t)
+	f.regs.deferred = true
+	return f
 }
 
 func (f *Factory) informer(c *crosstenant.Cache) *Informer {
@@ -65,12 +81,14 @@ func (f *Factory) informer(c *crosstenant.Cache) *Informer {
 
 // Close removes every event handler registered through the factory's
 // informers, which upstream controllers never remove themselves; handlers
-// registered later are removed at once. The views stay readable.
+// registered later are never added. The views stay readable.
 func (f *Factory) Close() { f.regs.close() }
 
-// The caches run elsewhere: starting and waiting are the server's.
-func (f *Factory) Start(<-chan struct{})            {}
-func (f *Factory) StartWithContext(context.Context) {}
+// Start lets the handlers of a deferred factory hear of the tenant's
+// objects. The caches run elsewhere: starting and waiting are the
+// server's.
+func (f *Factory) Start(<-chan struct{})            { f.regs.start() }
+func (f *Factory) StartWithContext(context.Context) { f.regs.start() }
 func (f *Factory) Shutdown()                        {}
 
 func (f *Factory) WaitForCacheSync(<-chan struct{}) map[reflect.Type]bool { return nil }
@@ -84,6 +102,8 @@ func (f *Factory) ForResource(r schema.GroupVersionResource) (informers.GenericI
 }
 
 func (f *Factory) Core() coreinformers.Interface { return coreGroup{f: f} }
+
+func (f *Factory) Apps() appsinformers.Interface { return appsGroup{f: f} }
 
 func (f *Factory) Admissionregistration() admissionregistrationinformers.Interface {
 	return admissionGroup{f: f}
@@ -109,7 +129,9 @@ func (v coreV1) LimitRanges() corev1informers.TypedLimitRangeInformer {
 	return limitRanges{inf: v.f.informer(v.f.caches.LimitRanges)}
 }
 
-func (v coreV1) Pods() corev1informers.TypedPodInformer { return pods{inf: v.f.informer(nil)} }
+func (v coreV1) Pods() corev1informers.TypedPodInformer {
+	return pods{inf: v.f.informer(v.f.caches.Pods)}
+}
 
 func (v coreV1) ServiceAccounts() corev1informers.TypedServiceAccountInformer {
 	return serviceAccounts{inf: v.f.informer(v.f.caches.ServiceAccounts)}
@@ -166,6 +188,46 @@ type pods struct {
 
 func (n pods) Informer() cache.SharedIndexInformer { return n.inf }
 func (n pods) Lister() corev1listers.PodLister     { return corev1listers.NewPodLister(n.inf.idx) }
+
+type appsGroup struct {
+	appsinformers.Interface
+	f *Factory
+}
+
+func (g appsGroup) V1() appsv1informers.Interface { return appsV1{f: g.f} }
+
+type appsV1 struct {
+	appsv1informers.Interface
+	f *Factory
+}
+
+func (v appsV1) Deployments() appsv1informers.TypedDeploymentInformer {
+	return deployments{inf: v.f.informer(v.f.caches.Deployments)}
+}
+
+func (v appsV1) ReplicaSets() appsv1informers.TypedReplicaSetInformer {
+	return replicaSets{inf: v.f.informer(v.f.caches.ReplicaSets)}
+}
+
+type deployments struct {
+	appsv1informers.TypedDeploymentInformer
+	inf *Informer
+}
+
+func (n deployments) Informer() cache.SharedIndexInformer { return n.inf }
+func (n deployments) Lister() appsv1listers.DeploymentLister {
+	return appsv1listers.NewDeploymentLister(n.inf.idx)
+}
+
+type replicaSets struct {
+	appsv1informers.TypedReplicaSetInformer
+	inf *Informer
+}
+
+func (n replicaSets) Informer() cache.SharedIndexInformer { return n.inf }
+func (n replicaSets) Lister() appsv1listers.ReplicaSetLister {
+	return appsv1listers.NewReplicaSetLister(n.inf.idx)
+}
 
 type admissionGroup struct {
 	admissionregistrationinformers.Interface

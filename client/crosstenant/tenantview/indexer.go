@@ -22,8 +22,6 @@ type indexer struct {
 
 var _ cache.Indexer = indexer{}
 
-var namespaceIndexers = cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}
-
 func (i indexer) Add(any) error                        { return errReadOnly }
 func (i indexer) Update(any) error                     { return errReadOnly }
 func (i indexer) Delete(any) error                     { return errReadOnly }
@@ -31,8 +29,28 @@ func (i indexer) Replace([]any, string) error          { return errReadOnly }
 func (i indexer) Bookmark(string)                      {}
 func (i indexer) LastStoreSyncResourceVersion() string { return "" }
 func (i indexer) Resync() error                        { return nil }
-func (i indexer) AddIndexers(cache.Indexers) error     { return errReadOnly }
-func (i indexer) GetIndexers() cache.Indexers          { return namespaceIndexers }
+
+// AddIndexers adds tenant-scoped indexes to the shared cache (see
+// crosstenant.Cache.AddTenantIndexers).
+func (i indexer) AddIndexers(idx cache.Indexers) error {
+	if i.c == nil {
+		return nil
+	}
+	return i.c.AddTenantIndexers(idx)
+}
+
+// GetIndexers names the indexes a view answers; upstream asks it to add an
+// index only once. The functions are not the shared cache's and are not to
+// be called.
+func (i indexer) GetIndexers() cache.Indexers {
+	out := cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}
+	if i.c != nil {
+		for _, name := range i.c.TenantIndexNames() {
+			out[name] = nil
+		}
+	}
+	return out
+}
 
 func (i indexer) List() []any {
 	if i.c == nil {
@@ -67,6 +85,9 @@ func (i indexer) GetByKey(key string) (any, bool, error) {
 }
 
 func (i indexer) Index(name string, obj any) ([]any, error) {
+	if name != cache.NamespaceIndex {
+		return nil, errors.New("a tenant view answers Index for the namespace index only")
+	}
 	m, err := meta.Accessor(obj)
 	if err != nil {
 		return nil, err
@@ -104,11 +125,11 @@ func (i indexer) ListIndexFuncValues(name string) []string {
 }
 
 func (i indexer) ByIndex(name, value string) ([]any, error) {
-	if name != cache.NamespaceIndex {
-		return nil, errors.New("a tenant view has only the namespace index")
-	}
 	if i.c == nil {
 		return nil, nil
 	}
-	return i.c.InNamespace(i.t, value), nil
+	if name == cache.NamespaceIndex {
+		return i.c.InNamespace(i.t, value), nil
+	}
+	return i.c.ByTenantIndex(i.t, name, value)
 }

@@ -21,32 +21,52 @@ type Informer struct {
 }
 
 // registrations are the handler registrations a Factory's informers handed
-// out, so that Close can end those upstream code never removes.
+// out, so that Close can end those upstream code never removes, and so
+// that a deferred Factory can hold them until Start.
 type registrations struct {
-	mu      sync.Mutex
-	closed  bool
-	removes []func()
+	mu       sync.Mutex
+	deferred bool // hold registrations until start
+	started  bool
+	closed   bool
+	held     []func()
+	all      []*registration
 }
 
-// add records remove, or calls it at once once closed.
-func (r *registrations) add(remove func()) {
+// add makes reg's registration (register) now, at start, or never once
+// closed.
+func (r *registrations) add(reg *registration, register func()) {
 	r.mu.Lock()
-	if !r.closed {
-		r.removes = append(r.removes, remove)
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
+	r.all = append(r.all, reg)
+	if r.deferred && !r.started {
+		r.held = append(r.held, register)
 		r.mu.Unlock()
 		return
 	}
 	r.mu.Unlock()
-	remove()
+	register()
+}
+
+func (r *registrations) start() {
+	r.mu.Lock()
+	held := r.held
+	r.held, r.started = nil, true
+	r.mu.Unlock()
+	for _, register := range held {
+		register()
+	}
 }
 
 func (r *registrations) close() {
 	r.mu.Lock()
-	removes := r.removes
-	r.removes, r.closed = nil, true
+	all := r.all
+	r.all, r.held, r.closed = nil, nil, true
 	r.mu.Unlock()
-	for _, remove := range removes {
-		remove()
+	for _, reg := range all {
+		reg.end()
 	}
 }
 
@@ -56,23 +76,53 @@ func NewInformer(c *crosstenant.Cache, t string) *Informer {
 	return &Informer{idx: indexer{c: c, t: t}}
 }
 
+// registration is one handler of an Informer. It may be ended before it
+// is made (a deferred Factory closed before Start).
 type registration struct {
-	remove func()
-	inf    *Informer
+	inf *Informer
+
+	mu     sync.Mutex
+	ended  bool
+	remove func() // set once registered
+}
+
+// register adds h to the cache, which tells it at once of the tenant's
+// objects.
+func (r *registration) register(h cache.ResourceEventHandler) {
+	remove := r.inf.idx.c.AddTenantHandler(r.inf.idx.t, h)
+	r.mu.Lock()
+	if r.ended {
+		r.mu.Unlock()
+		remove()
+		return
+	}
+	r.remove = remove
+	r.mu.Unlock()
+}
+
+func (r *registration) end() {
+	r.mu.Lock()
+	r.ended = true
+	remove := r.remove
+	r.mu.Unlock()
+	if remove != nil {
+		remove()
+	}
 }
 
 func (r *registration) HasSynced() bool                     { return r.inf.HasSynced() }
 func (r *registration) HasSyncedChecker() cache.DoneChecker { return r.inf.HasSyncedChecker() }
 
 func (i *Informer) AddEventHandler(h cache.ResourceEventHandler) (cache.ResourceEventHandlerRegistration, error) {
-	if i.idx.c == nil {
-		return &registration{remove: func() {}, inf: i}, nil
+	reg := &registration{inf: i}
+	switch {
+	case i.idx.c == nil:
+	case i.regs != nil:
+		i.regs.add(reg, func() { reg.register(h) })
+	default:
+		reg.register(h)
 	}
-	remove := sync.OnceFunc(i.idx.c.AddTenantHandler(i.idx.t, h))
-	if i.regs != nil {
-		i.regs.add(remove)
-	}
-	return &registration{remove: remove, inf: i}, nil
+	return reg, nil
 }
 
 func (i *Informer) AddEventHandlerWithResyncPeriod(h cache.ResourceEventHandler, _ time.Duration) (cache.ResourceEventHandlerRegistration, error) {
@@ -88,7 +138,7 @@ func (i *Informer) RemoveEventHandler(handle cache.ResourceEventHandlerRegistrat
 	if !ok {
 		return errors.New("not a registration of a tenant view")
 	}
-	r.remove()
+	r.end()
 	return nil
 }
 
@@ -99,7 +149,7 @@ func (i *Informer) RunWithContext(context.Context)                     {}
 func (i *Informer) IsStopped() bool                                    { return false }
 func (i *Informer) LastSyncResourceVersion() string                    { return "" }
 func (i *Informer) SetTransform(cache.TransformFunc) error             { return errReadOnly }
-func (i *Informer) AddIndexers(cache.Indexers) error                   { return errReadOnly }
+func (i *Informer) AddIndexers(idx cache.Indexers) error               { return i.idx.AddIndexers(idx) }
 func (i *Informer) SetWatchErrorHandler(cache.WatchErrorHandler) error { return nil }
 
 func (i *Informer) SetWatchErrorHandlerWithContext(cache.WatchErrorHandlerWithContext) error {

@@ -1,0 +1,289 @@
+package manager_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/kplex/kplex/apiserver/server/servertest"
+	"github.com/kplex/kplex/controllers/manager"
+	"github.com/kplex/kplex/controllers/namespace"
+	"github.com/kplex/kplex/controllers/workloads"
+)
+
+func runManager(t *testing.T, e *servertest.Env) *manager.Manager {
+	t.Helper()
+	ca, err := os.ReadFile(e.Admin.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := manager.New(manager.Options{Loopback: e.Admin, RootCA: ca, QuietPeriod: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
+	go func() { runErr <- m.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-runErr; err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	})
+	return m
+}
+
+func deployment(name string, replicas int32) *appsv1.Deployment {
+	labels := map[string]string{"app": name}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox"}}},
+			},
+		},
+	}
+}
+
+// podsOf returns the names of the pods in ns controlled by a ReplicaSet
+// that d controls, failing on a pod controlled by anything else.
+func podsOf(ctx context.Context, c kubernetes.Interface, ns string, d *appsv1.Deployment) ([]string, error) {
+	rss, err := c.AppsV1().ReplicaSets(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	ours := map[string]bool{}
+	for _, rs := range rss.Items {
+		if ref := metav1.GetControllerOf(&rs); ref != nil && ref.UID == d.UID {
+			ours[string(rs.UID)] = true
+		}
+	}
+	pods, err := c.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, p := range pods.Items {
+		ref := metav1.GetControllerOf(&p)
+		if ref == nil || !ours[string(ref.UID)] {
+			return nil, fmt.Errorf("pod %s/%s is not controlled by a ReplicaSet of deployment %s (uid %s)", ns, p.Name, d.Name, d.UID)
+		}
+		names = append(names, p.Name)
+	}
+	return names, nil
+}
+
+func waitReplicas(t *testing.T, c kubernetes.Interface, tenantName string, d *appsv1.Deployment, want int) {
+	t.Helper()
+	var last []string
+	eventually(t, 60*time.Second, fmt.Sprintf("%d pods of deployment %s in %s", want, d.Name, tenantName), func(ctx context.Context) (bool, error) {
+		names, err := podsOf(ctx, c, d.Namespace, d)
+		if err != nil {
+			return false, err
+		}
+		last = names
+		got, err := c.AppsV1().Deployments(d.Namespace).Get(ctx, d.Name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		return len(names) == want && got.Status.Replicas == int32(want) && got.Status.ObservedGeneration == got.Generation, nil
+	})
+	t.Logf("%s: deployment %s has pods %v", tenantName, d.Name, last)
+}
+
+func TestIntegrationDeploymentsMakePodsPerTenant(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: starts etcd and an apiserver")
+	}
+	e := servertest.Start(t, "")
+	a := servertest.Client(t, e.CreateTenant(t, "wl-a"))
+	b := servertest.Client(t, e.CreateTenant(t, "wl-b"))
+	e.CreateTenant(t, "wl-idle")
+	m := runManager(t, e)
+	ctx := context.Background()
+
+	// The same deployment name in both tenants, different sizes.
+	da, err := a.AppsV1().Deployments("default").Create(ctx, deployment("web", 3), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := b.AppsV1().Deployments("default").Create(ctx, deployment("web", 1), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitReplicas(t, a, "wl-a", da, 3)
+	waitReplicas(t, b, "wl-b", db, 1)
+	for _, name := range []string{workloads.DeploymentName, workloads.ReplicaSetName} {
+		if got := m.AwakeTenants(name); slices.Contains(got, "wl-idle") {
+			t.Errorf("%s awake in the untouched tenant: %v", name, got)
+		}
+	}
+
+	// Scaling A down changes nothing in B.
+	scale, err := a.AppsV1().Deployments("default").GetScale(ctx, "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scale.Spec.Replicas = 2
+	if _, err := a.AppsV1().Deployments("default").UpdateScale(ctx, "web", scale, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitReplicas(t, a, "wl-a", da, 2)
+	podsB, err := podsOf(ctx, b, "default", db)
+	if err != nil || len(podsB) != 1 {
+		t.Fatalf("wl-b's pods after a scale in wl-a: %v, %v", podsB, err)
+	}
+
+	// A deleted pod is replaced, in its own tenant.
+	podsA, err := podsOf(ctx, a, "default", da)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.CoreV1().Pods("default").Delete(ctx, podsA[0], metav1.DeleteOptions{GracePeriodSeconds: new(int64(0))}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 60*time.Second, "the deleted pod replaced in wl-a", func(ctx context.Context) (bool, error) {
+		names, err := podsOf(ctx, a, "default", da)
+		return err == nil && len(names) == 2 && !slices.Contains(names, podsA[0]), err
+	})
+
+	// A rollout makes a second ReplicaSet in A only.
+	cur, err := a.AppsV1().Deployments("default").Get(ctx, "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur.Spec.Template.Spec.Containers[0].Image = "busybox:2"
+	if _, err := a.AppsV1().Deployments("default").Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 60*time.Second, "a second ReplicaSet in wl-a", func(ctx context.Context) (bool, error) {
+		rss, err := a.AppsV1().ReplicaSets("default").List(ctx, metav1.ListOptions{})
+		return err == nil && len(rss.Items) == 2, err
+	})
+	rssB, err := b.AppsV1().ReplicaSets("default").List(ctx, metav1.ListOptions{})
+	if err != nil || len(rssB.Items) != 1 {
+		t.Errorf("wl-b has %d ReplicaSets after a rollout in wl-a, want 1 (%v)", len(rssB.Items), err)
+	}
+}
+
+var widgets = schema.GroupVersionResource{Group: "example.com", Version: "v1", Resource: "widgets"}
+
+func createWidgetCRD(t *testing.T, cfg *rest.Config) {
+	t.Helper()
+	c, err := apiextensionsclient.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crd := &apiextensionsv1.CustomResourceDefinition{
+		ObjectMeta: metav1.ObjectMeta{Name: "widgets.example.com"},
+		Spec: apiextensionsv1.CustomResourceDefinitionSpec{
+			Group: "example.com",
+			Names: apiextensionsv1.CustomResourceDefinitionNames{Plural: "widgets", Singular: "widget", Kind: "Widget", ListKind: "WidgetList"},
+			Scope: apiextensionsv1.NamespaceScoped,
+			Versions: []apiextensionsv1.CustomResourceDefinitionVersion{{
+				Name: "v1", Served: true, Storage: true,
+				Schema: &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: &apiextensionsv1.JSONSchemaProps{
+					Type: "object", XPreserveUnknownFields: new(true),
+				}},
+			}},
+		},
+	}
+	if _, err := c.ApiextensionsV1().CustomResourceDefinitions().Create(context.Background(), crd, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "widgets.example.com established", func(ctx context.Context) (bool, error) {
+		got, err := c.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, crd.Name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		for _, cond := range got.Status.Conditions {
+			if cond.Type == apiextensionsv1.Established && cond.Status == apiextensionsv1.ConditionTrue {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+}
+
+func TestIntegrationNamespaceDeletionPerTenant(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: starts etcd and an apiserver")
+	}
+	e := servertest.Start(t, "")
+	cfgA := e.CreateTenant(t, "ns-a")
+	a := servertest.Client(t, cfgA)
+	b := servertest.Client(t, e.CreateTenant(t, "ns-b"))
+	m := runManager(t, e)
+	ctx := context.Background()
+	createWidgetCRD(t, cfgA)
+	dynA, err := dynamic.NewForConfig(cfgA)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The same namespace, with the same ConfigMap, in both tenants; A's
+	// also holds a Deployment (with its pods) and a custom resource.
+	for _, c := range []kubernetes.Interface{a, b} {
+		createNamespace(t, c, "doomed")
+		if _, err := c.CoreV1().ConfigMaps("doomed").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "cfg"}, Data: map[string]string{"k": "v"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d, err := a.AppsV1().Deployments("doomed").Create(ctx, deployment("web", 2), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitReplicas(t, a, "ns-a", d, 2)
+	w := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "example.com/v1", "kind": "Widget", "metadata": map[string]any{"name": "w"}}}
+	if _, err := dynA.Resource(widgets).Namespace("doomed").Create(ctx, w, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	start := time.Now()
+	if err := a.CoreV1().Namespaces().Delete(ctx, "doomed", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 90*time.Second, "namespace doomed gone from ns-a", func(ctx context.Context) (bool, error) {
+		_, err := a.CoreV1().Namespaces().Get(ctx, "doomed", metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	})
+	t.Logf("namespace with a deployment, pods, a ConfigMap and a custom resource deleted in %v", time.Since(start).Round(time.Millisecond))
+	if got := m.AwakeTenants(namespace.Name); slices.Contains(got, "ns-b") {
+		t.Errorf("namespace controller awake in ns-b, which deleted nothing: %v", got)
+	}
+
+	// Its contents went with it; B's namespace of the same name is whole.
+	for _, key := range []string{"/registry/configmaps/ns-a/doomed/", "/registry/pods/ns-a/doomed/", "/registry/deployments/ns-a/doomed/", "/registry/example.com/widgets/ns-a/doomed/"} {
+		if keys := e.EtcdKeys(t, key); len(keys) != 0 {
+			t.Errorf("etcd still holds %v after the namespace was deleted", keys)
+		}
+	}
+	ns, err := b.CoreV1().Namespaces().Get(ctx, "doomed", metav1.GetOptions{})
+	if err != nil || ns.DeletionTimestamp != nil {
+		t.Fatalf("ns-b's namespace doomed after a delete in ns-a: %v, deletionTimestamp %v", err, ns.DeletionTimestamp)
+	}
+	if _, err := b.CoreV1().ConfigMaps("doomed").Get(ctx, "cfg", metav1.GetOptions{}); err != nil {
+		t.Errorf("ns-b's ConfigMap after a delete in ns-a: %v", err)
+	}
+
+	// The name is free again in A.
+	createNamespace(t, a, "doomed")
+}

@@ -1,0 +1,167 @@
+// Package workloads runs upstream's workload controllers per tenant, as
+// activation Specs: deployment and replicaset so far.
+package workloads
+
+import (
+	"context"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/kubernetes/pkg/controller/deployment"
+	deploymentutil "k8s.io/kubernetes/pkg/controller/deployment/util"
+	"k8s.io/kubernetes/pkg/controller/replicaset"
+
+	"github.com/kplex/kplex/client/crosstenant"
+	"github.com/kplex/kplex/controllers/activation"
+)
+
+// Controller names.
+const (
+	DeploymentName = "deployment"
+	ReplicaSetName = "replicaset"
+)
+
+// Caches are the cross-tenant caches the controllers read.
+type Caches struct {
+	Pods        *crosstenant.Cache
+	ReplicaSets *crosstenant.Cache
+	Deployments *crosstenant.Cache
+}
+
+func object(obj any) any {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		return d.Obj
+	}
+	return obj
+}
+
+// controlledBy tells whether obj (old or new) is controlled by a kind,
+// or by nothing (an orphan a controller may adopt).
+func controlledBy(oldObj, newObj any, kind string) bool {
+	for _, obj := range []any{object(oldObj), newObj} {
+		m, ok := obj.(metav1.Object)
+		if !ok {
+			continue
+		}
+		ref := metav1.GetControllerOfNoCopy(m)
+		if ref == nil || ref.Kind == kind {
+			return true
+		}
+	}
+	return false
+}
+
+func replicas(r *int32) int32 {
+	if r == nil {
+		return 1
+	}
+	return *r
+}
+
+// rollingOut tells whether the controller still has a rollout of d to
+// watch: not complete, not paused, and its progress deadline not yet
+// passed (the deadline comes from the clock, not from an event).
+func rollingOut(d *appsv1.Deployment) bool {
+	if d.DeletionTimestamp != nil || d.Spec.Paused {
+		return d.Status.ObservedGeneration < d.Generation
+	}
+	if d.Status.ObservedGeneration < d.Generation {
+		return true
+	}
+	spec := d.DeepCopy()
+	spec.Spec.Replicas = new(replicas(d.Spec.Replicas))
+	if deploymentutil.DeploymentComplete(spec, &d.Status) {
+		return false
+	}
+	c := deploymentutil.GetDeploymentCondition(d.Status, appsv1.DeploymentProgressing)
+	return c == nil || c.Reason != deploymentutil.TimedOutReason
+}
+
+// Deployments is upstream's deployment controller per tenant.
+func Deployments(c Caches) activation.Spec {
+	anyRollingOut := func(t string) bool {
+		for _, obj := range c.Deployments.InTenant(t) {
+			if rollingOut(obj.(*appsv1.Deployment)) {
+				return true
+			}
+		}
+		return false
+	}
+	return activation.Spec{
+		Name:  DeploymentName,
+		Watch: []*crosstenant.Cache{c.Deployments, c.ReplicaSets, c.Pods},
+		Relevant: func(oldObj, newObj any) bool {
+			switch o := object(oldObj).(type) {
+			case *corev1.Pod:
+				// Recreate waits for the old pods to be gone.
+				return newObj == nil && metav1.GetControllerOfNoCopy(o) != nil
+			case *appsv1.ReplicaSet:
+				return controlledBy(oldObj, newObj, "Deployment")
+			}
+			if _, ok := newObj.(*appsv1.ReplicaSet); ok {
+				return controlledBy(nil, newObj, "Deployment")
+			}
+			_, isPod := newObj.(*corev1.Pod)
+			return !isPod
+		},
+		Pending: anyRollingOut,
+		Keep:    anyRollingOut,
+		Build: func(ctx context.Context, env activation.Env) (func(context.Context), error) {
+			apps, core := env.Informers.Apps().V1(), env.Informers.Core().V1()
+			dc, err := deployment.NewDeploymentController(ctx, apps.Deployments(), apps.ReplicaSets(), core.Pods(), env.Client)
+			if err != nil {
+				return nil, err
+			}
+			return func(ctx context.Context) { dc.Run(ctx, 1) }, nil
+		},
+	}
+}
+
+// waiting tells whether rs has work: a spec not yet observed, a replica
+// count not yet reached, or ready pods waiting out minReadySeconds.
+func waiting(rs *appsv1.ReplicaSet) bool {
+	return rs.Status.ObservedGeneration < rs.Generation ||
+		rs.Status.Replicas != replicas(rs.Spec.Replicas) ||
+		(rs.Spec.MinReadySeconds > 0 && rs.Status.ReadyReplicas > rs.Status.AvailableReplicas)
+}
+
+// ReplicaSets is upstream's replicaset controller per tenant.
+func ReplicaSets(c Caches) activation.Spec {
+	return activation.Spec{
+		Name:  ReplicaSetName,
+		Watch: []*crosstenant.Cache{c.ReplicaSets, c.Pods},
+		Relevant: func(oldObj, newObj any) bool {
+			if _, ok := object(oldObj).(*corev1.Pod); ok {
+				return controlledBy(oldObj, newObj, "ReplicaSet")
+			}
+			if _, ok := newObj.(*corev1.Pod); ok {
+				return controlledBy(nil, newObj, "ReplicaSet")
+			}
+			return true
+		},
+		Pending: func(t string) bool {
+			for _, obj := range c.ReplicaSets.InTenant(t) {
+				if waiting(obj.(*appsv1.ReplicaSet)) {
+					return true
+				}
+			}
+			return false
+		},
+		Keep: func(t string) bool {
+			for _, obj := range c.ReplicaSets.InTenant(t) {
+				rs := obj.(*appsv1.ReplicaSet)
+				if rs.Spec.MinReadySeconds > 0 && rs.Status.ReadyReplicas > rs.Status.AvailableReplicas {
+					return true
+				}
+			}
+			return false
+		},
+		Build: func(ctx context.Context, env activation.Env) (func(context.Context), error) {
+			apps, core := env.Informers.Apps().V1(), env.Informers.Core().V1()
+			rsc := replicaset.NewReplicaSetController(ctx, apps.ReplicaSets(), core.Pods(), env.Client, replicaset.BurstReplicas)
+			return func(ctx context.Context) { rsc.Run(ctx, 1) }, nil
+		},
+	}
+}
