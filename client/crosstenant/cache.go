@@ -3,6 +3,7 @@ package crosstenant
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sync"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -83,14 +84,19 @@ func TenantNamespace(tenantName, namespace string) string { return tenantName + 
 // ListWatch lists and watches resource in every tenant through client, whose
 // config must come from Config.
 func ListWatch(client rest.Interface, resource string) cache.ListerWatcher {
-	return noWatchList{cache.NewListWatchFromClient(client, resource, metav1.NamespaceAll, fields.Everything())}
+	return NoWatchList(cache.NewListWatchFromClient(client, resource, metav1.NamespaceAll, fields.Everything()))
 }
 
 // ListWatchSelected is ListWatch of the objects selector selects only, such
 // as one well-known name in every namespace of every tenant.
 func ListWatchSelected(client rest.Interface, resource string, selector fields.Selector) cache.ListerWatcher {
-	return noWatchList{cache.NewListWatchFromClient(client, resource, metav1.NamespaceAll, selector)}
+	return NoWatchList(cache.NewListWatchFromClient(client, resource, metav1.NamespaceAll, selector))
 }
+
+// NoWatchList makes lw list and then watch: client-go's watch-list keys
+// the objects it gathers by namespace/name, where tenants' same-named
+// objects collide.
+func NoWatchList(lw cache.ListerWatcher) cache.ListerWatcher { return noWatchList{lw} }
 
 // noWatchList tells the reflector to list and then watch.
 type noWatchList struct{ cache.ListerWatcher }
@@ -116,7 +122,8 @@ type Cache struct {
 // NewCache returns a cache of the objects lw lists, of example's type.
 // Run fills it.
 func NewCache(lw cache.ListerWatcher, example runtime.Object) *Cache {
-	c := &Cache{Indexer: cache.NewIndexer(KeyFunc, Indexers)}
+	// A copy: the indexer adds later indexes to the map it was given.
+	c := &Cache{Indexer: cache.NewIndexer(KeyFunc, maps.Clone(Indexers))}
 	c.reflector = cache.NewReflector(lw, example, fanoutStore{c}, 0)
 	return c
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -436,6 +437,11 @@ type callNoter struct {
 }
 
 func (c callNoter) RoundTrip(req *http.Request) (*http.Response, error) {
+	if isDiscovery(req.URL.Path) {
+		// Upstream reads discovery on a timer (the garbage collector
+		// every 30 s): that is not work, and must not keep it awake.
+		return c.next.RoundTrip(req)
+	}
 	c.inst.lastCall.Store(time.Now().UnixNano())
 	resp, err := c.next.RoundTrip(req)
 	c.inst.lastCall.Store(time.Now().UnixNano())
@@ -443,4 +449,20 @@ func (c callNoter) RoundTrip(req *http.Request) (*http.Response, error) {
 		c.inst.failed.Store(true)
 	}
 	return resp, err
+}
+
+// isDiscovery tells whether path (of a tenant) is a discovery document:
+// /api, /api/<v>, /apis, /apis/<g>, /apis/<g>/<v>.
+func isDiscovery(path string) bool {
+	if _, rest, ok := strings.Cut(strings.TrimPrefix(path, tenant.PathPrefix), "/"); ok && strings.HasPrefix(path, tenant.PathPrefix) {
+		path = "/" + rest
+	}
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	switch parts[0] {
+	case "api":
+		return len(parts) <= 2
+	case "apis":
+		return len(parts) <= 3
+	}
+	return false
 }

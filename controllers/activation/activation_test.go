@@ -41,3 +41,24 @@ func TestNewNamesWhatIsMissing(t *testing.T) {
 		t.Error("New with a spec without Relevant and Build succeeded")
 	}
 }
+
+func TestDiscoveryCallsAreNotWork(t *testing.T) {
+	t.Parallel()
+	for path, want := range map[string]bool{
+		"/clusters/a/api":                                  true,
+		"/clusters/a/api/v1":                               true,
+		"/clusters/a/apis":                                 true,
+		"/clusters/a/apis/apps":                            true,
+		"/clusters/a/apis/apps/v1":                         true,
+		"/apis/apps/v1":                                    true,
+		"/clusters/a/api/v1/pods":                          false,
+		"/clusters/a/apis/apps/v1/deployments":             false,
+		"/clusters/a/api/v1/namespaces/x/configmaps":       false,
+		"/clusters/apis/api/v1/namespaces":                 false,
+		"/clusters/a/apis/example.com/v1/namespaces/x/foo": false,
+	} {
+		if got := isDiscovery(path); got != want {
+			t.Errorf("isDiscovery(%q) = %v, want %v", path, got, want)
+		}
+	}
+}

@@ -30,6 +30,7 @@ import (
 	"github.com/kplex/kplex/client/crosstenant"
 	"github.com/kplex/kplex/client/crosstenant/tenantview"
 	"github.com/kplex/kplex/controllers/activation"
+	"github.com/kplex/kplex/controllers/garbagecollector"
 	"github.com/kplex/kplex/controllers/namespace"
 	"github.com/kplex/kplex/controllers/serviceaccount"
 	"github.com/kplex/kplex/controllers/workloads"
@@ -68,12 +69,13 @@ type Options struct {
 
 // Manager runs the tenant controllers.
 type Manager struct {
-	opts      Options
-	activator *activation.Activator
-	caches    []*crosstenant.Cache
+	opts  Options
+	cross kubernetes.Interface
+	// activator is set by run, once the caches are made.
+	activator atomic.Pointer[activation.Activator]
 }
 
-// New builds a manager; Run runs it.
+// New checks opts and builds the manager's clients; Run runs it.
 func New(opts Options) (*Manager, error) {
 	if opts.Loopback == nil {
 		return nil, errors.New("manager: Options.Loopback is required")
@@ -85,7 +87,14 @@ func New(opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("building the cross-tenant client: %w", err)
 	}
-	core, apps := cross.CoreV1().RESTClient(), cross.AppsV1().RESTClient()
+	return &Manager{opts: opts, cross: cross}, nil
+}
+
+// build makes the cross-tenant caches (the garbage collector's after
+// discovering the server's resources) and the activator of every tenant
+// controller.
+func (m *Manager) build(ctx context.Context) (*activation.Activator, []*crosstenant.Cache, error) {
+	core, apps := m.cross.CoreV1().RESTClient(), m.cross.AppsV1().RESTClient()
 	sa := serviceaccount.Caches{
 		Namespaces:      crosstenant.NewCache(crosstenant.ListWatch(core, "namespaces"), &corev1.Namespace{}),
 		ServiceAccounts: crosstenant.NewCache(crosstenant.ListWatchSelected(core, "serviceaccounts", serviceaccount.ServiceAccountSelector), &corev1.ServiceAccount{}),
@@ -96,25 +105,31 @@ func New(opts Options) (*Manager, error) {
 		ReplicaSets: crosstenant.NewCache(crosstenant.ListWatch(apps, "replicasets"), &appsv1.ReplicaSet{}),
 		Deployments: crosstenant.NewCache(crosstenant.ListWatch(apps, "deployments"), &appsv1.Deployment{}),
 	}
+	gc, err := garbagecollector.NewCaches(ctx, m.opts.Loopback, crosstenant.Config(m.opts.Loopback))
+	if err != nil {
+		return nil, nil, err
+	}
 	views := &tenantview.Caches{
 		Namespaces: sa.Namespaces, ServiceAccounts: sa.ServiceAccounts, ConfigMaps: sa.ConfigMaps,
 		Pods: w.Pods, ReplicaSets: w.ReplicaSets, Deployments: w.Deployments,
+		Metadata: gc,
 	}
 	a, err := activation.New(activation.Options{
-		Loopback:    opts.Loopback,
+		Loopback:    m.opts.Loopback,
 		Caches:      views,
 		Tenants:     func() []string { return sa.Namespaces.ListIndexFuncValues(crosstenant.ByTenant) },
-		QuietPeriod: opts.QuietPeriod,
+		QuietPeriod: m.opts.QuietPeriod,
 	},
-		serviceaccount.ServiceAccounts(sa), serviceaccount.RootCAPublisher(sa, opts.RootCA),
+		serviceaccount.ServiceAccounts(sa), serviceaccount.RootCAPublisher(sa, m.opts.RootCA),
 		namespace.Spec(sa.Namespaces),
+		garbagecollector.Spec(gc),
 		workloads.Deployments(w), workloads.ReplicaSets(w),
 	)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	caches := []*crosstenant.Cache{sa.Namespaces, sa.ServiceAccounts, sa.ConfigMaps, w.Pods, w.ReplicaSets, w.Deployments}
-	return &Manager{opts: opts, activator: a, caches: caches}, nil
+	caches := append([]*crosstenant.Cache{sa.Namespaces, sa.ServiceAccounts, sa.ConfigMaps, w.Pods, w.ReplicaSets, w.Deployments}, gc.List()...)
+	return a, caches, nil
 }
 
 // Run runs the controllers until ctx ends, after winning the Lease if
@@ -214,18 +229,39 @@ func (m *Manager) elector() (leaderelection.LeaderElectionConfig, error) {
 
 // run fills the caches and runs the activator until ctx ends.
 func (m *Manager) run(ctx context.Context) error {
-	for _, c := range m.caches {
+	a, caches, err := m.build(ctx)
+	if err != nil {
+		return fmt.Errorf("building the tenant controllers: %w", err)
+	}
+	for _, c := range caches {
 		go c.Run(ctx)
 	}
-	return m.activator.Run(ctx)
+	m.activator.Store(a)
+	return a.Run(ctx)
 }
 
-// Awake returns the number of awake tenant instances of each controller.
-func (m *Manager) Awake() map[string]int { return m.activator.Awake() }
+// Awake returns the number of awake tenant instances of each controller
+// (none before the manager runs).
+func (m *Manager) Awake() map[string]int {
+	if a := m.activator.Load(); a != nil {
+		return a.Awake()
+	}
+	return map[string]int{}
+}
 
 // AwakeTenants returns the tenants with an awake instance of the named
 // controller.
-func (m *Manager) AwakeTenants(name string) []string { return m.activator.AwakeTenants(name) }
+func (m *Manager) AwakeTenants(name string) []string {
+	if a := m.activator.Load(); a != nil {
+		return a.AwakeTenants(name)
+	}
+	return nil
+}
 
 // Stats returns how many tenant instances were built and put to sleep.
-func (m *Manager) Stats() activation.Stats { return m.activator.Stats() }
+func (m *Manager) Stats() activation.Stats {
+	if a := m.activator.Load(); a != nil {
+		return a.Stats()
+	}
+	return activation.Stats{}
+}

@@ -47,3 +47,79 @@ func TestE2ENewNamespaceGetsDefaultServiceAccountAndRootCA(t *testing.T) {
 		}
 	}
 }
+
+// podCount returns how many pods labelled app=<app> kubectl lists.
+func (m *machine) podCount(ctx, app string) int {
+	out := m.must(m.kubectl(ctx, "get", "pods", "-l", "app="+app, "-o", "name"))
+	return len(strings.Fields(out))
+}
+
+func (m *machine) waitPods(ctx, app string, want int) {
+	m.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		got := m.podCount(ctx, app)
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			m.t.Fatalf("%s: %d pods of %s, want %d", ctx, got, app, want)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// TestE2EDeploymentsNamespacesAndGarbageCollection: in `kplex up`,
+// `kubectl create deployment` makes pods, scaling and deleting act on that
+// tenant's pods only, and deleting a namespace empties and removes it in
+// that tenant only.
+func TestE2EDeploymentsNamespacesAndGarbageCollection(t *testing.T) {
+	m := newMachine(t)
+	m.up()
+	a, b := "--context=kplex-dep-a", "--context=kplex-dep-b"
+	m.must(m.kplex("create", "cluster", "dep-a"))
+	m.must(m.kplex("create", "cluster", "dep-b"))
+	for _, ctx := range []string{a, b} {
+		// The default ServiceAccount must exist before pods are admitted;
+		// the ReplicaSet controller retries until it does.
+		m.must(m.kubectl(ctx, "create", "deployment", "web", "--image=busybox", "--replicas=2"))
+	}
+	m.waitPods(a, "web", 2)
+	m.waitPods(b, "web", 2)
+	owner := m.must(m.kubectl(a, "get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].metadata.ownerReferences[0].kind}"))
+	if owner != "ReplicaSet" {
+		t.Errorf("dep-a's pod is owned by %q, want a ReplicaSet", owner)
+	}
+
+	m.must(m.kubectl(a, "scale", "deployment", "web", "--replicas=3"))
+	m.waitPods(a, "web", 3)
+	if got := m.podCount(b, "web"); got != 2 {
+		t.Errorf("dep-b has %d pods after dep-a scaled to 3, want 2", got)
+	}
+
+	// kubectl's default cascade is background: the garbage collector
+	// takes the ReplicaSet and the pods.
+	m.must(m.kubectl(a, "delete", "deployment", "web"))
+	m.waitPods(a, "web", 0)
+	if out := m.must(m.kubectl(a, "get", "replicasets", "-o", "name")); strings.TrimSpace(out) != "" {
+		t.Errorf("dep-a still has ReplicaSets after its deployment was deleted: %s", out)
+	}
+	if got := m.podCount(b, "web"); got != 2 {
+		t.Errorf("dep-b has %d pods after dep-a's deployment was deleted, want 2", got)
+	}
+
+	// kubectl delete namespace waits until the namespace is gone.
+	for _, ctx := range []string{a, b} {
+		m.must(m.kubectl(ctx, "create", "namespace", "tmp"))
+		m.must(m.kubectl(ctx, "create", "configmap", "cfg", "-n", "tmp", "--from-literal=k=v"))
+	}
+	m.must(m.kubectl(a, "create", "deployment", "db", "-n", "tmp", "--image=busybox"))
+	m.must(m.kubectl(a, "delete", "namespace", "tmp", "--timeout=90s"))
+	if _, errOut, err := m.kubectl(a, "get", "namespace", "tmp"); err == nil || !strings.Contains(errOut, "NotFound") {
+		t.Errorf("dep-a's namespace tmp after kubectl delete: err %v, %s", err, errOut)
+	}
+	m.must(m.kubectl(b, "get", "configmap", "cfg", "-n", "tmp"))
+	if phase := m.must(m.kubectl(b, "get", "namespace", "tmp", "-o", "jsonpath={.status.phase}")); phase != "Active" {
+		t.Errorf("dep-b's namespace tmp is %q after dep-a's was deleted, want Active", phase)
+	}
+}

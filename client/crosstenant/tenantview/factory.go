@@ -25,6 +25,10 @@ import (
 // seen as empty (Pods, for admission: no plugin there needs more than a
 // lister that may come up empty).
 type Caches struct {
+	// Metadata are caches of objects' metadata
+	// (metav1.PartialObjectMetadata) by resource, for ForResource.
+	Metadata map[schema.GroupVersionResource]*crosstenant.Cache
+
 	Pods               *crosstenant.Cache
 	ReplicaSets        *crosstenant.Cache
 	Deployments        *crosstenant.Cache
@@ -42,6 +46,11 @@ type Caches struct {
 func (c *Caches) HasSynced() bool {
 	for _, x := range []*crosstenant.Cache{c.Pods, c.ReplicaSets, c.Deployments, c.Namespaces, c.LimitRanges, c.MutatingWebhooks, c.ValidatingWebhooks, c.Policies, c.PolicyBindings, c.ServiceAccounts, c.ConfigMaps} {
 		if x != nil && !x.HasSynced() {
+			return false
+		}
+	}
+	for _, x := range c.Metadata {
+		if !x.HasSynced() {
 			return false
 		}
 	}
@@ -97,9 +106,23 @@ func (f *Factory) WaitForCacheSyncWithContext(context.Context) cache.SyncResult 
 	return cache.SyncResult{}
 }
 
+// ForResource returns the view of a Metadata cache: its objects are
+// *metav1.PartialObjectMetadata.
 func (f *Factory) ForResource(r schema.GroupVersionResource) (informers.GenericInformer, error) {
-	return nil, fmt.Errorf("a tenant view has no generic informer for %s", r)
+	c, ok := f.caches.Metadata[r]
+	if !ok {
+		return nil, fmt.Errorf("a tenant view has no generic informer for %s", r)
+	}
+	return generic{inf: f.informer(c), resource: r.GroupResource()}, nil
 }
+
+type generic struct {
+	inf      *Informer
+	resource schema.GroupResource
+}
+
+func (g generic) Informer() cache.SharedIndexInformer { return g.inf }
+func (g generic) Lister() cache.GenericLister         { return cache.NewGenericLister(g.inf.idx, g.resource) }
 
 func (f *Factory) Core() coreinformers.Interface { return coreGroup{f: f} }
 

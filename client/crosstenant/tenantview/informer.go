@@ -143,6 +143,7 @@ func (i *Informer) RemoveEventHandler(handle cache.ResourceEventHandlerRegistrat
 }
 
 func (i *Informer) GetStore() cache.Store                              { return i.idx }
+func (i *Informer) GetController() cache.Controller                    { return controller{i} }
 func (i *Informer) GetIndexer() cache.Indexer                          { return i.idx }
 func (i *Informer) Run(<-chan struct{})                                {}
 func (i *Informer) RunWithContext(context.Context)                     {}
@@ -160,6 +161,19 @@ func (i *Informer) SetWatchErrorHandlerWithContext(cache.WatchErrorHandlerWithCo
 func (i *Informer) HasSynced() bool { return i.idx.c == nil || i.idx.c.HasSynced() }
 
 func (i *Informer) HasSyncedChecker() cache.DoneChecker { return syncChecker{i} }
+
+// controller is the cache.Controller of a view, which upstream runs (the
+// garbage collector's monitors): the shared cache runs elsewhere, so Run
+// only waits.
+type controller struct{ i *Informer }
+
+var _ cache.Controller = controller{}
+
+func (c controller) Run(stop <-chan struct{})            { <-stop }
+func (c controller) RunWithContext(ctx context.Context)  { <-ctx.Done() }
+func (c controller) HasSynced() bool                     { return c.i.HasSynced() }
+func (c controller) HasSyncedChecker() cache.DoneChecker { return c.i.HasSyncedChecker() }
+func (c controller) LastSyncResourceVersion() string     { return "" }
 
 // syncChecker is closed once the shared cache has synced. Views are made
 // after it has, so the poll is for the odd early caller.

@@ -1,0 +1,207 @@
+// Package garbagecollector runs upstream's garbage collector per tenant, as
+// an activation Spec: background, foreground and orphan deletion over the
+// tenant's objects only, its owner lookups through the tenant's path.
+//
+// Built-in resources come from cross-tenant metadata caches (one watch per
+// resource); the tenant's custom resources, which are served per tenant
+// only, from informers of the tenant's path while the collector is awake.
+// A custom resource's deletion is not seen by the shared caches, so the
+// collector of a tenant whose objects have custom-resource owners stays
+// awake.
+package garbagecollector
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/metadata/metadatainformer"
+	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/tools/cache"
+	upstreamgc "k8s.io/kubernetes/pkg/controller/garbagecollector"
+
+	"github.com/kplex/kplex/client/crosstenant/tenantview"
+	"github.com/kplex/kplex/controllers/activation"
+)
+
+// Name names the controller.
+const Name = "garbagecollector"
+
+const (
+	// workers is fewer than kube-controller-manager's 20: one tenant's
+	// objects.
+	workers = 2
+	// syncPeriod is kube-controller-manager's: how often discovery is
+	// read again for new resources (the tenant's new CRDs).
+	syncPeriod = 30 * time.Second
+	// Deleting an object takes two calls; kube-controller-manager doubles
+	// this controller's QPS.
+	qps   = 40
+	burst = 60
+)
+
+func object(obj any) metav1.Object {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	m, _ := obj.(metav1.Object)
+	return m
+}
+
+// collecting tells whether m waits on the collector: deleted with the
+// orphan or foreground finalizer.
+func collecting(m metav1.Object) bool {
+	if m == nil || m.GetDeletionTimestamp() == nil {
+		return false
+	}
+	f := m.GetFinalizers()
+	return slices.Contains(f, metav1.FinalizerOrphanDependents) || slices.Contains(f, metav1.FinalizerDeleteDependents)
+}
+
+// Spec is upstream's garbage collector per tenant. It wakes when an owner
+// of cached dependents goes, when an object is deleted in the foreground or
+// with its dependents orphaned, and when an object names an owner not
+// found; it stays awake while a foreground or orphan deletion waits, and
+// while the tenant has dependents of its custom resources.
+func Spec(c Caches) activation.Spec {
+	ownerMissing := func(m metav1.Object) bool {
+		for _, ref := range m.GetOwnerReferences() {
+			if !c.exists(string(ref.UID)) {
+				return true
+			}
+		}
+		return false
+	}
+	anyCollecting := func(t string) bool {
+		for _, x := range c {
+			for _, obj := range x.InTenant(t) {
+				if collecting(object(obj)) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	return activation.Spec{
+		Name:  Name,
+		Watch: c.List(),
+		Relevant: func(oldObj, newObj any) bool {
+			if newObj == nil {
+				old := object(oldObj)
+				return old != nil && c.owned(string(old.GetUID()))
+			}
+			m := object(newObj)
+			if m == nil {
+				return false
+			}
+			if collecting(m) {
+				return true
+			}
+			if old := object(oldObj); old != nil && slices.EqualFunc(old.GetOwnerReferences(), m.GetOwnerReferences(), func(a, b metav1.OwnerReference) bool { return a.UID == b.UID }) {
+				return false
+			}
+			return ownerMissing(m)
+		},
+		Pending: func(t string) bool {
+			for _, x := range c {
+				for _, obj := range x.InTenant(t) {
+					if m := object(obj); collecting(m) || ownerMissing(m) {
+						return true
+					}
+				}
+			}
+			return false
+		},
+		// Owners not in the caches are the tenant's custom resources
+		// (or gone): their deletion is seen only by an awake collector,
+		// so a tenant with such dependents keeps it awake.
+		Keep: func(t string) bool {
+			if anyCollecting(t) {
+				return true
+			}
+			for _, x := range c {
+				for _, obj := range x.InTenant(t) {
+					if ownerMissing(object(obj)) {
+						return true
+					}
+				}
+			}
+			return false
+		},
+		QPS:   qps,
+		Burst: burst,
+		Build: func(ctx context.Context, env activation.Env) (func(context.Context), error) {
+			md, err := metadata.NewForConfigAndClient(env.Config, env.HTTPClient)
+			if err != nil {
+				return nil, err
+			}
+			// Two discovery clients, as upstream wants: resetting the
+			// mapper must not reset the one Sync reads.
+			mapperDiscovery, err := discovery.NewDiscoveryClientForConfigAndClient(env.Config, env.HTTPClient)
+			if err != nil {
+				return nil, err
+			}
+			mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(mapperDiscovery))
+			inf := &tenantInformers{views: env.Informers, md: md, custom: map[schema.GroupVersionResource]informers.GenericInformer{}, running: map[schema.GroupVersionResource]bool{}}
+			started := make(chan struct{})
+			close(started) // the activator starts the views after Build
+			gc, err := upstreamgc.NewGarbageCollector(ctx, env.Client, md, mapper, upstreamgc.DefaultIgnoredResources(), inf, started)
+			if err != nil {
+				return nil, err
+			}
+			return func(ctx context.Context) {
+				var wg sync.WaitGroup
+				wg.Go(func() { gc.Run(ctx, workers, syncPeriod) })
+				wg.Go(func() { gc.Sync(ctx, env.Client.Discovery(), syncPeriod) })
+				wg.Wait()
+			}, nil
+		},
+	}
+}
+
+// tenantInformers is the collector's informer factory: the tenant's view
+// of the shared metadata caches, and for anything else (its custom
+// resources) a metadata informer of the tenant's path.
+type tenantInformers struct {
+	views *tenantview.Factory
+	md    metadata.Interface
+
+	mu      sync.Mutex
+	custom  map[schema.GroupVersionResource]informers.GenericInformer
+	running map[schema.GroupVersionResource]bool
+}
+
+func (f *tenantInformers) ForResource(r schema.GroupVersionResource) (informers.GenericInformer, error) {
+	if inf, err := f.views.ForResource(r); err == nil {
+		return inf, nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if inf, ok := f.custom[r]; ok {
+		return inf, nil
+	}
+	inf := metadatainformer.NewFilteredMetadataInformer(f.md, r, metav1.NamespaceAll, 0, cache.Indexers{}, nil)
+	f.custom[r] = inf
+	return inf, nil
+}
+
+// Start runs the custom resources' informers not yet running; they stop
+// with the instance.
+func (f *tenantInformers) Start(stop <-chan struct{}) {
+	f.views.Start(stop)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for r, inf := range f.custom {
+		if !f.running[r] {
+			f.running[r] = true
+			go inf.Informer().Run(stop)
+		}
+	}
+}
