@@ -59,11 +59,11 @@ type Spec struct {
 	Name string
 	// Watch are the caches whose events may wake a tenant's slot.
 	Watch []*crosstenant.Cache
-	// Relevant tells whether a change may give the controller work: oldObj
-	// is nil for an add, newObj nil for a delete (oldObj may then be a
-	// cache.DeletedFinalStateUnknown). It runs on a reflector goroutine and
+	// Relevant tells whether a change in a tenant may give the controller
+	// work: oldObj is nil for an add, newObj nil for a delete (oldObj may
+	// then be a cache.DeletedFinalStateUnknown). It runs on a reflector goroutine and
 	// must be quick. While the slot is awake, relevant events keep it so.
-	Relevant func(oldObj, newObj any) bool
+	Relevant func(tenantName string, oldObj, newObj any) bool
 	// Pending tells, at start-up, whether the tenant has work waiting.
 	Pending func(tenantName string) bool
 	// Keep, if set, keeps an instance awake past its quiet period while it
@@ -195,7 +195,7 @@ func (a *Activator) Run(ctx context.Context) error {
 	for i, s := range a.specs {
 		for _, c := range s.Watch {
 			c.Observe(func(t string, oldObj, newObj any) {
-				if s.Relevant(oldObj, newObj) {
+				if s.Relevant(t, oldObj, newObj) {
 					a.wake(slot{spec: i, tenant: t})
 				}
 			})

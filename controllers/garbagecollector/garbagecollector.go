@@ -17,18 +17,15 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/metadata"
-	"k8s.io/client-go/metadata/metadatainformer"
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/cache"
 	upstreamgc "k8s.io/kubernetes/pkg/controller/garbagecollector"
 
-	"github.com/kplex/kplex/client/crosstenant/tenantview"
 	"github.com/kplex/kplex/controllers/activation"
+	"github.com/kplex/kplex/controllers/informerfactory"
 )
 
 // Name names the controller.
@@ -92,7 +89,7 @@ func Spec(c Caches) activation.Spec {
 	return activation.Spec{
 		Name:  Name,
 		Watch: c.List(),
-		Relevant: func(oldObj, newObj any) bool {
+		Relevant: func(_ string, oldObj, newObj any) bool {
 			if newObj == nil {
 				old := object(oldObj)
 				return old != nil && c.owned(string(old.GetUID()))
@@ -149,7 +146,7 @@ func Spec(c Caches) activation.Spec {
 				return nil, err
 			}
 			mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(mapperDiscovery))
-			inf := &tenantInformers{views: env.Informers, md: md, custom: map[schema.GroupVersionResource]informers.GenericInformer{}, running: map[schema.GroupVersionResource]bool{}}
+			inf := informerfactory.New(env.Informers, md)
 			started := make(chan struct{})
 			close(started) // the activator starts the views after Build
 			gc, err := upstreamgc.NewGarbageCollector(ctx, env.Client, md, mapper, upstreamgc.DefaultIgnoredResources(), inf, started)
@@ -163,45 +160,5 @@ func Spec(c Caches) activation.Spec {
 				wg.Wait()
 			}, nil
 		},
-	}
-}
-
-// tenantInformers is the collector's informer factory: the tenant's view
-// of the shared metadata caches, and for anything else (its custom
-// resources) a metadata informer of the tenant's path.
-type tenantInformers struct {
-	views *tenantview.Factory
-	md    metadata.Interface
-
-	mu      sync.Mutex
-	custom  map[schema.GroupVersionResource]informers.GenericInformer
-	running map[schema.GroupVersionResource]bool
-}
-
-func (f *tenantInformers) ForResource(r schema.GroupVersionResource) (informers.GenericInformer, error) {
-	if inf, err := f.views.ForResource(r); err == nil {
-		return inf, nil
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if inf, ok := f.custom[r]; ok {
-		return inf, nil
-	}
-	inf := metadatainformer.NewFilteredMetadataInformer(f.md, r, metav1.NamespaceAll, 0, cache.Indexers{}, nil)
-	f.custom[r] = inf
-	return inf, nil
-}
-
-// Start runs the custom resources' informers not yet running; they stop
-// with the instance.
-func (f *tenantInformers) Start(stop <-chan struct{}) {
-	f.views.Start(stop)
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for r, inf := range f.custom {
-		if !f.running[r] {
-			f.running[r] = true
-			go inf.Informer().Run(stop)
-		}
 	}
 }

@@ -20,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/leaderelection"
@@ -32,6 +33,7 @@ import (
 	"github.com/kplex/kplex/controllers/activation"
 	"github.com/kplex/kplex/controllers/garbagecollector"
 	"github.com/kplex/kplex/controllers/namespace"
+	"github.com/kplex/kplex/controllers/resourcequota"
 	"github.com/kplex/kplex/controllers/serviceaccount"
 	"github.com/kplex/kplex/controllers/workloads"
 )
@@ -105,6 +107,9 @@ func (m *Manager) build(ctx context.Context) (*activation.Activator, []*crossten
 		ReplicaSets: crosstenant.NewCache(crosstenant.ListWatch(apps, "replicasets"), &appsv1.ReplicaSet{}),
 		Deployments: crosstenant.NewCache(crosstenant.ListWatch(apps, "deployments"), &appsv1.Deployment{}),
 	}
+	quotas := crosstenant.NewCache(crosstenant.ListWatch(core, "resourcequotas"), &corev1.ResourceQuota{})
+	services := crosstenant.NewCache(crosstenant.ListWatch(core, "services"), &corev1.Service{})
+	claims := crosstenant.NewCache(crosstenant.ListWatch(core, "persistentvolumeclaims"), &corev1.PersistentVolumeClaim{})
 	gc, err := garbagecollector.NewCaches(ctx, m.opts.Loopback, crosstenant.Config(m.opts.Loopback))
 	if err != nil {
 		return nil, nil, err
@@ -112,6 +117,7 @@ func (m *Manager) build(ctx context.Context) (*activation.Activator, []*crossten
 	views := &tenantview.Caches{
 		Namespaces: sa.Namespaces, ServiceAccounts: sa.ServiceAccounts, ConfigMaps: sa.ConfigMaps,
 		Pods: w.Pods, ReplicaSets: w.ReplicaSets, Deployments: w.Deployments,
+		ResourceQuotas: quotas, Services: services, PersistentVolumeClaims: claims,
 		Metadata: gc,
 	}
 	a, err := activation.New(activation.Options{
@@ -123,12 +129,13 @@ func (m *Manager) build(ctx context.Context) (*activation.Activator, []*crossten
 		serviceaccount.ServiceAccounts(sa), serviceaccount.RootCAPublisher(sa, m.opts.RootCA),
 		namespace.Spec(sa.Namespaces),
 		garbagecollector.Spec(gc),
+		resourcequota.Spec(quotas, append([]*crosstenant.Cache{w.Pods, services, claims}, gc.List()...)),
 		workloads.Deployments(w), workloads.ReplicaSets(w),
 	)
 	if err != nil {
 		return nil, nil, err
 	}
-	caches := append([]*crosstenant.Cache{sa.Namespaces, sa.ServiceAccounts, sa.ConfigMaps, w.Pods, w.ReplicaSets, w.Deployments}, gc.List()...)
+	caches := append([]*crosstenant.Cache{sa.Namespaces, sa.ServiceAccounts, sa.ConfigMaps, w.Pods, w.ReplicaSets, w.Deployments, quotas, services, claims}, gc.List()...)
 	return a, caches, nil
 }
 
@@ -229,9 +236,22 @@ func (m *Manager) elector() (leaderelection.LeaderElectionConfig, error) {
 
 // run fills the caches and runs the activator until ctx ends.
 func (m *Manager) run(ctx context.Context) error {
-	a, caches, err := m.build(ctx)
-	if err != nil {
-		return fmt.Errorf("building the tenant controllers: %w", err)
+	// The server may not be up yet: discovery is retried, as upstream's
+	// controller manager waits for the apiserver's health.
+	var a *activation.Activator
+	var caches []*crosstenant.Cache
+	backoff := wait.Backoff{Duration: time.Second, Factor: 2, Steps: 1 << 30, Cap: 15 * time.Second}
+	for {
+		var err error
+		if a, caches, err = m.build(ctx); err == nil {
+			break
+		}
+		klog.FromContext(ctx).Error(err, "Building the tenant controllers; will retry")
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("building the tenant controllers: %w", err)
+		case <-time.After(backoff.Step()):
+		}
 	}
 	for _, c := range caches {
 		go c.Run(ctx)

@@ -51,7 +51,7 @@ func Spec(namespaces *crosstenant.Cache) activation.Spec {
 	return activation.Spec{
 		Name:     Name,
 		Watch:    []*crosstenant.Cache{namespaces},
-		Relevant: func(_, newObj any) bool { return terminating(newObj) },
+		Relevant: func(_ string, _, newObj any) bool { return terminating(newObj) },
 		Pending:  anyTerminating,
 		// Content left over is retried on a timer (upstream re-queues
 		// after half the pods' grace period): stay awake until the

@@ -75,7 +75,7 @@ func ServiceAccounts(c Caches) activation.Spec {
 	return activation.Spec{
 		Name:  ServiceAccountsName,
 		Watch: []*crosstenant.Cache{c.Namespaces, c.ServiceAccounts},
-		Relevant: func(oldObj, newObj any) bool {
+		Relevant: func(_ string, oldObj, newObj any) bool {
 			if sa, ok := object(oldObj).(*corev1.ServiceAccount); ok && newObj == nil {
 				return sa.Name == DefaultName
 			}
@@ -112,7 +112,7 @@ func RootCAPublisher(c Caches, rootCA []byte) activation.Spec {
 	return activation.Spec{
 		Name:  RootCAPublisherName,
 		Watch: []*crosstenant.Cache{c.Namespaces, c.ConfigMaps},
-		Relevant: func(oldObj, newObj any) bool {
+		Relevant: func(_ string, oldObj, newObj any) bool {
 			if cm, ok := object(oldObj).(*corev1.ConfigMap); ok && newObj == nil {
 				return cm.Name == rootcacertpublisher.RootCACertConfigMapName
 			}

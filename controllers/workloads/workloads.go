@@ -92,7 +92,7 @@ func Deployments(c Caches) activation.Spec {
 	return activation.Spec{
 		Name:  DeploymentName,
 		Watch: []*crosstenant.Cache{c.Deployments, c.ReplicaSets, c.Pods},
-		Relevant: func(oldObj, newObj any) bool {
+		Relevant: func(_ string, oldObj, newObj any) bool {
 			switch o := object(oldObj).(type) {
 			case *corev1.Pod:
 				// Recreate waits for the old pods to be gone.
@@ -132,7 +132,7 @@ func ReplicaSets(c Caches) activation.Spec {
 	return activation.Spec{
 		Name:  ReplicaSetName,
 		Watch: []*crosstenant.Cache{c.ReplicaSets, c.Pods},
-		Relevant: func(oldObj, newObj any) bool {
+		Relevant: func(_ string, oldObj, newObj any) bool {
 			if _, ok := object(oldObj).(*corev1.Pod); ok {
 				return controlledBy(oldObj, newObj, "ReplicaSet")
 			}

@@ -123,3 +123,35 @@ func TestE2EDeploymentsNamespacesAndGarbageCollection(t *testing.T) {
 		t.Errorf("dep-b's namespace tmp is %q after dep-a's was deleted, want Active", phase)
 	}
 }
+
+// TestE2EResourceQuotaPerTenant: a quota made with kubectl in one tenant
+// counts and limits that tenant's pods only.
+func TestE2EResourceQuotaPerTenant(t *testing.T) {
+	m := newMachine(t)
+	m.up()
+	a, b := "--context=kplex-quota-a", "--context=kplex-quota-b"
+	m.must(m.kplex("create", "cluster", "quota-a"))
+	m.must(m.kplex("create", "cluster", "quota-b"))
+	m.must(m.kubectl(a, "create", "quota", "q", "--hard=pods=1"))
+	// The controller fills in the quota's status; until it has, the
+	// quota admits nothing.
+	m.eventuallyWithin(30*time.Second, "quota-a's first pod", a, "run", "p1", "--image=busybox", "--restart=Never")
+	errOut := m.mustFail(m.kubectl(a, "run", "p2", "--image=busybox", "--restart=Never"))
+	if !strings.Contains(errOut, "exceeded quota: q") {
+		t.Errorf("quota-a's second pod: %s, want exceeded quota: q", errOut)
+	}
+	for _, name := range []string{"p1", "p2", "p3"} {
+		m.eventuallyWithin(30*time.Second, "quota-b's pod "+name, b, "run", name, "--image=busybox", "--restart=Never")
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		used := m.must(m.kubectl(a, "get", "quota", "q", "-o", "jsonpath={.status.used.pods}"))
+		if used == "1" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("quota-a's quota shows %q pods used, want 1 (quota-b has 3)", used)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}

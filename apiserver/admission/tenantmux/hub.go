@@ -18,11 +18,13 @@ import (
 	"k8s.io/apiserver/pkg/admission"
 	"k8s.io/apiserver/pkg/admission/initializer"
 	"k8s.io/apiserver/pkg/admission/plugin/policy/validating"
+	"k8s.io/apiserver/pkg/admission/plugin/resourcequota"
 	webhookinit "k8s.io/apiserver/pkg/admission/plugin/webhook/initializer"
 	mutatingwebhook "k8s.io/apiserver/pkg/admission/plugin/webhook/mutating"
 	validatingwebhook "k8s.io/apiserver/pkg/admission/plugin/webhook/validating"
 	apiserverinstall "k8s.io/apiserver/pkg/apis/apiserver/install"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
+	quota "k8s.io/apiserver/pkg/quota/v1"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
@@ -34,6 +36,7 @@ import (
 	"k8s.io/klog/v2"
 	controlplaneadmission "k8s.io/kubernetes/pkg/controlplane/apiserver/admission"
 	"k8s.io/kubernetes/pkg/kubeapiserver/admission/exclusion"
+	quotainstall "k8s.io/kubernetes/pkg/quota/v1/install"
 	"k8s.io/kubernetes/plugin/pkg/admission/limitranger"
 	"k8s.io/kubernetes/plugin/pkg/admission/serviceaccount"
 
@@ -191,6 +194,7 @@ func (h *Hub) Start(ctx context.Context, loopback *rest.Config, namespaces *cros
 	c.PolicyBindings = start(validating.PluginName, reg, "validatingadmissionpolicybindings", &admissionregistrationv1.ValidatingAdmissionPolicyBinding{})
 	c.LimitRanges = start(limitranger.PluginName, core, "limitranges", &corev1.LimitRange{})
 	c.ServiceAccounts = start(serviceaccount.PluginName, core, "serviceaccounts", &corev1.ServiceAccount{})
+	c.ResourceQuotas = start(resourcequota.PluginName, core, "resourcequotas", &corev1.ResourceQuota{})
 
 	// Policy params of built-in kinds resolve through root's discovery, as
 	// upstream's; a tenant's own kinds do not (yet).
@@ -280,12 +284,21 @@ func (h *Hub) build(caches *tenantview.Caches, spec Spec, t string) (*instance, 
 	if m := h.restMapper.Load(); m != nil {
 		mapper = m
 	}
+	views := tenantview.NewFactory(caches, t)
+	var quotas quota.Configuration
+	if spec.quota {
+		// Evaluators over the tenant's view: its pods' claims, never
+		// another tenant's.
+		if quotas, err = quotainstall.NewQuotaConfigurationForAdmission(views, nil); err != nil {
+			return nil, apierrors.NewInternalError(fmt.Errorf("building tenant %q's quota configuration: %w", t, err))
+		}
+	}
 	stop := make(chan struct{})
 	chain := admission.PluginInitializers{
 		initializer.NewAPIServerIDInitializer(e.APIServerID),
-		initializer.New(client, dyn, tenantview.NewFactory(caches, t), e.Authorizer, e.Features, e.EffectiveVersion, stop, mapper),
+		initializer.New(client, dyn, views, e.Authorizer, e.Features, e.EffectiveVersion, stop, mapper),
 		webhookinit.NewPluginInitializer(tenantAuthentication, serviceResolver{client.core}),
-		controlplaneadmission.NewPluginInitializer(nil, exclusion.Excluded()),
+		controlplaneadmission.NewPluginInitializer(quotas, exclusion.Excluded()),
 	}
 	config, err := e.configs.ConfigFor(spec.Name)
 	if err != nil {

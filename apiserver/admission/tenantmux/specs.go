@@ -7,6 +7,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apiserver/pkg/admission"
 	"k8s.io/apiserver/pkg/admission/plugin/policy/validating"
+	"k8s.io/apiserver/pkg/admission/plugin/resourcequota"
 	mutatingwebhook "k8s.io/apiserver/pkg/admission/plugin/webhook/mutating"
 	validatingwebhook "k8s.io/apiserver/pkg/admission/plugin/webhook/validating"
 	"k8s.io/kubernetes/plugin/pkg/admission/limitranger"
@@ -31,6 +32,8 @@ type Spec struct {
 	watched func(c *tenantview.Caches) []*crosstenant.Cache
 	// dynamic: the plugin wants a dynamic client (policy params).
 	dynamic bool
+	// quota: the plugin wants a quota configuration.
+	quota bool
 }
 
 // has returns Spec functions that hold while tenant t has objects in the
@@ -49,6 +52,7 @@ var Specs = []Spec{
 	limitRangerSpec(),
 	podSecuritySpec(),
 	serviceAccountSpec(),
+	resourceQuotaSpec(),
 }
 
 func webhookSpec(name string, register func(*admission.Plugins), sel func(*tenantview.Caches) *crosstenant.Cache) Spec {
@@ -128,5 +132,18 @@ func serviceAccountSpec() Spec {
 		},
 		Keep:    func(*tenantview.Caches, string) bool { return true },
 		watched: func(*tenantview.Caches) []*crosstenant.Cache { return nil },
+	}
+}
+
+// resourceQuotaSpec: a tenant's quotas count its own objects, charged by
+// its own instance; a namespace without quotas needs none (upstream would
+// list it live and find nothing).
+func resourceQuotaSpec() Spec {
+	_, keep, watched := has(func(c *tenantview.Caches) *crosstenant.Cache { return c.ResourceQuotas })
+	return Spec{
+		Name: resourcequota.PluginName, register: resourcequota.Register, Keep: keep, watched: watched, quota: true,
+		Need: func(c *tenantview.Caches, t string, a admission.Attributes) bool {
+			return a.GetNamespace() != "" && len(c.ResourceQuotas.InNamespace(t, a.GetNamespace())) != 0
+		},
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"reflect"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/informers"
 	admissionregistrationinformers "k8s.io/client-go/informers/admissionregistration"
@@ -13,12 +15,16 @@ import (
 	appsv1informers "k8s.io/client-go/informers/apps/v1"
 	coreinformers "k8s.io/client-go/informers/core"
 	corev1informers "k8s.io/client-go/informers/core/v1"
+	resourceinformers "k8s.io/client-go/informers/resource"
+	resourcev1informers "k8s.io/client-go/informers/resource/v1"
 	admissionregistrationv1listers "k8s.io/client-go/listers/admissionregistration/v1"
 	appsv1listers "k8s.io/client-go/listers/apps/v1"
 	corev1listers "k8s.io/client-go/listers/core/v1"
+	resourcev1listers "k8s.io/client-go/listers/resource/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/kplex/kplex/client/crosstenant"
+	"github.com/kplex/kplex/tenant"
 )
 
 // Caches are the cross-tenant caches views are made of. A nil cache is
@@ -29,22 +35,27 @@ type Caches struct {
 	// (metav1.PartialObjectMetadata) by resource, for ForResource.
 	Metadata map[schema.GroupVersionResource]*crosstenant.Cache
 
-	Pods               *crosstenant.Cache
-	ReplicaSets        *crosstenant.Cache
-	Deployments        *crosstenant.Cache
-	Namespaces         *crosstenant.Cache
-	LimitRanges        *crosstenant.Cache
-	MutatingWebhooks   *crosstenant.Cache
-	ValidatingWebhooks *crosstenant.Cache
-	Policies           *crosstenant.Cache
-	PolicyBindings     *crosstenant.Cache
-	ServiceAccounts    *crosstenant.Cache
-	ConfigMaps         *crosstenant.Cache
+	Pods                   *crosstenant.Cache
+	ReplicaSets            *crosstenant.Cache
+	Deployments            *crosstenant.Cache
+	Services               *crosstenant.Cache
+	PersistentVolumeClaims *crosstenant.Cache
+	ResourceQuotas         *crosstenant.Cache
+	ResourceClaims         *crosstenant.Cache
+	DeviceClasses          *crosstenant.Cache
+	Namespaces             *crosstenant.Cache
+	LimitRanges            *crosstenant.Cache
+	MutatingWebhooks       *crosstenant.Cache
+	ValidatingWebhooks     *crosstenant.Cache
+	Policies               *crosstenant.Cache
+	PolicyBindings         *crosstenant.Cache
+	ServiceAccounts        *crosstenant.Cache
+	ConfigMaps             *crosstenant.Cache
 }
 
 // HasSynced reports whether every cache has synced.
 func (c *Caches) HasSynced() bool {
-	for _, x := range []*crosstenant.Cache{c.Pods, c.ReplicaSets, c.Deployments, c.Namespaces, c.LimitRanges, c.MutatingWebhooks, c.ValidatingWebhooks, c.Policies, c.PolicyBindings, c.ServiceAccounts, c.ConfigMaps} {
+	for _, x := range []*crosstenant.Cache{c.Pods, c.ReplicaSets, c.Deployments, c.Services, c.PersistentVolumeClaims, c.ResourceQuotas, c.ResourceClaims, c.DeviceClasses, c.Namespaces, c.LimitRanges, c.MutatingWebhooks, c.ValidatingWebhooks, c.Policies, c.PolicyBindings, c.ServiceAccounts, c.ConfigMaps} {
 		if x != nil && !x.HasSynced() {
 			return false
 		}
@@ -106,14 +117,41 @@ func (f *Factory) WaitForCacheSyncWithContext(context.Context) cache.SyncResult 
 	return cache.SyncResult{}
 }
 
-// ForResource returns the view of a Metadata cache: its objects are
-// *metav1.PartialObjectMetadata.
+// ForResource returns the view of a cache of whole objects of r where
+// there is one (upstream's quota evaluators read pods, services and
+// claims whole), else of a Metadata cache (objects are
+// *metav1.PartialObjectMetadata).
 func (f *Factory) ForResource(r schema.GroupVersionResource) (informers.GenericInformer, error) {
-	c, ok := f.caches.Metadata[r]
+	c, ok := f.whole(r)
 	if !ok {
+		c, ok = f.caches.Metadata[r]
+	}
+	if !ok || c == nil {
 		return nil, fmt.Errorf("a tenant view has no generic informer for %s", r)
 	}
 	return generic{inf: f.informer(c), resource: r.GroupResource()}, nil
+}
+
+// whole returns the cache of whole objects of r; the ServiceAccounts and
+// ConfigMaps caches hold selected objects only and are never one.
+func (f *Factory) whole(r schema.GroupVersionResource) (*crosstenant.Cache, bool) {
+	c := f.caches
+	var out *crosstenant.Cache
+	switch r {
+	case corev1.SchemeGroupVersion.WithResource("pods"):
+		out = c.Pods
+	case corev1.SchemeGroupVersion.WithResource("services"):
+		out = c.Services
+	case corev1.SchemeGroupVersion.WithResource("persistentvolumeclaims"):
+		out = c.PersistentVolumeClaims
+	case corev1.SchemeGroupVersion.WithResource("resourcequotas"):
+		out = c.ResourceQuotas
+	case appsv1.SchemeGroupVersion.WithResource("replicasets"):
+		out = c.ReplicaSets
+	case appsv1.SchemeGroupVersion.WithResource("deployments"):
+		out = c.Deployments
+	}
+	return out, out != nil
 }
 
 type generic struct {
@@ -127,6 +165,49 @@ func (g generic) Lister() cache.GenericLister         { return cache.NewGenericL
 func (f *Factory) Core() coreinformers.Interface { return coreGroup{f: f} }
 
 func (f *Factory) Apps() appsinformers.Interface { return appsGroup{f: f} }
+
+func (f *Factory) Resource() resourceinformers.Interface { return resourceGroup{f: f} }
+
+type resourceGroup struct {
+	resourceinformers.Interface
+	f *Factory
+}
+
+func (g resourceGroup) V1() resourcev1informers.Interface { return resourceV1{f: g.f} }
+
+type resourceV1 struct {
+	resourcev1informers.Interface
+	f *Factory
+}
+
+// DeviceClasses are the management plane's, shared by every tenant.
+func (v resourceV1) DeviceClasses() resourcev1informers.TypedDeviceClassInformer {
+	return deviceClasses{inf: NewInformer(v.f.caches.DeviceClasses, tenant.Root)}
+}
+
+func (v resourceV1) ResourceClaims() resourcev1informers.TypedResourceClaimInformer {
+	return resourceClaims{inf: v.f.informer(v.f.caches.ResourceClaims)}
+}
+
+type deviceClasses struct {
+	resourcev1informers.TypedDeviceClassInformer
+	inf *Informer
+}
+
+func (n deviceClasses) Informer() cache.SharedIndexInformer { return n.inf }
+func (n deviceClasses) Lister() resourcev1listers.DeviceClassLister {
+	return resourcev1listers.NewDeviceClassLister(n.inf.idx)
+}
+
+type resourceClaims struct {
+	resourcev1informers.TypedResourceClaimInformer
+	inf *Informer
+}
+
+func (n resourceClaims) Informer() cache.SharedIndexInformer { return n.inf }
+func (n resourceClaims) Lister() resourcev1listers.ResourceClaimLister {
+	return resourcev1listers.NewResourceClaimLister(n.inf.idx)
+}
 
 func (f *Factory) Admissionregistration() admissionregistrationinformers.Interface {
 	return admissionGroup{f: f}
@@ -154,6 +235,48 @@ func (v coreV1) LimitRanges() corev1informers.TypedLimitRangeInformer {
 
 func (v coreV1) Pods() corev1informers.TypedPodInformer {
 	return pods{inf: v.f.informer(v.f.caches.Pods)}
+}
+
+func (v coreV1) Services() corev1informers.TypedServiceInformer {
+	return services{inf: v.f.informer(v.f.caches.Services)}
+}
+
+func (v coreV1) PersistentVolumeClaims() corev1informers.TypedPersistentVolumeClaimInformer {
+	return pvcs{inf: v.f.informer(v.f.caches.PersistentVolumeClaims)}
+}
+
+func (v coreV1) ResourceQuotas() corev1informers.TypedResourceQuotaInformer {
+	return resourceQuotas{inf: v.f.informer(v.f.caches.ResourceQuotas)}
+}
+
+type services struct {
+	corev1informers.TypedServiceInformer
+	inf *Informer
+}
+
+func (n services) Informer() cache.SharedIndexInformer { return n.inf }
+func (n services) Lister() corev1listers.ServiceLister {
+	return corev1listers.NewServiceLister(n.inf.idx)
+}
+
+type pvcs struct {
+	corev1informers.TypedPersistentVolumeClaimInformer
+	inf *Informer
+}
+
+func (n pvcs) Informer() cache.SharedIndexInformer { return n.inf }
+func (n pvcs) Lister() corev1listers.PersistentVolumeClaimLister {
+	return corev1listers.NewPersistentVolumeClaimLister(n.inf.idx)
+}
+
+type resourceQuotas struct {
+	corev1informers.TypedResourceQuotaInformer
+	inf *Informer
+}
+
+func (n resourceQuotas) Informer() cache.SharedIndexInformer { return n.inf }
+func (n resourceQuotas) Lister() corev1listers.ResourceQuotaLister {
+	return corev1listers.NewResourceQuotaLister(n.inf.idx)
 }
 
 func (v coreV1) ServiceAccounts() corev1informers.TypedServiceAccountInformer {
