@@ -17,6 +17,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/uuid"
@@ -106,6 +107,7 @@ func (m *Manager) build(ctx context.Context) (*activation.Activator, []*crossten
 		Pods:        crosstenant.NewCache(crosstenant.ListWatch(core, "pods"), &corev1.Pod{}),
 		ReplicaSets: crosstenant.NewCache(crosstenant.ListWatch(apps, "replicasets"), &appsv1.ReplicaSet{}),
 		Deployments: crosstenant.NewCache(crosstenant.ListWatch(apps, "deployments"), &appsv1.Deployment{}),
+		Jobs:        crosstenant.NewCache(crosstenant.ListWatch(m.cross.BatchV1().RESTClient(), "jobs"), &batchv1.Job{}),
 	}
 	quotas := crosstenant.NewCache(crosstenant.ListWatch(core, "resourcequotas"), &corev1.ResourceQuota{})
 	services := crosstenant.NewCache(crosstenant.ListWatch(core, "services"), &corev1.Service{})
@@ -116,7 +118,7 @@ func (m *Manager) build(ctx context.Context) (*activation.Activator, []*crossten
 	}
 	views := &tenantview.Caches{
 		Namespaces: sa.Namespaces, ServiceAccounts: sa.ServiceAccounts, ConfigMaps: sa.ConfigMaps,
-		Pods: w.Pods, ReplicaSets: w.ReplicaSets, Deployments: w.Deployments,
+		Pods: w.Pods, ReplicaSets: w.ReplicaSets, Deployments: w.Deployments, Jobs: w.Jobs,
 		ResourceQuotas: quotas, Services: services, PersistentVolumeClaims: claims,
 		Metadata: gc,
 	}
@@ -130,12 +132,12 @@ func (m *Manager) build(ctx context.Context) (*activation.Activator, []*crossten
 		namespace.Spec(sa.Namespaces),
 		garbagecollector.Spec(gc),
 		resourcequota.Spec(quotas, append([]*crosstenant.Cache{w.Pods, services, claims}, gc.List()...)),
-		workloads.Deployments(w), workloads.ReplicaSets(w),
+		workloads.Deployments(w), workloads.ReplicaSets(w), workloads.Jobs(w),
 	)
 	if err != nil {
 		return nil, nil, err
 	}
-	caches := append([]*crosstenant.Cache{sa.Namespaces, sa.ServiceAccounts, sa.ConfigMaps, w.Pods, w.ReplicaSets, w.Deployments, quotas, services, claims}, gc.List()...)
+	caches := append([]*crosstenant.Cache{sa.Namespaces, sa.ServiceAccounts, sa.ConfigMaps, w.Pods, w.ReplicaSets, w.Deployments, w.Jobs, quotas, services, claims}, gc.List()...)
 	return a, caches, nil
 }
 

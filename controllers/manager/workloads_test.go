@@ -9,6 +9,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
@@ -295,4 +296,130 @@ func TestIntegrationNamespaceDeletionPerTenant(t *testing.T) {
 
 	// The name is free again in A.
 	createNamespace(t, a, "doomed")
+}
+
+func TestIntegrationJobsCompletePerTenant(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: starts etcd and an apiserver")
+	}
+	e := servertest.Start(t, "")
+	a := servertest.Client(t, e.CreateTenant(t, "job-a"))
+	b := servertest.Client(t, e.CreateTenant(t, "job-b"))
+	runManager(t, e)
+	ctx := context.Background()
+	job := &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Name: "once"},
+		Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+			RestartPolicy: corev1.RestartPolicyNever,
+			Containers:    []corev1.Container{{Name: "c", Image: "busybox", Command: []string{"true"}}},
+		}}},
+	}
+	jobPod := func(c kubernetes.Interface, tenantName string) *corev1.Pod {
+		var out *corev1.Pod
+		eventually(t, 60*time.Second, "the job's pod in "+tenantName, func(ctx context.Context) (bool, error) {
+			pods, err := c.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "job-name=once"})
+			if err != nil || len(pods.Items) != 1 {
+				return false, err
+			}
+			out = &pods.Items[0]
+			return true, nil
+		})
+		return out
+	}
+	for _, c := range []kubernetes.Interface{a, b} {
+		if _, err := c.BatchV1().Jobs("default").Create(ctx, job, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pa, pb := jobPod(a, "job-a"), jobPod(b, "job-b")
+
+	// No node runs pods yet: the test plays the kubelet and reports A's
+	// pod finished.
+	now := metav1.Now()
+	pa.Status.Phase = corev1.PodSucceeded
+	pa.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "c", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, FinishedAt: now, StartedAt: now}}}}
+	if _, err := a.CoreV1().Pods("default").UpdateStatus(ctx, pa, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 60*time.Second, "job-a's job complete", func(ctx context.Context) (bool, error) {
+		j, err := a.BatchV1().Jobs("default").Get(ctx, "once", metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		for _, c := range j.Status.Conditions {
+			if c.Type == batchv1.JobComplete && c.Status == corev1.ConditionTrue {
+				return j.Status.Succeeded == 1, nil
+			}
+		}
+		return false, nil
+	})
+	jb, err := b.BatchV1().Jobs("default").Get(ctx, "once", metav1.GetOptions{})
+	if err != nil || jb.Status.Succeeded != 0 || jb.Status.CompletionTime != nil {
+		t.Errorf("job-b's job after job-a's completed: %+v, %v", jb.Status, err)
+	}
+	if got, err := b.CoreV1().Pods("default").Get(ctx, pb.Name, metav1.GetOptions{}); err != nil || got.Status.Phase == corev1.PodSucceeded {
+		t.Errorf("job-b's pod: %v, %v", got.Status.Phase, err)
+	}
+}
+
+// TestIntegrationRestartConverges: what changed while the controller
+// manager was down is found by the next one's start-up sweep.
+func TestIntegrationRestartConverges(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: starts etcd and an apiserver")
+	}
+	e := servertest.Start(t, "")
+	a := servertest.Client(t, e.CreateTenant(t, "rs-a"))
+	ca, err := os.ReadFile(e.Admin.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	start := func() (stop func()) {
+		m, err := manager.New(manager.Options{Loopback: e.Admin, RootCA: ca, QuietPeriod: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- m.Run(runCtx) }()
+		return func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("manager: %v", err)
+			}
+		}
+	}
+	stop := start()
+	d1, err := a.AppsV1().Deployments("default").Create(ctx, deployment("first", 2), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitReplicas(t, a, "rs-a", d1, 2)
+	stop()
+
+	// While it is down: a deployment goes (its dependents stay, for now),
+	// another comes.
+	if err := a.AppsV1().Deployments("default").Delete(ctx, "first", metav1.DeleteOptions{PropagationPolicy: new(metav1.DeletePropagationBackground)}); err != nil {
+		t.Fatal(err)
+	}
+	d2, err := a.AppsV1().Deployments("default").Create(ctx, deployment("second", 1), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if pods, err := a.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=first"}); err != nil || len(pods.Items) != 2 {
+		t.Fatalf("with no controllers running, the deleted deployment's pods: %d (%v), want 2 still there", len(pods.Items), err)
+	}
+
+	t.Cleanup(start())
+	waitReplicas(t, a, "rs-a", d2, 1)
+	eventually(t, 60*time.Second, "the deleted deployment's ReplicaSet and pods collected", func(ctx context.Context) (bool, error) {
+		pods, err := a.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=first"})
+		if err != nil {
+			return false, err
+		}
+		rss, err := a.AppsV1().ReplicaSets("default").List(ctx, metav1.ListOptions{LabelSelector: "app=first"})
+		return err == nil && len(pods.Items) == 0 && len(rss.Items) == 0, err
+	})
 }

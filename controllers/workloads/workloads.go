@@ -1,16 +1,18 @@
 // Package workloads runs upstream's workload controllers per tenant, as
-// activation Specs: deployment and replicaset so far.
+// activation Specs: deployment, replicaset and job so far.
 package workloads
 
 import (
 	"context"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/kubernetes/pkg/controller/deployment"
 	deploymentutil "k8s.io/kubernetes/pkg/controller/deployment/util"
+	"k8s.io/kubernetes/pkg/controller/job"
 	"k8s.io/kubernetes/pkg/controller/replicaset"
 
 	"github.com/kplex/kplex/client/crosstenant"
@@ -21,6 +23,7 @@ import (
 const (
 	DeploymentName = "deployment"
 	ReplicaSetName = "replicaset"
+	JobName        = "job"
 )
 
 // Caches are the cross-tenant caches the controllers read.
@@ -28,6 +31,7 @@ type Caches struct {
 	Pods        *crosstenant.Cache
 	ReplicaSets *crosstenant.Cache
 	Deployments *crosstenant.Cache
+	Jobs        *crosstenant.Cache
 }
 
 func object(obj any) any {
@@ -162,6 +166,58 @@ func ReplicaSets(c Caches) activation.Spec {
 			apps, core := env.Informers.Apps().V1(), env.Informers.Core().V1()
 			rsc := replicaset.NewReplicaSetController(ctx, apps.ReplicaSets(), core.Pods(), env.Client, replicaset.BurstReplicas)
 			return func(ctx context.Context) { rsc.Run(ctx, 1) }, nil
+		},
+	}
+}
+
+// finished tells whether j has its Complete or Failed condition.
+func finished(j *batchv1.Job) bool {
+	for _, c := range j.Status.Conditions {
+		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return false
+}
+
+// Jobs is upstream's job controller per tenant. It stays awake while an
+// unfinished job waits on the clock: an active deadline, or the back-off
+// after a failed pod.
+func Jobs(c Caches) activation.Spec {
+	unfinished := func(t string, clock bool) bool {
+		for _, obj := range c.Jobs.InTenant(t) {
+			j := obj.(*batchv1.Job)
+			if finished(j) {
+				continue
+			}
+			if !clock || j.Spec.ActiveDeadlineSeconds != nil || j.Status.Failed > 0 {
+				return true
+			}
+		}
+		return false
+	}
+	return activation.Spec{
+		Name:  JobName,
+		Watch: []*crosstenant.Cache{c.Jobs, c.Pods},
+		Relevant: func(_ string, oldObj, newObj any) bool {
+			if _, ok := object(oldObj).(*corev1.Pod); ok {
+				return controlledBy(oldObj, newObj, "Job")
+			}
+			if _, ok := newObj.(*corev1.Pod); ok {
+				return controlledBy(nil, newObj, "Job")
+			}
+			return true
+		},
+		Pending: func(t string) bool { return unfinished(t, false) },
+		Keep:    func(t string) bool { return unfinished(t, true) },
+		Build: func(ctx context.Context, env activation.Env) (func(context.Context), error) {
+			// Workloads and PodGroups only with WorkloadWithJob, off by
+			// default, as in kube-controller-manager.
+			jc, err := job.NewController(ctx, env.Client, env.Informers.Core().V1().Pods(), env.Informers.Batch().V1().Jobs(), nil, nil)
+			if err != nil {
+				return nil, err
+			}
+			return func(ctx context.Context) { jc.Run(ctx, 1) }, nil
 		},
 	}
 }

@@ -155,3 +155,25 @@ func TestE2EResourceQuotaPerTenant(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 	}
 }
+
+// TestE2EJobCompletesPerTenant: `kubectl create job` makes a pod; once the
+// pod has succeeded (no node runs pods yet: the test reports it, as a
+// kubelet would), `kubectl wait` sees the job complete, in that tenant
+// only.
+func TestE2EJobCompletesPerTenant(t *testing.T) {
+	m := newMachine(t)
+	m.up()
+	a, b := "--context=kplex-job-a", "--context=kplex-job-b"
+	m.must(m.kplex("create", "cluster", "job-a"))
+	m.must(m.kplex("create", "cluster", "job-b"))
+	for _, ctx := range []string{a, b} {
+		m.must(m.kubectl(ctx, "create", "job", "once", "--image=busybox", "--", "true"))
+	}
+	pod := m.eventuallyWithin(60*time.Second, "job-a's job pod", a, "get", "pods", "-l", "job-name=once", "-o", "jsonpath={.items[0].metadata.name}")
+	m.must(m.kubectl(a, "patch", "pod", pod, "--subresource=status", "--type=merge",
+		"-p", `{"status":{"phase":"Succeeded","containerStatuses":[{"name":"once","image":"busybox","imageID":"","ready":false,"restartCount":0,"state":{"terminated":{"exitCode":0,"reason":"Completed"}}}]}}`))
+	m.must(m.kubectl(a, "wait", "--for=condition=complete", "job/once", "--timeout=60s"))
+	if got := m.must(m.kubectl(b, "get", "job", "once", "-o", "jsonpath={.status.succeeded}")); got != "" && got != "0" {
+		t.Errorf("job-b's job shows %q succeeded after job-a's completed", got)
+	}
+}

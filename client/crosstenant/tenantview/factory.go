@@ -6,6 +6,7 @@ import (
 	"reflect"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/informers"
@@ -13,12 +14,15 @@ import (
 	admissionregistrationv1informers "k8s.io/client-go/informers/admissionregistration/v1"
 	appsinformers "k8s.io/client-go/informers/apps"
 	appsv1informers "k8s.io/client-go/informers/apps/v1"
+	batchinformers "k8s.io/client-go/informers/batch"
+	batchv1informers "k8s.io/client-go/informers/batch/v1"
 	coreinformers "k8s.io/client-go/informers/core"
 	corev1informers "k8s.io/client-go/informers/core/v1"
 	resourceinformers "k8s.io/client-go/informers/resource"
 	resourcev1informers "k8s.io/client-go/informers/resource/v1"
 	admissionregistrationv1listers "k8s.io/client-go/listers/admissionregistration/v1"
 	appsv1listers "k8s.io/client-go/listers/apps/v1"
+	batchv1listers "k8s.io/client-go/listers/batch/v1"
 	corev1listers "k8s.io/client-go/listers/core/v1"
 	resourcev1listers "k8s.io/client-go/listers/resource/v1"
 	"k8s.io/client-go/tools/cache"
@@ -38,6 +42,7 @@ type Caches struct {
 	Pods                   *crosstenant.Cache
 	ReplicaSets            *crosstenant.Cache
 	Deployments            *crosstenant.Cache
+	Jobs                   *crosstenant.Cache
 	Services               *crosstenant.Cache
 	PersistentVolumeClaims *crosstenant.Cache
 	ResourceQuotas         *crosstenant.Cache
@@ -55,7 +60,7 @@ type Caches struct {
 
 // HasSynced reports whether every cache has synced.
 func (c *Caches) HasSynced() bool {
-	for _, x := range []*crosstenant.Cache{c.Pods, c.ReplicaSets, c.Deployments, c.Services, c.PersistentVolumeClaims, c.ResourceQuotas, c.ResourceClaims, c.DeviceClasses, c.Namespaces, c.LimitRanges, c.MutatingWebhooks, c.ValidatingWebhooks, c.Policies, c.PolicyBindings, c.ServiceAccounts, c.ConfigMaps} {
+	for _, x := range []*crosstenant.Cache{c.Pods, c.ReplicaSets, c.Deployments, c.Jobs, c.Services, c.PersistentVolumeClaims, c.ResourceQuotas, c.ResourceClaims, c.DeviceClasses, c.Namespaces, c.LimitRanges, c.MutatingWebhooks, c.ValidatingWebhooks, c.Policies, c.PolicyBindings, c.ServiceAccounts, c.ConfigMaps} {
 		if x != nil && !x.HasSynced() {
 			return false
 		}
@@ -150,6 +155,8 @@ func (f *Factory) whole(r schema.GroupVersionResource) (*crosstenant.Cache, bool
 		out = c.ReplicaSets
 	case appsv1.SchemeGroupVersion.WithResource("deployments"):
 		out = c.Deployments
+	case batchv1.SchemeGroupVersion.WithResource("jobs"):
+		out = c.Jobs
 	}
 	return out, out != nil
 }
@@ -167,6 +174,32 @@ func (f *Factory) Core() coreinformers.Interface { return coreGroup{f: f} }
 func (f *Factory) Apps() appsinformers.Interface { return appsGroup{f: f} }
 
 func (f *Factory) Resource() resourceinformers.Interface { return resourceGroup{f: f} }
+
+func (f *Factory) Batch() batchinformers.Interface { return batchGroup{f: f} }
+
+type batchGroup struct {
+	batchinformers.Interface
+	f *Factory
+}
+
+func (g batchGroup) V1() batchv1informers.Interface { return batchV1{f: g.f} }
+
+type batchV1 struct {
+	batchv1informers.Interface
+	f *Factory
+}
+
+func (v batchV1) Jobs() batchv1informers.TypedJobInformer {
+	return jobs{inf: v.f.informer(v.f.caches.Jobs)}
+}
+
+type jobs struct {
+	batchv1informers.TypedJobInformer
+	inf *Informer
+}
+
+func (n jobs) Informer() cache.SharedIndexInformer { return n.inf }
+func (n jobs) Lister() batchv1listers.JobLister    { return batchv1listers.NewJobLister(n.inf.idx) }
 
 type resourceGroup struct {
 	resourceinformers.Interface
