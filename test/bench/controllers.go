@@ -74,13 +74,17 @@ type controllersSample struct {
 	rss, goroutines int64
 	// serviceAccounts is how many default service accounts the tenants have.
 	serviceAccounts int
+	// deployments are timed after the sample, with the tenants' controllers
+	// asleep.
+	deployments *deployments
 }
 
 // measureControllers starts the controller manager, waits for it to have
 // done its work and for the tenants' controllers to sleep again, samples
 // it and stops it. With tenants, it also counts the tenants' default
-// service accounts, which it must have made.
-func measureControllers(opts Options, work string, admin *rest.Config, tenants int) (*controllersSample, error) {
+// service accounts, which it must have made, and times deployments.
+func measureControllers(opts Options, work string, admin *rest.Config, names []string) (*controllersSample, error) {
+	tenants := len(names)
 	cm, err := startControllerManager(opts, work, admin)
 	if err != nil {
 		return nil, err
@@ -100,6 +104,12 @@ func measureControllers(opts Options, work string, admin *rest.Config, tenants i
 	if tenants > 0 {
 		if out.serviceAccounts, err = countDefaultServiceAccounts(admin); err != nil {
 			return nil, err
+		}
+	}
+	if tenants >= aloneTenants+togetherTenants {
+		progress("deployments of %d replicas: %d tenants one at a time, then %d at once", benchReplicas, aloneTenants, togetherTenants)
+		if out.deployments, err = measureDeployments(admin, names); err != nil {
+			return nil, fmt.Errorf("timing deployments: %w", err)
 		}
 	}
 	return out, nil

@@ -88,6 +88,12 @@ func (r *results) print(w io.Writer) {
 		fmt.Fprintf(tw, "controller manager per idle tenant, goroutines (N − 0)/N\t%.3f\t\t\t≤ 2: %s\n", perG, verdict(perG <= 2))
 		fmt.Fprintf(tw, "  controller manager RSS, goroutines at 0 → N\t%.0f → %.0f MiB, %d → %d\t\t\t\n", mib(r.cm0.rss), mib(r.cmN.rss), r.cm0.goroutines, r.cmN.goroutines)
 		fmt.Fprintf(tw, "  default service accounts it made (4 namespaces per tenant)\t%d\t\t\t%d: %s\n", r.cmN.serviceAccounts, 4*n, verdict(int64(r.cmN.serviceAccounts) >= 4*n))
+		if d := r.cmN.deployments; d != nil {
+			alone, together := percentile(d.alone, 0.5), percentile(d.together, 0.5)
+			fmt.Fprintf(tw, "create deployment (%d replicas) → %d pods p50, %d tenants at once\t%s\t%s one tenant at a time\t%.2f×\t\n",
+				benchReplicas, benchReplicas, len(d.together), ms(together), ms(alone), float64(together)/float64(alone))
+			fmt.Fprintf(tw, "  same, p99 (controllers asleep when created)\t%s\t\t\t\n", ms(percentile(d.together, 0.99)))
+		}
 	}
 	if f := r.fairness; f != nil {
 		idle, flooded := percentile(f.idle, 0.99), percentile(f.flooded, 0.99)

@@ -107,7 +107,7 @@ func measureKplex(opts Options, work string, r *results) error {
 	}
 	r.watches0 = etcdWatchers()
 	progress("the controller manager with no tenants")
-	if r.cm0, err = measureControllers(opts, work, admin, 0); err != nil {
+	if r.cm0, err = measureControllers(opts, work, admin, nil); err != nil {
 		return fmt.Errorf("measuring the controller manager: %w", err)
 	}
 
@@ -180,7 +180,7 @@ func measureKplex(opts Options, work string, r *results) error {
 	// Last, as it writes: every tenant's namespaces get their service
 	// accounts and CA, then the tenants' controllers go back to sleep.
 	progress("the controller manager with %d tenants, once their controllers sleep", len(names))
-	if r.cmN, err = measureControllers(opts, work, admin, len(names)); err != nil {
+	if r.cmN, err = measureControllers(opts, work, admin, names); err != nil {
 		return fmt.Errorf("measuring the controller manager: %w", err)
 	}
 	return nil

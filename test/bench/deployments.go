@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/kplex/kplex/client/crosstenant"
+	"github.com/kplex/kplex/tenant"
+)
+
+const (
+	benchReplicas = 3
+	benchApp      = "bench-web"
+	// aloneTenants are timed one after another (the baseline), then
+	// togetherTenants at once.
+	aloneTenants    = 5
+	togetherTenants = 100
+)
+
+// deployments are the times from creating a Deployment of benchReplicas
+// to that many pods existing, in tenants one at a time and all at once.
+type deployments struct {
+	alone, together []time.Duration
+}
+
+// podCounter counts, from one cross-tenant watch, each tenant's bench pods
+// and tells when one reaches benchReplicas.
+type podCounter struct {
+	mu      sync.Mutex
+	seen    map[string]map[string]bool // tenant → pod names
+	reached map[string]chan struct{}
+}
+
+func (c *podCounter) wait(t string) <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch, ok := c.reached[t]
+	if !ok {
+		ch = make(chan struct{})
+		c.reached[t] = ch
+	}
+	return ch
+}
+
+func (c *podCounter) add(p *corev1.Pod) {
+	t := crosstenant.TenantOf(p)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.seen[t] == nil {
+		c.seen[t] = map[string]bool{}
+	}
+	c.seen[t][p.Name] = true
+	if len(c.seen[t]) == benchReplicas {
+		ch, ok := c.reached[t]
+		if !ok {
+			ch = make(chan struct{})
+			c.reached[t] = ch
+		}
+		close(ch)
+	}
+}
+
+// measureDeployments times Deployments in tenants whose controllers sleep:
+// aloneTenants one at a time, then togetherTenants at once. The names
+// must hold that many tenants.
+func measureDeployments(admin *rest.Config, names []string) (*deployments, error) {
+	if len(names) < aloneTenants+togetherTenants {
+		return nil, fmt.Errorf("%d tenants, need %d", len(names), aloneTenants+togetherTenants)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cross, err := kubernetes.NewForConfig(crosstenant.Config(admin))
+	if err != nil {
+		return nil, err
+	}
+	w, err := cross.CoreV1().Pods("").Watch(ctx, metav1.ListOptions{LabelSelector: "app=" + benchApp})
+	if err != nil {
+		return nil, err
+	}
+	defer w.Stop()
+	counter := &podCounter{seen: map[string]map[string]bool{}, reached: map[string]chan struct{}{}}
+	go func() {
+		for ev := range w.ResultChan() {
+			if p, ok := ev.Object.(*corev1.Pod); ok && ev.Type == watch.Added {
+				counter.add(p)
+			}
+		}
+	}()
+	one := func(t string) (time.Duration, error) {
+		cfg := rest.CopyConfig(admin)
+		cfg.Host += tenant.Path(t)
+		cfg.QPS, cfg.Burst = -1, -1
+		c, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return 0, err
+		}
+		reached := counter.wait(t)
+		began := time.Now()
+		if _, err := c.AppsV1().Deployments("default").Create(ctx, benchDeployment(), metav1.CreateOptions{}); err != nil {
+			return 0, fmt.Errorf("tenant %s: %w", t, err)
+		}
+		select {
+		case <-reached:
+			return time.Since(began), nil
+		case <-time.After(2 * time.Minute):
+			return 0, fmt.Errorf("tenant %s: %d pods of %d after 2 minutes", t, len(counter.seen[t]), benchReplicas)
+		}
+	}
+	out := &deployments{}
+	for _, t := range names[:aloneTenants] {
+		d, err := one(t)
+		if err != nil {
+			return nil, err
+		}
+		out.alone = append(out.alone, d)
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var firstErr error
+	for _, t := range names[aloneTenants : aloneTenants+togetherTenants] {
+		wg.Go(func() {
+			d, err := one(t)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+			out.together = append(out.together, d)
+		})
+	}
+	wg.Wait()
+	return out, firstErr
+}
+
+func benchDeployment() *appsv1.Deployment {
+	labels := map[string]string{"app": benchApp}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: benchApp},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: new(int32(benchReplicas)),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "busybox"}}},
+			},
+		},
+	}
+}
