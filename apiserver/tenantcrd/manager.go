@@ -140,9 +140,10 @@ func (m *Manager) Start(ctx context.Context, opts Options) error {
 // HasSynced reports whether every tenant's CRDs are known.
 func (m *Manager) HasSynced() bool { return m.started.Load() && m.crds.HasSynced() }
 
-// tenantChanged makes a unit for a tenant whose CRDs need the controllers
-// (names to accept, Established to set, a deletion to finish), and drops
-// the unit of a tenant whose last CRD is gone. It runs in the cross-tenant
+// tenantChanged makes a unit, with its naming and finalizer controllers,
+// for a tenant whose CRDs need them (names to accept, Established to set,
+// a deletion to finish), stops those controllers once every CRD is
+// settled, and drops the unit of a tenant whose last CRD is gone. It runs in the cross-tenant
 // cache's goroutine, after the units' handlers.
 func (m *Manager) tenantChanged(t string) {
 	if t == tenant.Root {
@@ -154,10 +155,21 @@ func (m *Manager) tenantChanged(t string) {
 		return
 	}
 	if !slices.ContainsFunc(crds, func(obj any) bool { return !settled(obj.(*apiextensionsv1.CustomResourceDefinition)) }) {
+		m.mu.RLock()
+		u := m.units[t]
+		m.mu.RUnlock()
+		if u != nil {
+			u.stopControllers()
+		}
 		return
 	}
-	if _, err := m.unitFor(t); err != nil {
+	u, err := m.unitFor(t)
+	if err != nil {
 		klog.ErrorS(err, "Cannot serve a tenant's custom resources", "tenant", t)
+		return
+	}
+	if u != nil {
+		u.runControllers(m.crds)
 	}
 }
 

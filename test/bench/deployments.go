@@ -12,6 +12,8 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
 
 	"github.com/kplex/kplex/client/crosstenant"
 	"github.com/kplex/kplex/tenant"
@@ -82,7 +84,20 @@ func measureDeployments(admin *rest.Config, names []string) (*deployments, error
 	if err != nil {
 		return nil, err
 	}
-	w, err := cross.CoreV1().Pods("").Watch(ctx, metav1.ListOptions{LabelSelector: "app=" + benchApp})
+	// The watch cache closes a watch that falls behind in a burst (as
+	// kube-apiserver's does): watch again from the last version seen.
+	pods := cross.CoreV1().Pods("")
+	selector := "app=" + benchApp
+	list, err := pods.List(ctx, metav1.ListOptions{LabelSelector: selector})
+	if err != nil {
+		return nil, err
+	}
+	w, err := watchtools.NewRetryWatcherWithContext(ctx, list.ResourceVersion, &cache.ListWatch{
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.LabelSelector = selector
+			return pods.Watch(ctx, o)
+		},
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +105,7 @@ func measureDeployments(admin *rest.Config, names []string) (*deployments, error
 	counter := &podCounter{seen: map[string]map[string]bool{}, reached: map[string]chan struct{}{}}
 	go func() {
 		for ev := range w.ResultChan() {
-			if p, ok := ev.Object.(*corev1.Pod); ok && ev.Type == watch.Added {
+			if p, ok := ev.Object.(*corev1.Pod); ok && ev.Type != watch.Deleted {
 				counter.add(p)
 			}
 		}
@@ -112,6 +127,8 @@ func measureDeployments(admin *rest.Config, names []string) (*deployments, error
 		case <-reached:
 			return time.Since(began), nil
 		case <-time.After(2 * time.Minute):
+			counter.mu.Lock()
+			defer counter.mu.Unlock()
 			return 0, fmt.Errorf("tenant %s: %d pods of %d after 2 minutes", t, len(counter.seen[t]), benchReplicas)
 		}
 	}

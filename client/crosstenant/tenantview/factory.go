@@ -98,6 +98,11 @@ func NewDeferredFactory(caches *Caches, t string) *Factory {
 	return f
 }
 
+// InformerOf returns the factory's informer of the tenant's objects in c,
+// for a cache Caches has no field for: its handlers are held and closed
+// with the factory's.
+func (f *Factory) InformerOf(c *crosstenant.Cache) *Informer { return f.informer(c) }
+
 func (f *Factory) informer(c *crosstenant.Cache) *Informer {
 	inf := NewInformer(c, f.tenant)
 	inf.regs = &f.regs
