@@ -70,6 +70,11 @@ type Spec struct {
 	// says so: for work that comes from the clock rather than an event
 	// (a rollout's progress deadline). It is asked once per sleep check.
 	Keep func(tenantName string) bool
+	// NextWake, if set, tells when a sleeping tenant next has work that
+	// comes from the clock (a CronJob's next run, a finished Job's TTL);
+	// zero for none. It is asked at start-up and whenever the slot goes to
+	// sleep, and the slot is woken then.
+	NextWake func(tenantName string) time.Time
 	// QPS and Burst, if set, replace Options' for this controller.
 	QPS   float32
 	Burst int
@@ -147,8 +152,9 @@ type Activator struct {
 	http  *http.Client
 	queue workqueue.TypedInterface[slot]
 
-	mu    sync.Mutex
-	awake map[slot]*instance
+	mu     sync.Mutex
+	awake  map[slot]*instance
+	timers map[slot]*time.Timer // wakes of sleeping slots (NextWake)
 
 	builds, sleeps atomic.Int64
 }
@@ -174,11 +180,12 @@ func New(opts Options, specs ...Spec) (*Activator, error) {
 		}
 	}
 	return &Activator{
-		opts:  opts,
-		specs: specs,
-		http:  client,
-		queue: workqueue.NewTyped[slot](),
-		awake: map[slot]*instance{},
+		opts:   opts,
+		specs:  specs,
+		http:   client,
+		queue:  workqueue.NewTyped[slot](),
+		awake:  map[slot]*instance{},
+		timers: map[slot]*time.Timer{},
 	}, nil
 }
 
@@ -225,6 +232,10 @@ func (a *Activator) Run(ctx context.Context) error {
 		all = append(all, inst)
 	}
 	a.awake = map[slot]*instance{}
+	for s, t := range a.timers {
+		t.Stop()
+		delete(a.timers, s)
+	}
 	a.mu.Unlock()
 	for _, inst := range all {
 		a.stop(ctx, inst)
@@ -240,10 +251,40 @@ func (a *Activator) sweep(ctx context.Context) {
 			if s.Pending != nil && s.Pending(t) {
 				a.queue.Add(slot{spec: i, tenant: t})
 				woken++
+				continue
 			}
+			a.wakeLater(ctx, slot{spec: i, tenant: t})
 		}
 	}
 	klog.FromContext(ctx).Info("Start-up sweep of tenant controllers", "woken", woken)
+}
+
+// wakeLater sets s's timer to its spec's NextWake, if it has one; a time
+// past wakes it at once.
+func (a *Activator) wakeLater(ctx context.Context, s slot) {
+	next := a.specs[s.spec].NextWake
+	if next == nil {
+		return
+	}
+	at := next(s.tenant)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if old := a.timers[s]; old != nil {
+		old.Stop()
+		delete(a.timers, s)
+	}
+	if at.IsZero() {
+		return
+	}
+	// A second late, so that the controller finds the time has come.
+	a.timers[s] = time.AfterFunc(time.Until(at)+time.Second, func() {
+		a.mu.Lock()
+		delete(a.timers, s)
+		a.mu.Unlock()
+		if ctx.Err() == nil {
+			a.wake(s)
+		}
+	})
 }
 
 // wake keeps s awake, or asks the activator goroutine to build it. It runs
@@ -296,6 +337,8 @@ func (a *Activator) activate(ctx context.Context, s slot) {
 	// the slot among them.
 	inst.views.Start(runCtx.Done())
 	a.builds.Add(1)
+	wakes.WithLabelValues(spec.Name).Inc()
+	awakeInstances.WithLabelValues(spec.Name).Inc()
 	go func() {
 		defer close(inst.done)
 		run(runCtx)
@@ -341,6 +384,8 @@ func (a *Activator) sleepIdle(ctx context.Context) {
 		for _, inst := range idle {
 			a.stop(ctx, inst)
 			a.sleeps.Add(1)
+			sleeps.WithLabelValues(a.specs[inst.slot.spec].Name).Inc()
+			a.wakeLater(ctx, inst.slot)
 			if inst.failed.Load() {
 				s := inst.slot
 				time.AfterFunc(retryWake, func() {
@@ -362,6 +407,7 @@ func (a *Activator) stop(ctx context.Context, inst *instance) {
 		klog.FromContext(ctx).Info("Tenant controller did not stop in time", "controller", a.specs[inst.slot.spec].Name, "tenant", inst.slot.tenant)
 	}
 	inst.views.Close()
+	awakeInstances.WithLabelValues(a.specs[inst.slot.spec].Name).Dec()
 	klog.FromContext(ctx).V(2).Info("Tenant controller went to sleep", "controller", a.specs[inst.slot.spec].Name, "tenant", inst.slot.tenant)
 }
 

@@ -97,7 +97,7 @@ func New(opts Options) (*Manager, error) {
 // discovering the server's resources) and the activator of every tenant
 // controller.
 func (m *Manager) build(ctx context.Context) (*activation.Activator, []*crosstenant.Cache, error) {
-	core, apps := m.cross.CoreV1().RESTClient(), m.cross.AppsV1().RESTClient()
+	core, apps, batch := m.cross.CoreV1().RESTClient(), m.cross.AppsV1().RESTClient(), m.cross.BatchV1().RESTClient()
 	sa := serviceaccount.Caches{
 		Namespaces:      crosstenant.NewCache(crosstenant.ListWatch(core, "namespaces"), &corev1.Namespace{}),
 		ServiceAccounts: crosstenant.NewCache(crosstenant.ListWatchSelected(core, "serviceaccounts", serviceaccount.ServiceAccountSelector), &corev1.ServiceAccount{}),
@@ -107,7 +107,8 @@ func (m *Manager) build(ctx context.Context) (*activation.Activator, []*crossten
 		Pods:        crosstenant.NewCache(crosstenant.ListWatch(core, "pods"), &corev1.Pod{}),
 		ReplicaSets: crosstenant.NewCache(crosstenant.ListWatch(apps, "replicasets"), &appsv1.ReplicaSet{}),
 		Deployments: crosstenant.NewCache(crosstenant.ListWatch(apps, "deployments"), &appsv1.Deployment{}),
-		Jobs:        crosstenant.NewCache(crosstenant.ListWatch(m.cross.BatchV1().RESTClient(), "jobs"), &batchv1.Job{}),
+		Jobs:        crosstenant.NewCache(crosstenant.ListWatch(batch, "jobs"), &batchv1.Job{}),
+		CronJobs:    crosstenant.NewCache(crosstenant.ListWatch(batch, "cronjobs"), &batchv1.CronJob{}),
 	}
 	quotas := crosstenant.NewCache(crosstenant.ListWatch(core, "resourcequotas"), &corev1.ResourceQuota{})
 	services := crosstenant.NewCache(crosstenant.ListWatch(core, "services"), &corev1.Service{})
@@ -118,7 +119,7 @@ func (m *Manager) build(ctx context.Context) (*activation.Activator, []*crossten
 	}
 	views := &tenantview.Caches{
 		Namespaces: sa.Namespaces, ServiceAccounts: sa.ServiceAccounts, ConfigMaps: sa.ConfigMaps,
-		Pods: w.Pods, ReplicaSets: w.ReplicaSets, Deployments: w.Deployments, Jobs: w.Jobs,
+		Pods: w.Pods, ReplicaSets: w.ReplicaSets, Deployments: w.Deployments, Jobs: w.Jobs, CronJobs: w.CronJobs,
 		ResourceQuotas: quotas, Services: services, PersistentVolumeClaims: claims,
 		Metadata: gc,
 	}
@@ -133,11 +134,12 @@ func (m *Manager) build(ctx context.Context) (*activation.Activator, []*crossten
 		garbagecollector.Spec(gc),
 		resourcequota.Spec(quotas, append([]*crosstenant.Cache{w.Pods, services, claims}, gc.List()...)),
 		workloads.Deployments(w), workloads.ReplicaSets(w), workloads.Jobs(w),
+		workloads.CronJobs(w), workloads.TTLAfterFinished(w),
 	)
 	if err != nil {
 		return nil, nil, err
 	}
-	caches := append([]*crosstenant.Cache{sa.Namespaces, sa.ServiceAccounts, sa.ConfigMaps, w.Pods, w.ReplicaSets, w.Deployments, w.Jobs, quotas, services, claims}, gc.List()...)
+	caches := append([]*crosstenant.Cache{sa.Namespaces, sa.ServiceAccounts, sa.ConfigMaps, w.Pods, w.ReplicaSets, w.Deployments, w.Jobs, w.CronJobs, quotas, services, claims}, gc.List()...)
 	return a, caches, nil
 }
 

@@ -423,3 +423,85 @@ func TestIntegrationRestartConverges(t *testing.T) {
 		return err == nil && len(pods.Items) == 0 && len(rss.Items) == 0, err
 	})
 }
+
+// succeed reports pod p finished, as a kubelet would.
+func succeed(t *testing.T, c kubernetes.Interface, p *corev1.Pod) {
+	t.Helper()
+	now := metav1.Now()
+	p.Status.Phase = corev1.PodSucceeded
+	p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: p.Spec.Containers[0].Name, State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, FinishedAt: now, StartedAt: now}}}}
+	if _, err := c.CoreV1().Pods(p.Namespace).UpdateStatus(context.Background(), p, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestIntegrationCronJobsAndTTLPerTenant(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: starts etcd and an apiserver")
+	}
+	e := servertest.Start(t, "")
+	a := servertest.Client(t, e.CreateTenant(t, "cron-a"))
+	b := servertest.Client(t, e.CreateTenant(t, "cron-b"))
+	m := runManager(t, e)
+	ctx := context.Background()
+	template := batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+		RestartPolicy: corev1.RestartPolicyNever,
+		Containers:    []corev1.Container{{Name: "c", Image: "busybox"}},
+	}}}}
+
+	// TTL: A's finished job goes after its TTL; B's unfinished one stays.
+	ttl := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "short"}, Spec: template.Spec}
+	ttl.Spec.TTLSecondsAfterFinished = new(int32(2))
+	for _, c := range []kubernetes.Interface{a, b} {
+		if _, err := c.BatchV1().Jobs("default").Create(ctx, ttl, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var pod *corev1.Pod
+	eventually(t, 60*time.Second, "cron-a's job pod", func(ctx context.Context) (bool, error) {
+		pods, err := a.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "job-name=short"})
+		if err != nil || len(pods.Items) != 1 {
+			return false, err
+		}
+		pod = &pods.Items[0]
+		return true, nil
+	})
+	succeed(t, a, pod)
+	gone(t, "cron-a's finished job, after its TTL", func(ctx context.Context) error {
+		_, err := a.BatchV1().Jobs("default").Get(ctx, "short", metav1.GetOptions{})
+		return err
+	})
+	if _, err := b.BatchV1().Jobs("default").Get(ctx, "short", metav1.GetOptions{}); err != nil {
+		t.Errorf("cron-b's unfinished job: %v", err)
+	}
+
+	// CronJob: every minute in A, suspended in B. A's controller sleeps
+	// between runs and its timer wakes it for the next.
+	cj := &batchv1.CronJob{ObjectMeta: metav1.ObjectMeta{Name: "tick"}, Spec: batchv1.CronJobSpec{Schedule: "* * * * *", JobTemplate: template}}
+	if _, err := a.BatchV1().CronJobs("default").Create(ctx, cj, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cj.Spec.Suspend = new(true)
+	if _, err := b.BatchV1().CronJobs("default").Create(ctx, cj, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "cron-a's cronjob controller asleep", func(context.Context) (bool, error) {
+		return !slices.Contains(m.AwakeTenants(workloads.CronJobName), "cron-a"), nil
+	})
+	eventually(t, 90*time.Second, "a job of cron-a's cronjob", func(ctx context.Context) (bool, error) {
+		jobs, err := a.BatchV1().Jobs("default").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, err
+		}
+		for _, j := range jobs.Items {
+			if ref := metav1.GetControllerOf(&j); ref != nil && ref.Kind == "CronJob" && ref.Name == "tick" {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	jobs, err := b.BatchV1().Jobs("default").List(ctx, metav1.ListOptions{})
+	if err != nil || len(jobs.Items) != 1 {
+		t.Errorf("cron-b has %d jobs (%v), want only its unfinished one: its cronjob is suspended", len(jobs.Items), err)
+	}
+}

@@ -1,5 +1,6 @@
 // Package workloads runs upstream's workload controllers per tenant, as
-// activation Specs: deployment, replicaset and job so far.
+// activation Specs: deployment, replicaset, job, cronjob and
+// ttl-after-finished so far.
 package workloads
 
 import (
@@ -32,6 +33,7 @@ type Caches struct {
 	ReplicaSets *crosstenant.Cache
 	Deployments *crosstenant.Cache
 	Jobs        *crosstenant.Cache
+	CronJobs    *crosstenant.Cache
 }
 
 func object(obj any) any {

@@ -60,6 +60,30 @@ func startControllerManager(opts Options, work string, admin *rest.Config) (*con
 	}
 }
 
+// waitAsleep waits for the controller manager to have woken tenants'
+// controllers and for all of them to be asleep again.
+func (cm *controllerManager) waitAsleep(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		woken, err := metricSum(cm.client, cm.metrics, "kplex_tenant_controllers_wakes_total")
+		if err != nil {
+			return err
+		}
+		awake, err := metricSum(cm.client, cm.metrics, "kplex_tenant_controllers_awake")
+		if err != nil {
+			return err
+		}
+		if woken > 0 && awake == 0 {
+			progress("%d tenant controller instances woke and went back to sleep", woken)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d tenant controller instances still awake after %s", awake, woken, timeout)
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
+
 // sample returns the controller manager's RSS and goroutines.
 func (cm *controllerManager) sample() (rss, goroutines int64, err error) {
 	if rss, err = cm.proc.rss(); err != nil {
@@ -90,13 +114,14 @@ func measureControllers(opts Options, work string, admin *rest.Config, names []s
 		return nil, err
 	}
 	defer cm.proc.stop()
-	wait := opts.Settle
 	if tenants > 0 {
 		// The start-up sweep wakes every tenant; its controllers sleep after
 		// the quiet period (1m).
-		wait = time.Minute + 20*time.Second + opts.Settle
+		if err := cm.waitAsleep(5 * time.Minute); err != nil {
+			return nil, err
+		}
 	}
-	time.Sleep(wait)
+	time.Sleep(opts.Settle)
 	out := &controllersSample{}
 	if out.rss, out.goroutines, err = cm.sample(); err != nil {
 		return nil, err

@@ -265,6 +265,30 @@ func metric(client *http.Client, url, name string) (int64, error) {
 	return 0, fmt.Errorf("metric %s not found", name)
 }
 
+// metricSum returns the sum of a metric over its labels.
+func metricSum(client *http.Client, url, name string) (int64, error) {
+	resp, err := client.Get(url + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	s := bufio.NewScanner(resp.Body)
+	s.Buffer(make([]byte, 1<<20), 1<<20)
+	var sum float64
+	for s.Scan() {
+		line := s.Text()
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		f, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		if err != nil {
+			return 0, err
+		}
+		sum += f
+	}
+	return int64(sum), s.Err()
+}
+
 // etcdWatchers reads the in-process etcd's watcher gauge.
 func etcdWatchers() int64 {
 	families, _ := prometheus.DefaultGatherer.Gather()

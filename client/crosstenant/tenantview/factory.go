@@ -43,6 +43,7 @@ type Caches struct {
 	ReplicaSets            *crosstenant.Cache
 	Deployments            *crosstenant.Cache
 	Jobs                   *crosstenant.Cache
+	CronJobs               *crosstenant.Cache
 	Services               *crosstenant.Cache
 	PersistentVolumeClaims *crosstenant.Cache
 	ResourceQuotas         *crosstenant.Cache
@@ -60,7 +61,7 @@ type Caches struct {
 
 // HasSynced reports whether every cache has synced.
 func (c *Caches) HasSynced() bool {
-	for _, x := range []*crosstenant.Cache{c.Pods, c.ReplicaSets, c.Deployments, c.Jobs, c.Services, c.PersistentVolumeClaims, c.ResourceQuotas, c.ResourceClaims, c.DeviceClasses, c.Namespaces, c.LimitRanges, c.MutatingWebhooks, c.ValidatingWebhooks, c.Policies, c.PolicyBindings, c.ServiceAccounts, c.ConfigMaps} {
+	for _, x := range []*crosstenant.Cache{c.Pods, c.ReplicaSets, c.Deployments, c.Jobs, c.CronJobs, c.Services, c.PersistentVolumeClaims, c.ResourceQuotas, c.ResourceClaims, c.DeviceClasses, c.Namespaces, c.LimitRanges, c.MutatingWebhooks, c.ValidatingWebhooks, c.Policies, c.PolicyBindings, c.ServiceAccounts, c.ConfigMaps} {
 		if x != nil && !x.HasSynced() {
 			return false
 		}
@@ -196,6 +197,20 @@ type batchV1 struct {
 
 func (v batchV1) Jobs() batchv1informers.TypedJobInformer {
 	return jobs{inf: v.f.informer(v.f.caches.Jobs)}
+}
+
+func (v batchV1) CronJobs() batchv1informers.TypedCronJobInformer {
+	return cronJobs{inf: v.f.informer(v.f.caches.CronJobs)}
+}
+
+type cronJobs struct {
+	batchv1informers.TypedCronJobInformer
+	inf *Informer
+}
+
+func (n cronJobs) Informer() cache.SharedIndexInformer { return n.inf }
+func (n cronJobs) Lister() batchv1listers.CronJobLister {
+	return batchv1listers.NewCronJobLister(n.inf.idx)
 }
 
 type jobs struct {
