@@ -35,6 +35,8 @@ const (
 	retryWake = 1000 * time.Second
 	// stopWait bounds how long a stop waits for the instance's Run.
 	stopWait = 30 * time.Second
+	// builderCount goroutines build woken instances.
+	builderCount = 4
 )
 
 // Env is what a Spec builds an instance with.
@@ -217,14 +219,22 @@ func (a *Activator) Run(ctx context.Context) error {
 		a.queue.ShutDown()
 	}()
 	logger.Info("Tenant controllers started", "controllers", len(a.specs), "quietPeriod", a.opts.QuietPeriod)
-	for {
-		s, quit := a.queue.Get()
-		if quit {
-			break
-		}
-		a.activate(ctx, s)
-		a.queue.Done(s)
+	// A few builders: a burst of wakes (many tenants at once) is not
+	// built one by one. The queue never hands one slot to two of them.
+	var builders sync.WaitGroup
+	for range builderCount {
+		builders.Go(func() {
+			for {
+				s, quit := a.queue.Get()
+				if quit {
+					return
+				}
+				a.activate(ctx, s)
+				a.queue.Done(s)
+			}
+		})
 	}
+	builders.Wait()
 	wg.Wait()
 	a.mu.Lock()
 	all := make([]*instance, 0, len(a.awake))

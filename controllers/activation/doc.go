@@ -12,5 +12,5 @@
 // API call for the quiet period is stopped and its event handlers removed.
 //
 // Events arrive on the caches' reflector goroutines: the observers only
-// enqueue, a single activator goroutine builds.
+// enqueue, a few activator goroutines build.
 package activation

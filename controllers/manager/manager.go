@@ -19,6 +19,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -32,6 +33,7 @@ import (
 	"github.com/kplex/kplex/client/crosstenant"
 	"github.com/kplex/kplex/client/crosstenant/tenantview"
 	"github.com/kplex/kplex/controllers/activation"
+	"github.com/kplex/kplex/controllers/endpoints"
 	"github.com/kplex/kplex/controllers/garbagecollector"
 	"github.com/kplex/kplex/controllers/namespace"
 	"github.com/kplex/kplex/controllers/resourcequota"
@@ -113,6 +115,13 @@ func (m *Manager) build(ctx context.Context) (*activation.Activator, []*crossten
 	quotas := crosstenant.NewCache(crosstenant.ListWatch(core, "resourcequotas"), &corev1.ResourceQuota{})
 	services := crosstenant.NewCache(crosstenant.ListWatch(core, "services"), &corev1.Service{})
 	claims := crosstenant.NewCache(crosstenant.ListWatch(core, "persistentvolumeclaims"), &corev1.PersistentVolumeClaim{})
+	ep := endpoints.Caches{
+		Services:       services,
+		Pods:           w.Pods,
+		Endpoints:      crosstenant.NewCache(crosstenant.ListWatch(core, "endpoints"), &corev1.Endpoints{}),
+		EndpointSlices: crosstenant.NewCache(crosstenant.ListWatch(m.cross.DiscoveryV1().RESTClient(), "endpointslices"), &discoveryv1.EndpointSlice{}),
+		Nodes:          crosstenant.NewCache(crosstenant.ListWatch(core, "nodes"), &corev1.Node{}),
+	}
 	gc, err := garbagecollector.NewCaches(ctx, m.opts.Loopback, crosstenant.Config(m.opts.Loopback))
 	if err != nil {
 		return nil, nil, err
@@ -121,6 +130,7 @@ func (m *Manager) build(ctx context.Context) (*activation.Activator, []*crossten
 		Namespaces: sa.Namespaces, ServiceAccounts: sa.ServiceAccounts, ConfigMaps: sa.ConfigMaps,
 		Pods: w.Pods, ReplicaSets: w.ReplicaSets, Deployments: w.Deployments, Jobs: w.Jobs, CronJobs: w.CronJobs,
 		ResourceQuotas: quotas, Services: services, PersistentVolumeClaims: claims,
+		Endpoints: ep.Endpoints, EndpointSlices: ep.EndpointSlices, Nodes: ep.Nodes,
 		Metadata: gc,
 	}
 	a, err := activation.New(activation.Options{
@@ -135,11 +145,12 @@ func (m *Manager) build(ctx context.Context) (*activation.Activator, []*crossten
 		resourcequota.Spec(quotas, append([]*crosstenant.Cache{w.Pods, services, claims}, gc.List()...)),
 		workloads.Deployments(w), workloads.ReplicaSets(w), workloads.Jobs(w),
 		workloads.CronJobs(w), workloads.TTLAfterFinished(w),
+		endpoints.Endpoints(ep), endpoints.EndpointSlices(ep),
 	)
 	if err != nil {
 		return nil, nil, err
 	}
-	caches := append([]*crosstenant.Cache{sa.Namespaces, sa.ServiceAccounts, sa.ConfigMaps, w.Pods, w.ReplicaSets, w.Deployments, w.Jobs, w.CronJobs, quotas, services, claims}, gc.List()...)
+	caches := append([]*crosstenant.Cache{sa.Namespaces, sa.ServiceAccounts, sa.ConfigMaps, w.Pods, w.ReplicaSets, w.Deployments, w.Jobs, w.CronJobs, quotas, services, claims, ep.Endpoints, ep.EndpointSlices, ep.Nodes}, gc.List()...)
 	return a, caches, nil
 }
 

@@ -18,12 +18,15 @@ import (
 	batchv1informers "k8s.io/client-go/informers/batch/v1"
 	coreinformers "k8s.io/client-go/informers/core"
 	corev1informers "k8s.io/client-go/informers/core/v1"
+	discoveryinformers "k8s.io/client-go/informers/discovery"
+	discoveryv1informers "k8s.io/client-go/informers/discovery/v1"
 	resourceinformers "k8s.io/client-go/informers/resource"
 	resourcev1informers "k8s.io/client-go/informers/resource/v1"
 	admissionregistrationv1listers "k8s.io/client-go/listers/admissionregistration/v1"
 	appsv1listers "k8s.io/client-go/listers/apps/v1"
 	batchv1listers "k8s.io/client-go/listers/batch/v1"
 	corev1listers "k8s.io/client-go/listers/core/v1"
+	discoveryv1listers "k8s.io/client-go/listers/discovery/v1"
 	resourcev1listers "k8s.io/client-go/listers/resource/v1"
 	"k8s.io/client-go/tools/cache"
 
@@ -48,20 +51,25 @@ type Caches struct {
 	PersistentVolumeClaims *crosstenant.Cache
 	ResourceQuotas         *crosstenant.Cache
 	ResourceClaims         *crosstenant.Cache
-	DeviceClasses          *crosstenant.Cache
-	Namespaces             *crosstenant.Cache
-	LimitRanges            *crosstenant.Cache
-	MutatingWebhooks       *crosstenant.Cache
-	ValidatingWebhooks     *crosstenant.Cache
-	Policies               *crosstenant.Cache
-	PolicyBindings         *crosstenant.Cache
-	ServiceAccounts        *crosstenant.Cache
-	ConfigMaps             *crosstenant.Cache
+	Endpoints              *crosstenant.Cache
+	EndpointSlices         *crosstenant.Cache
+	// DeviceClasses and Nodes are the management plane's, read by every
+	// tenant.
+	DeviceClasses      *crosstenant.Cache
+	Nodes              *crosstenant.Cache
+	Namespaces         *crosstenant.Cache
+	LimitRanges        *crosstenant.Cache
+	MutatingWebhooks   *crosstenant.Cache
+	ValidatingWebhooks *crosstenant.Cache
+	Policies           *crosstenant.Cache
+	PolicyBindings     *crosstenant.Cache
+	ServiceAccounts    *crosstenant.Cache
+	ConfigMaps         *crosstenant.Cache
 }
 
 // HasSynced reports whether every cache has synced.
 func (c *Caches) HasSynced() bool {
-	for _, x := range []*crosstenant.Cache{c.Pods, c.ReplicaSets, c.Deployments, c.Jobs, c.CronJobs, c.Services, c.PersistentVolumeClaims, c.ResourceQuotas, c.ResourceClaims, c.DeviceClasses, c.Namespaces, c.LimitRanges, c.MutatingWebhooks, c.ValidatingWebhooks, c.Policies, c.PolicyBindings, c.ServiceAccounts, c.ConfigMaps} {
+	for _, x := range []*crosstenant.Cache{c.Pods, c.ReplicaSets, c.Deployments, c.Jobs, c.CronJobs, c.Services, c.PersistentVolumeClaims, c.ResourceQuotas, c.ResourceClaims, c.Endpoints, c.EndpointSlices, c.DeviceClasses, c.Nodes, c.Namespaces, c.LimitRanges, c.MutatingWebhooks, c.ValidatingWebhooks, c.Policies, c.PolicyBindings, c.ServiceAccounts, c.ConfigMaps} {
 		if x != nil && !x.HasSynced() {
 			return false
 		}
@@ -288,6 +296,61 @@ func (v coreV1) LimitRanges() corev1informers.TypedLimitRangeInformer {
 
 func (v coreV1) Pods() corev1informers.TypedPodInformer {
 	return pods{inf: v.f.informer(v.f.caches.Pods)}
+}
+
+// Nodes are root's: a tenant's pods run on the management plane's nodes.
+func (v coreV1) Nodes() corev1informers.TypedNodeInformer {
+	return nodes{inf: NewInformer(v.f.caches.Nodes, tenant.Root)}
+}
+
+func (v coreV1) Endpoints() corev1informers.TypedEndpointsInformer {
+	return endpoints{inf: v.f.informer(v.f.caches.Endpoints)}
+}
+
+type nodes struct {
+	corev1informers.TypedNodeInformer
+	inf *Informer
+}
+
+func (n nodes) Informer() cache.SharedIndexInformer { return n.inf }
+func (n nodes) Lister() corev1listers.NodeLister    { return corev1listers.NewNodeLister(n.inf.idx) }
+
+type endpoints struct {
+	corev1informers.TypedEndpointsInformer
+	inf *Informer
+}
+
+func (n endpoints) Informer() cache.SharedIndexInformer { return n.inf }
+func (n endpoints) Lister() corev1listers.EndpointsLister {
+	return corev1listers.NewEndpointsLister(n.inf.idx)
+}
+
+func (f *Factory) Discovery() discoveryinformers.Interface { return discoveryGroup{f: f} }
+
+type discoveryGroup struct {
+	discoveryinformers.Interface
+	f *Factory
+}
+
+func (g discoveryGroup) V1() discoveryv1informers.Interface { return discoveryV1{f: g.f} }
+
+type discoveryV1 struct {
+	discoveryv1informers.Interface
+	f *Factory
+}
+
+func (v discoveryV1) EndpointSlices() discoveryv1informers.TypedEndpointSliceInformer {
+	return endpointSlices{inf: v.f.informer(v.f.caches.EndpointSlices)}
+}
+
+type endpointSlices struct {
+	discoveryv1informers.TypedEndpointSliceInformer
+	inf *Informer
+}
+
+func (n endpointSlices) Informer() cache.SharedIndexInformer { return n.inf }
+func (n endpointSlices) Lister() discoveryv1listers.EndpointSliceLister {
+	return discoveryv1listers.NewEndpointSliceLister(n.inf.idx)
 }
 
 func (v coreV1) Services() corev1informers.TypedServiceInformer {
