@@ -111,6 +111,9 @@ func (m *Manager) build(ctx context.Context) (*activation.Activator, []*crossten
 		Deployments: crosstenant.NewCache(crosstenant.ListWatch(apps, "deployments"), &appsv1.Deployment{}),
 		Jobs:        crosstenant.NewCache(crosstenant.ListWatch(batch, "jobs"), &batchv1.Job{}),
 		CronJobs:    crosstenant.NewCache(crosstenant.ListWatch(batch, "cronjobs"), &batchv1.CronJob{}),
+
+		StatefulSets:        crosstenant.NewCache(crosstenant.ListWatch(apps, "statefulsets"), &appsv1.StatefulSet{}),
+		ControllerRevisions: crosstenant.NewCache(crosstenant.ListWatch(apps, "controllerrevisions"), &appsv1.ControllerRevision{}),
 	}
 	quotas := crosstenant.NewCache(crosstenant.ListWatch(core, "resourcequotas"), &corev1.ResourceQuota{})
 	services := crosstenant.NewCache(crosstenant.ListWatch(core, "services"), &corev1.Service{})
@@ -129,6 +132,7 @@ func (m *Manager) build(ctx context.Context) (*activation.Activator, []*crossten
 	views := &tenantview.Caches{
 		Namespaces: sa.Namespaces, ServiceAccounts: sa.ServiceAccounts, ConfigMaps: sa.ConfigMaps,
 		Pods: w.Pods, ReplicaSets: w.ReplicaSets, Deployments: w.Deployments, Jobs: w.Jobs, CronJobs: w.CronJobs,
+		StatefulSets: w.StatefulSets, ControllerRevisions: w.ControllerRevisions,
 		ResourceQuotas: quotas, Services: services, PersistentVolumeClaims: claims,
 		Endpoints: ep.Endpoints, EndpointSlices: ep.EndpointSlices, Nodes: ep.Nodes,
 		Metadata: gc,
@@ -143,14 +147,14 @@ func (m *Manager) build(ctx context.Context) (*activation.Activator, []*crossten
 		namespace.Spec(sa.Namespaces),
 		garbagecollector.Spec(gc),
 		resourcequota.Spec(quotas, append([]*crosstenant.Cache{w.Pods, services, claims}, gc.List()...)),
-		workloads.Deployments(w), workloads.ReplicaSets(w), workloads.Jobs(w),
+		workloads.Deployments(w), workloads.ReplicaSets(w), workloads.StatefulSets(w), workloads.Jobs(w),
 		workloads.CronJobs(w), workloads.TTLAfterFinished(w),
 		endpoints.Endpoints(ep), endpoints.EndpointSlices(ep),
 	)
 	if err != nil {
 		return nil, nil, err
 	}
-	caches := append([]*crosstenant.Cache{sa.Namespaces, sa.ServiceAccounts, sa.ConfigMaps, w.Pods, w.ReplicaSets, w.Deployments, w.Jobs, w.CronJobs, quotas, services, claims, ep.Endpoints, ep.EndpointSlices, ep.Nodes}, gc.List()...)
+	caches := append([]*crosstenant.Cache{sa.Namespaces, sa.ServiceAccounts, sa.ConfigMaps, w.Pods, w.ReplicaSets, w.Deployments, w.Jobs, w.CronJobs, w.StatefulSets, w.ControllerRevisions, quotas, services, claims, ep.Endpoints, ep.EndpointSlices, ep.Nodes}, gc.List()...)
 	return a, caches, nil
 }
 

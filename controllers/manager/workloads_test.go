@@ -14,6 +14,7 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -503,5 +504,73 @@ func TestIntegrationCronJobsAndTTLPerTenant(t *testing.T) {
 	jobs, err := b.BatchV1().Jobs("default").List(ctx, metav1.ListOptions{})
 	if err != nil || len(jobs.Items) != 1 {
 		t.Errorf("cron-b has %d jobs (%v), want only its unfinished one: its cronjob is suspended", len(jobs.Items), err)
+	}
+}
+
+func TestIntegrationStatefulSetsPerTenant(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: starts etcd and an apiserver")
+	}
+	e := servertest.Start(t, "")
+	a := servertest.Client(t, e.CreateTenant(t, "sts-a"))
+	b := servertest.Client(t, e.CreateTenant(t, "sts-b"))
+	runManager(t, e)
+	ctx := context.Background()
+	set := func(replicas int32) *appsv1.StatefulSet {
+		labels := map[string]string{"app": "db"}
+		return &appsv1.StatefulSet{
+			ObjectMeta: metav1.ObjectMeta{Name: "db"},
+			Spec: appsv1.StatefulSetSpec{
+				Replicas:            &replicas,
+				PodManagementPolicy: appsv1.ParallelPodManagement, // no kubelet makes pods ready
+				Selector:            &metav1.LabelSelector{MatchLabels: labels},
+				Template: corev1.PodTemplateSpec{
+					ObjectMeta: metav1.ObjectMeta{Labels: labels},
+					Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox"}}},
+				},
+				VolumeClaimTemplates: []corev1.PersistentVolumeClaim{{
+					ObjectMeta: metav1.ObjectMeta{Name: "data"},
+					Spec: corev1.PersistentVolumeClaimSpec{
+						AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+						Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
+					},
+				}},
+			},
+		}
+	}
+	if _, err := a.AppsV1().StatefulSets("default").Create(ctx, set(2), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.AppsV1().StatefulSets("default").Create(ctx, set(1), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string][]string{"sts-a": {"db-0", "db-1"}, "sts-b": {"db-0"}} {
+		c := a
+		if name == "sts-b" {
+			c = b
+		}
+		eventually(t, 60*time.Second, name+"'s stateful pods and claims", func(ctx context.Context) (bool, error) {
+			pods, err := c.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=db"})
+			if err != nil {
+				return false, err
+			}
+			var got []string
+			for _, p := range pods.Items {
+				got = append(got, p.Name)
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, want) {
+				return false, nil
+			}
+			for _, p := range want {
+				if _, err := c.CoreV1().PersistentVolumeClaims("default").Get(ctx, "data-"+p, metav1.GetOptions{}); err != nil {
+					return false, nil
+				}
+			}
+			return true, nil
+		})
+	}
+	if _, err := b.CoreV1().PersistentVolumeClaims("default").Get(ctx, "data-db-1", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("sts-b's claim data-db-1: %v, want NotFound (it is sts-a's)", err)
 	}
 }

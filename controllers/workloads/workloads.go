@@ -1,5 +1,5 @@
 // Package workloads runs upstream's workload controllers per tenant, as
-// activation Specs: deployment, replicaset, job, cronjob and
+// activation Specs: deployment, replicaset, statefulset, job, cronjob and
 // ttl-after-finished so far.
 package workloads
 
@@ -34,6 +34,9 @@ type Caches struct {
 	Deployments *crosstenant.Cache
 	Jobs        *crosstenant.Cache
 	CronJobs    *crosstenant.Cache
+	// StatefulSets and ControllerRevisions: the statefulset controller's.
+	StatefulSets        *crosstenant.Cache
+	ControllerRevisions *crosstenant.Cache
 }
 
 func object(obj any) any {

@@ -96,6 +96,11 @@ func TestE2EDeploymentsNamespacesAndGarbageCollection(t *testing.T) {
 	if got := m.podCount(b, "web"); got != 2 {
 		t.Errorf("dep-b has %d pods after dep-a scaled to 3, want 2", got)
 	}
+	m.must(m.kubectl(b, "scale", "deployment", "web", "--replicas=1"))
+	m.waitPods(b, "web", 1)
+	if got := m.podCount(a, "web"); got != 3 {
+		t.Errorf("dep-a has %d pods after dep-b scaled down to 1, want 3", got)
+	}
 
 	// kubectl's default cascade is background: the garbage collector
 	// takes the ReplicaSet and the pods.
@@ -104,8 +109,8 @@ func TestE2EDeploymentsNamespacesAndGarbageCollection(t *testing.T) {
 	if out := m.must(m.kubectl(a, "get", "replicasets", "-o", "name")); strings.TrimSpace(out) != "" {
 		t.Errorf("dep-a still has ReplicaSets after its deployment was deleted: %s", out)
 	}
-	if got := m.podCount(b, "web"); got != 2 {
-		t.Errorf("dep-b has %d pods after dep-a's deployment was deleted, want 2", got)
+	if got := m.podCount(b, "web"); got != 1 {
+		t.Errorf("dep-b has %d pods after dep-a's deployment was deleted, want 1", got)
 	}
 
 	// kubectl delete namespace waits until the namespace is gone.
@@ -114,9 +119,26 @@ func TestE2EDeploymentsNamespacesAndGarbageCollection(t *testing.T) {
 		m.must(m.kubectl(ctx, "create", "configmap", "cfg", "-n", "tmp", "--from-literal=k=v"))
 	}
 	m.must(m.kubectl(a, "create", "deployment", "db", "-n", "tmp", "--image=busybox"))
+	// A custom resource in it goes too.
+	m.must(m.runStdin(widgetsAlpha, "kubectl", a, "apply", "-f", "-"))
+	m.must(m.kubectl(a, "wait", "--for=condition=Established", "--timeout=60s", "crd/widgets.example.com"))
+	// Served a moment after Established (upstream's hold-back): retried.
+	widget := "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\nspec: {size: 1}\n"
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+		out, errOut, err := m.runStdin(widget, "kubectl", a, "apply", "-n", "tmp", "-f", "-")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			m.must(out, errOut, err)
+		}
+	}
 	m.must(m.kubectl(a, "delete", "namespace", "tmp", "--timeout=90s"))
 	if _, errOut, err := m.kubectl(a, "get", "namespace", "tmp"); err == nil || !strings.Contains(errOut, "NotFound") {
 		t.Errorf("dep-a's namespace tmp after kubectl delete: err %v, %s", err, errOut)
+	}
+	if out := m.must(m.kubectl(a, "get", "widgets", "-A", "-o", "name")); strings.TrimSpace(out) != "" {
+		t.Errorf("dep-a's widgets after its namespace tmp was deleted: %s", out)
 	}
 	m.must(m.kubectl(b, "get", "configmap", "cfg", "-n", "tmp"))
 	if phase := m.must(m.kubectl(b, "get", "namespace", "tmp", "-o", "jsonpath={.status.phase}")); phase != "Active" {

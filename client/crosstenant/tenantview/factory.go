@@ -47,6 +47,8 @@ type Caches struct {
 	Deployments            *crosstenant.Cache
 	Jobs                   *crosstenant.Cache
 	CronJobs               *crosstenant.Cache
+	StatefulSets           *crosstenant.Cache
+	ControllerRevisions    *crosstenant.Cache
 	Services               *crosstenant.Cache
 	PersistentVolumeClaims *crosstenant.Cache
 	ResourceQuotas         *crosstenant.Cache
@@ -69,7 +71,7 @@ type Caches struct {
 
 // HasSynced reports whether every cache has synced.
 func (c *Caches) HasSynced() bool {
-	for _, x := range []*crosstenant.Cache{c.Pods, c.ReplicaSets, c.Deployments, c.Jobs, c.CronJobs, c.Services, c.PersistentVolumeClaims, c.ResourceQuotas, c.ResourceClaims, c.Endpoints, c.EndpointSlices, c.DeviceClasses, c.Nodes, c.Namespaces, c.LimitRanges, c.MutatingWebhooks, c.ValidatingWebhooks, c.Policies, c.PolicyBindings, c.ServiceAccounts, c.ConfigMaps} {
+	for _, x := range []*crosstenant.Cache{c.Pods, c.ReplicaSets, c.Deployments, c.Jobs, c.CronJobs, c.StatefulSets, c.ControllerRevisions, c.Services, c.PersistentVolumeClaims, c.ResourceQuotas, c.ResourceClaims, c.Endpoints, c.EndpointSlices, c.DeviceClasses, c.Nodes, c.Namespaces, c.LimitRanges, c.MutatingWebhooks, c.ValidatingWebhooks, c.Policies, c.PolicyBindings, c.ServiceAccounts, c.ConfigMaps} {
 		if x != nil && !x.HasSynced() {
 			return false
 		}
@@ -469,6 +471,34 @@ func (v appsV1) Deployments() appsv1informers.TypedDeploymentInformer {
 
 func (v appsV1) ReplicaSets() appsv1informers.TypedReplicaSetInformer {
 	return replicaSets{inf: v.f.informer(v.f.caches.ReplicaSets)}
+}
+
+func (v appsV1) StatefulSets() appsv1informers.TypedStatefulSetInformer {
+	return statefulSets{inf: v.f.informer(v.f.caches.StatefulSets)}
+}
+
+func (v appsV1) ControllerRevisions() appsv1informers.TypedControllerRevisionInformer {
+	return controllerRevisions{inf: v.f.informer(v.f.caches.ControllerRevisions)}
+}
+
+type statefulSets struct {
+	appsv1informers.TypedStatefulSetInformer
+	inf *Informer
+}
+
+func (n statefulSets) Informer() cache.SharedIndexInformer { return n.inf }
+func (n statefulSets) Lister() appsv1listers.StatefulSetLister {
+	return appsv1listers.NewStatefulSetLister(n.inf.idx)
+}
+
+type controllerRevisions struct {
+	appsv1informers.TypedControllerRevisionInformer
+	inf *Informer
+}
+
+func (n controllerRevisions) Informer() cache.SharedIndexInformer { return n.inf }
+func (n controllerRevisions) Lister() appsv1listers.ControllerRevisionLister {
+	return appsv1listers.NewControllerRevisionLister(n.inf.idx)
 }
 
 type deployments struct {
