@@ -26,12 +26,20 @@ const (
 	// togetherTenants at once.
 	aloneTenants    = 5
 	togetherTenants = 100
+	// busyReplicas are what one tenant scales to while besideTenants, one
+	// at a time, time their small deployment.
+	busyReplicas  = 300
+	besideTenants = 5
 )
 
 // deployments are the times from creating a Deployment of benchReplicas
-// to that many pods existing, in tenants one at a time and all at once.
+// to that many pods existing, in tenants one at a time, all at once, and
+// one at a time beside a busy tenant.
 type deployments struct {
-	alone, together []time.Duration
+	alone, together, beside []time.Duration
+	// busyPods is how many pods the busy tenant had when the last of
+	// beside was timed.
+	busyPods int
 }
 
 // podCounter counts, from one cross-tenant watch, each tenant's bench pods
@@ -111,10 +119,7 @@ func measureDeployments(admin *rest.Config, names []string) (*deployments, error
 		}
 	}()
 	one := func(t string) (time.Duration, error) {
-		cfg := rest.CopyConfig(admin)
-		cfg.Host += tenant.Path(t)
-		cfg.QPS, cfg.Burst = -1, -1
-		c, err := kubernetes.NewForConfig(cfg)
+		c, err := kubernetes.NewForConfig(tenantConfig(admin, t))
 		if err != nil {
 			return 0, err
 		}
@@ -155,7 +160,49 @@ func measureDeployments(admin *rest.Config, names []string) (*deployments, error
 		})
 	}
 	wg.Wait()
-	return out, firstErr
+	if firstErr != nil {
+		return out, firstErr
+	}
+	rest := names[aloneTenants+togetherTenants:]
+	if len(rest) < 1+besideTenants {
+		return out, nil
+	}
+	busy := rest[0]
+	cfg := tenantConfig(admin, busy)
+	bc, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	d := benchDeployment()
+	d.Name, d.Spec.Replicas = "busy", new(int32(busyReplicas))
+	if _, err := bc.AppsV1().Deployments("default").Create(ctx, d, metav1.CreateOptions{}); err != nil {
+		return nil, fmt.Errorf("tenant %s: %w", busy, err)
+	}
+	time.Sleep(time.Second) // its replicaset is creating pods
+	for _, t := range rest[1 : 1+besideTenants] {
+		d, err := one(t)
+		if err != nil {
+			// The figures so far stand; this one is left out.
+			progress("beside a busy tenant: %v", err)
+			return out, nil
+		}
+		out.beside = append(out.beside, d)
+	}
+	busyPods, err := bc.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=" + benchApp})
+	if err != nil {
+		return nil, err
+	}
+	out.busyPods = len(busyPods.Items)
+	return out, nil
+}
+
+// tenantConfig is admin's config of tenant t's path, without client-side
+// rate limits.
+func tenantConfig(admin *rest.Config, t string) *rest.Config {
+	cfg := rest.CopyConfig(admin)
+	cfg.Host += tenant.Path(t)
+	cfg.QPS, cfg.Burst = -1, -1
+	return cfg
 }
 
 func benchDeployment() *appsv1.Deployment {
