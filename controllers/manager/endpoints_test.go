@@ -25,22 +25,21 @@ func service(name string) *corev1.Service {
 	}
 }
 
-// readyPod creates a pod of app on node, then reports it running and
-// ready at ip, as a kubelet would.
-func readyPod(t *testing.T, c kubernetes.Interface, name, app, node, ip string) {
+// readyPod creates a pod of app on node, with tolerations, then reports
+// it running and ready at ip, as a kubelet would.
+func readyPod(t *testing.T, c kubernetes.Interface, name, app, node, ip string, tolerations ...corev1.Toleration) {
 	t.Helper()
 	ctx := context.Background()
-	p := pod(name)
-	p.Labels = map[string]string{"app": app}
-	p.Spec.NodeName = node
+	want := pod(name)
+	want.Labels = map[string]string{"app": app}
+	want.Spec.NodeName = node
+	want.Spec.Tolerations = tolerations
+	var p *corev1.Pod
 	var err error
 	for range 100 { // until the namespace's default ServiceAccount exists
-		if p, err = c.CoreV1().Pods("default").Create(ctx, p, metav1.CreateOptions{}); err == nil {
+		if p, err = c.CoreV1().Pods("default").Create(ctx, want.DeepCopy(), metav1.CreateOptions{}); err == nil {
 			break
 		}
-		p = pod(name)
-		p.Labels = map[string]string{"app": app}
-		p.Spec.NodeName = node
 		time.Sleep(100 * time.Millisecond)
 	}
 	if err != nil {

@@ -36,6 +36,7 @@ import (
 	"github.com/kplex/kplex/controllers/endpoints"
 	"github.com/kplex/kplex/controllers/garbagecollector"
 	"github.com/kplex/kplex/controllers/namespace"
+	"github.com/kplex/kplex/controllers/nodelifecycle"
 	"github.com/kplex/kplex/controllers/resourcequota"
 	"github.com/kplex/kplex/controllers/serviceaccount"
 	"github.com/kplex/kplex/controllers/workloads"
@@ -70,6 +71,9 @@ type Options struct {
 	// Identity is this candidate's leader-election identity. Default
 	// hostname_<uuid>.
 	Identity string
+	// Nodes configure the node lifecycle controller; its Loopback is
+	// Loopback's.
+	Nodes nodelifecycle.Options
 }
 
 // Manager runs the tenant controllers.
@@ -276,7 +280,22 @@ func (m *Manager) run(ctx context.Context) error {
 		go c.Run(ctx)
 	}
 	m.activator.Store(a)
-	return a.Run(ctx)
+	// The management plane's controllers run beside the tenants'.
+	nodes := m.opts.Nodes
+	nodes.Loopback = m.opts.Loopback
+	nodesDone := make(chan error, 1)
+	go func() {
+		err := nodelifecycle.Run(ctx, nodes)
+		if err != nil {
+			klog.FromContext(ctx).Error(err, "Node lifecycle controllers stopped")
+		}
+		nodesDone <- err
+	}()
+	err := a.Run(ctx)
+	if nerr := <-nodesDone; err == nil && nerr != nil {
+		err = nerr
+	}
+	return err
 }
 
 // Awake returns the number of awake tenant instances of each controller

@@ -95,7 +95,7 @@ func (r *results) print(w io.Writer) {
 			fmt.Fprintf(tw, "  same, p99 (controllers asleep when created)\t%s\t\t\t\n", ms(percentile(d.together, 0.99)))
 			if len(d.beside) > 0 {
 				beside := percentile(d.beside, 0.5)
-				fmt.Fprintf(tw, "  same, p50 of %d tenants one at a time beside one scaling to %d pods (%d made meanwhile)\t%s\t%s alone\t%.2f×\tnot delayed by the busy tenant\n",
+				fmt.Fprintf(tw, "  same, p50 of %d tenants one at a time beside one scaling to %d pods (%d made meanwhile)\t%s\t%s alone\t%.2f×\t\n",
 					len(d.beside), busyReplicas, d.busyPods, ms(beside), ms(alone), float64(beside)/float64(alone))
 			}
 		}

@@ -29,6 +29,7 @@ import (
 
 	"github.com/kplex/kplex/controllers/activation"
 	"github.com/kplex/kplex/controllers/manager"
+	"github.com/kplex/kplex/controllers/nodelifecycle"
 	"github.com/kplex/kplex/tenant"
 )
 
@@ -43,6 +44,8 @@ type Options struct {
 	MetricsBindAddress string
 	LeaderElection     componentbaseconfig.LeaderElectionConfiguration
 	Logs               *logsapi.LoggingConfiguration
+	// Nodes are the node lifecycle controller's periods.
+	Nodes nodelifecycle.Options
 }
 
 // NewOptions returns the defaults: leader election on, on the Lease
@@ -50,6 +53,11 @@ type Options struct {
 func NewOptions() *Options {
 	return &Options{
 		QuietPeriod: activation.DefaultQuietPeriod,
+		Nodes: nodelifecycle.Options{
+			MonitorPeriod:      nodelifecycle.DefaultMonitorPeriod,
+			StartupGracePeriod: nodelifecycle.DefaultStartupGracePeriod,
+			MonitorGracePeriod: nodelifecycle.DefaultMonitorGracePeriod,
+		},
 		LeaderElection: componentbaseconfig.LeaderElectionConfiguration{
 			LeaderElect:       true,
 			LeaseDuration:     metav1.Duration{Duration: manager.DefaultLeaseDuration},
@@ -71,6 +79,10 @@ func (o *Options) AddFlags(fss *cliflag.NamedFlagSets) {
 	fs.StringVar(&o.RootCAFile, "root-ca-file", o.RootCAFile, "CA bundle published as kube-root-ca.crt in every namespace of every tenant; empty uses the kubeconfig's CA")
 	fs.DurationVar(&o.QuietPeriod, "quiet-period", o.QuietPeriod, "stop a tenant's controller after it saw no relevant event and made no API call for this long")
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress, "address (host:port) to serve /metrics and /healthz on, over plain HTTP; empty serves neither")
+	nodes := fss.FlagSet("node lifecycle")
+	nodes.DurationVar(&o.Nodes.MonitorPeriod, "node-monitor-period", o.Nodes.MonitorPeriod, "how often the health of every node is checked")
+	nodes.DurationVar(&o.Nodes.StartupGracePeriod, "node-startup-grace-period", o.Nodes.StartupGracePeriod, "how long a starting node may be unresponsive before it is marked unhealthy")
+	nodes.DurationVar(&o.Nodes.MonitorGracePeriod, "node-monitor-grace-period", o.Nodes.MonitorGracePeriod, "how long a node may go without renewing its Lease before it is marked NotReady (its pods in every tenant then not ready, and evicted per their tolerations)")
 	componentbaseoptions.BindLeaderElectionFlags(&o.LeaderElection, fss.FlagSet("leader election"))
 	logsapi.AddFlags(o.Logs, fss.FlagSet("logs"))
 }
@@ -79,6 +91,11 @@ func (o *Options) AddFlags(fss *cliflag.NamedFlagSets) {
 func (o *Options) Validate() error {
 	if o.QuietPeriod <= 0 {
 		return errors.New("--quiet-period must be positive")
+	}
+	for flag, d := range map[string]time.Duration{"--node-monitor-period": o.Nodes.MonitorPeriod, "--node-startup-grace-period": o.Nodes.StartupGracePeriod, "--node-monitor-grace-period": o.Nodes.MonitorGracePeriod} {
+		if d <= 0 {
+			return fmt.Errorf("%s must be positive", flag)
+		}
 	}
 	return nil
 }
@@ -162,7 +179,7 @@ func (o *Options) managerOptions() (manager.Options, error) {
 	if len(ca) == 0 {
 		return manager.Options{}, errors.New("no CA to publish: give --root-ca-file (the apiserver's ca.crt)")
 	}
-	return manager.Options{Loopback: cfg, RootCA: ca, QuietPeriod: o.QuietPeriod, LeaderElection: o.LeaderElection}, nil
+	return manager.Options{Loopback: cfg, RootCA: ca, QuietPeriod: o.QuietPeriod, LeaderElection: o.LeaderElection, Nodes: o.Nodes}, nil
 }
 
 // serveMetrics serves the process's metrics (goroutines, memory, work

@@ -1,0 +1,154 @@
+package manager_test
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kplex/kplex/apiserver/server/servertest"
+	"github.com/kplex/kplex/controllers/manager"
+	"github.com/kplex/kplex/controllers/nodelifecycle"
+)
+
+// podReady reports pod name's Ready condition in c.
+func podReady(ctx context.Context, c kubernetes.Interface, name string) (corev1.ConditionStatus, error) {
+	p, err := c.CoreV1().Pods("default").Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return "", err
+	}
+	for _, cond := range p.Status.Conditions {
+		if cond.Type == corev1.PodReady {
+			return cond.Status, nil
+		}
+	}
+	return "", nil
+}
+
+// TestIntegrationNodeLeaseExpiry plays a kubelet that stops: its node goes
+// NotReady and is tainted in root, its pods in both tenants are marked not
+// ready, and a pod that tolerates the taint for a second is evicted from
+// its tenant only (the same-named pod of the other tenant stays).
+func TestIntegrationNodeLeaseExpiry(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: starts etcd and an apiserver")
+	}
+	e := servertest.Start(t, "")
+	root := servertest.Client(t, e.Admin)
+	a := servertest.Client(t, e.CreateTenant(t, "node-a"))
+	b := servertest.Client(t, e.CreateTenant(t, "node-b"))
+	ca, err := os.ReadFile(e.Admin.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	// Two kubelets: Ready nodes and their Leases, renewed every second.
+	// (With every node unreachable, upstream assumes the control plane is
+	// cut off and evicts nothing: n2 stays healthy.)
+	leases := root.CoordinationV1().Leases(corev1.NamespaceNodeLease)
+	kubelet := func(name string) (stop context.CancelFunc) {
+		node, err := root.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := metav1.Now()
+		node.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: now, LastTransitionTime: now, Reason: "KubeletReady"}}
+		if _, err := root.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		lease, err := leases.Create(ctx, &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec:       coordinationv1.LeaseSpec{HolderIdentity: new(name), LeaseDurationSeconds: new(int32(4)), RenewTime: &metav1.MicroTime{Time: time.Now()}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		kubeletCtx, stop := context.WithCancel(ctx)
+		go func() {
+			for kubeletCtx.Err() == nil {
+				time.Sleep(time.Second)
+				lease.Spec.RenewTime = &metav1.MicroTime{Time: time.Now()}
+				if l, err := leases.Update(kubeletCtx, lease, metav1.UpdateOptions{}); err == nil {
+					lease = l
+				}
+			}
+		}()
+		return stop
+	}
+	stopKubelet := kubelet("n1")
+	kubelet("n2")
+
+	m, err := manager.New(manager.Options{Loopback: e.Admin, RootCA: ca, QuietPeriod: quiet,
+		Nodes: nodelifecycle.Options{MonitorPeriod: time.Second, StartupGracePeriod: 4 * time.Second, MonitorGracePeriod: 4 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	})
+
+	// The same pod in both tenants on n1; A's tolerates an unreachable
+	// node for a second, B's for ever.
+	unreachable := func(seconds *int64) corev1.Toleration {
+		return corev1.Toleration{Key: corev1.TaintNodeUnreachable, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: seconds}
+	}
+	readyPod(t, a, "p", "p", "n1", "10.0.0.1", unreachable(new(int64(1))))
+	readyPod(t, b, "p", "p", "n1", "10.0.0.1", unreachable(nil))
+	time.Sleep(6 * time.Second) // the node stays Ready while the kubelet renews
+	n, err := root.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady && c.Status != corev1.ConditionTrue {
+			t.Fatalf("n1 is %s while its Lease is renewed", c.Status)
+		}
+	}
+
+	stopKubelet()
+	eventually(t, 60*time.Second, "n1 NotReady and tainted unreachable", func(ctx context.Context) (bool, error) {
+		n, err := root.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		tainted := false
+		for _, taint := range n.Spec.Taints {
+			tainted = tainted || (taint.Key == corev1.TaintNodeUnreachable && taint.Effect == corev1.TaintEffectNoExecute)
+		}
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady {
+				return c.Status == corev1.ConditionUnknown && tainted, nil
+			}
+		}
+		return false, nil
+	})
+	// Evicted: deleted, gracefully (a kubelet, or pod GC, finishes it).
+	eventually(t, 60*time.Second, "node-a's pod evicted after its toleration", func(ctx context.Context) (bool, error) {
+		p, err := a.CoreV1().Pods("default").Get(ctx, "p", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return true, nil
+		}
+		return err == nil && p.DeletionTimestamp != nil, err
+	})
+	eventually(t, 30*time.Second, "node-b's pod marked not ready", func(ctx context.Context) (bool, error) {
+		s, err := podReady(ctx, b, "p")
+		return s == corev1.ConditionFalse, err
+	})
+	time.Sleep(2 * time.Second)
+	if p, err := b.CoreV1().Pods("default").Get(ctx, "p", metav1.GetOptions{}); err != nil || p.DeletionTimestamp != nil {
+		t.Errorf("node-b's pod, which tolerates an unreachable node for ever, was evicted (%v)", err)
+	}
+}
