@@ -8,6 +8,15 @@ import (
 	"k8s.io/client-go/tools/cache"
 )
 
+// Unwrap returns the object of a cache.DeletedFinalStateUnknown, which a
+// delete may carry, else obj.
+func Unwrap(obj any) any {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		return d.Obj
+	}
+	return obj
+}
+
 // handler is one registration of AddTenantHandler.
 type handler struct{ cache.ResourceEventHandler }
 

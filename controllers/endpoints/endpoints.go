@@ -8,7 +8,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	"k8s.io/client-go/tools/cache"
 	"k8s.io/kubernetes/pkg/controller/endpoint"
 	"k8s.io/kubernetes/pkg/controller/endpointslice"
 
@@ -35,13 +34,6 @@ type Caches struct {
 	Nodes *crosstenant.Cache
 }
 
-func object(obj any) any {
-	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		return d.Obj
-	}
-	return obj
-}
-
 func selects(svc *corev1.Service) bool { return len(svc.Spec.Selector) != 0 }
 
 // spec is what both controllers share: awake while a tenant with Services
@@ -60,7 +52,7 @@ func spec(c Caches, name string, missing func(t string, svc *corev1.Service) boo
 		Name:  name,
 		Watch: []*crosstenant.Cache{c.Services, c.Pods, c.Endpoints, c.EndpointSlices},
 		Relevant: func(t string, oldObj, newObj any) bool {
-			for _, obj := range []any{object(oldObj), newObj} {
+			for _, obj := range []any{crosstenant.Unwrap(oldObj), newObj} {
 				if svc, ok := obj.(*corev1.Service); ok && selects(svc) {
 					return true
 				}

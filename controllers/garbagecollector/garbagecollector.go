@@ -21,9 +21,9 @@ import (
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/restmapper"
-	"k8s.io/client-go/tools/cache"
 	upstreamgc "k8s.io/kubernetes/pkg/controller/garbagecollector"
 
+	"github.com/kplex/kplex/client/crosstenant"
 	"github.com/kplex/kplex/controllers/activation"
 	"github.com/kplex/kplex/controllers/informerfactory"
 )
@@ -45,10 +45,7 @@ const (
 )
 
 func object(obj any) metav1.Object {
-	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = d.Obj
-	}
-	m, _ := obj.(metav1.Object)
+	m, _ := crosstenant.Unwrap(obj).(metav1.Object)
 	return m
 }
 

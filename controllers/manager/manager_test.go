@@ -89,19 +89,7 @@ func TestIntegrationServiceAccountsAndRootCAPerTenant(t *testing.T) {
 		t.Fatalf("ctl-a has a default ServiceAccount before the controllers run (%v): this test proves nothing", err)
 	}
 
-	m, err := manager.New(manager.Options{Loopback: e.Admin, RootCA: ca, QuietPeriod: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	runErr := make(chan error, 1)
-	go func() { runErr <- m.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-runErr; err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	})
+	m := runManager(t, e)
 
 	// The start-up sweep finds the bootstrap namespaces of every tenant
 	// without their objects and wakes them; then all go back to sleep.

@@ -2,7 +2,6 @@ package manager_test
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
@@ -43,10 +42,6 @@ func TestIntegrationNodeLeaseExpiry(t *testing.T) {
 	root := servertest.Client(t, e.Admin)
 	a := servertest.Client(t, e.CreateTenant(t, "node-a"))
 	b := servertest.Client(t, e.CreateTenant(t, "node-b"))
-	ca, err := os.ReadFile(e.Admin.CAFile)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
@@ -86,19 +81,8 @@ func TestIntegrationNodeLeaseExpiry(t *testing.T) {
 	stopKubelet := kubelet("n1")
 	kubelet("n2")
 
-	m, err := manager.New(manager.Options{Loopback: e.Admin, RootCA: ca, QuietPeriod: quiet,
+	runManagerWith(t, e, manager.Options{
 		Nodes: nodelifecycle.Options{MonitorPeriod: time.Second, StartupGracePeriod: 4 * time.Second, MonitorGracePeriod: 4 * time.Second}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	})
 
 	// The same pod in both tenants on n1; A's tolerates an unreachable
 	// node for a second, B's for ever.

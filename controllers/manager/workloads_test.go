@@ -28,13 +28,23 @@ import (
 	"github.com/kplex/kplex/controllers/workloads"
 )
 
+// runManager runs a controller manager against e, with a short quiet
+// period, until the test ends.
 func runManager(t *testing.T, e *servertest.Env) *manager.Manager {
+	t.Helper()
+	return runManagerWith(t, e, manager.Options{})
+}
+
+// runManagerWith is runManager with opts; Loopback, RootCA and
+// QuietPeriod are filled in.
+func runManagerWith(t *testing.T, e *servertest.Env, opts manager.Options) *manager.Manager {
 	t.Helper()
 	ca, err := os.ReadFile(e.Admin.CAFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := manager.New(manager.Options{Loopback: e.Admin, RootCA: ca, QuietPeriod: quiet})
+	opts.Loopback, opts.RootCA, opts.QuietPeriod = e.Admin, ca, quiet
+	m, err := manager.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

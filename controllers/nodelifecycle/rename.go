@@ -76,12 +76,10 @@ func (r router) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	out.URL.RawPath = ""
 	if req.Body != nil && req.Body != http.NoBody {
-		body, err := io.ReadAll(req.Body)
-		_ = req.Body.Close()
+		body, err := renameIn(req.Body, renamed, ns)
 		if err != nil {
 			return nil, err
 		}
-		body = bytes.ReplaceAll(body, []byte(`"namespace":"`+renamed+`"`), []byte(`"namespace":"`+ns+`"`))
 		out.Body = io.NopCloser(bytes.NewReader(body))
 		out.ContentLength = int64(len(body))
 		out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
@@ -92,14 +90,22 @@ func (r router) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	// Name the namespace back in the answer too, for what the controller
 	// keeps of it.
-	body, err := io.ReadAll(resp.Body)
-	_ = resp.Body.Close()
+	body, err := renameIn(resp.Body, ns, renamed)
 	if err != nil {
 		return nil, err
 	}
-	body = bytes.ReplaceAll(body, []byte(`"namespace":"`+ns+`"`), []byte(`"namespace":"`+renamed+`"`))
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	resp.ContentLength = int64(len(body))
 	resp.Header.Del("Content-Length")
 	return resp, nil
+}
+
+// renameIn reads and closes a JSON body, naming namespace from as to.
+func renameIn(body io.ReadCloser, from, to string) ([]byte, error) {
+	b, err := io.ReadAll(body)
+	_ = body.Close()
+	if err != nil {
+		return nil, err
+	}
+	return bytes.ReplaceAll(b, []byte(`"namespace":"`+from+`"`), []byte(`"namespace":"`+to+`"`)), nil
 }

@@ -9,7 +9,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 	"k8s.io/kubernetes/pkg/controller/certificates/rootcacertpublisher"
 	sacontroller "k8s.io/kubernetes/pkg/controller/serviceaccount"
@@ -44,13 +43,6 @@ type Caches struct {
 	ConfigMaps *crosstenant.Cache
 }
 
-func object(obj any) any {
-	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		return d.Obj
-	}
-	return obj
-}
-
 // namespaceAdded is relevant to both: a new namespace needs both objects;
 // so does one that becomes active again (upstream reacts to updates too,
 // but a namespace's other updates give neither work).
@@ -62,7 +54,7 @@ func namespaceAdded(oldObj, newObj any) bool {
 	if oldObj == nil {
 		return true
 	}
-	old, ok := object(oldObj).(*corev1.Namespace)
+	old, ok := crosstenant.Unwrap(oldObj).(*corev1.Namespace)
 	return ok && old.Status.Phase != ns.Status.Phase && ns.Status.Phase == corev1.NamespaceActive
 }
 
@@ -76,7 +68,7 @@ func ServiceAccounts(c Caches) activation.Spec {
 		Name:  ServiceAccountsName,
 		Watch: []*crosstenant.Cache{c.Namespaces, c.ServiceAccounts},
 		Relevant: func(_ string, oldObj, newObj any) bool {
-			if sa, ok := object(oldObj).(*corev1.ServiceAccount); ok && newObj == nil {
+			if sa, ok := crosstenant.Unwrap(oldObj).(*corev1.ServiceAccount); ok && newObj == nil {
 				return sa.Name == DefaultName
 			}
 			return namespaceAdded(oldObj, newObj)
@@ -113,7 +105,7 @@ func RootCAPublisher(c Caches, rootCA []byte) activation.Spec {
 		Name:  RootCAPublisherName,
 		Watch: []*crosstenant.Cache{c.Namespaces, c.ConfigMaps},
 		Relevant: func(_ string, oldObj, newObj any) bool {
-			if cm, ok := object(oldObj).(*corev1.ConfigMap); ok && newObj == nil {
+			if cm, ok := crosstenant.Unwrap(oldObj).(*corev1.ConfigMap); ok && newObj == nil {
 				return cm.Name == rootcacertpublisher.RootCACertConfigMapName
 			}
 			if cm, ok := newObj.(*corev1.ConfigMap); ok {

@@ -26,17 +26,9 @@ func unsettled(set *appsv1.StatefulSet) bool {
 // StatefulSets is upstream's statefulset controller per tenant.
 func StatefulSets(c Caches) activation.Spec {
 	return activation.Spec{
-		Name:  StatefulSetName,
-		Watch: []*crosstenant.Cache{c.StatefulSets, c.Pods},
-		Relevant: func(_ string, oldObj, newObj any) bool {
-			if _, ok := object(oldObj).(*corev1.Pod); ok {
-				return controlledBy(oldObj, newObj, "StatefulSet")
-			}
-			if _, ok := newObj.(*corev1.Pod); ok {
-				return controlledBy(nil, newObj, "StatefulSet")
-			}
-			return true
-		},
+		Name:     StatefulSetName,
+		Watch:    []*crosstenant.Cache{c.StatefulSets, c.Pods},
+		Relevant: dependentsOf[*corev1.Pod]("StatefulSet"),
 		Pending: func(t string) bool {
 			for _, obj := range c.StatefulSets.InTenant(t) {
 				if unsettled(obj.(*appsv1.StatefulSet)) {

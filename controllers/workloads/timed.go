@@ -63,17 +63,9 @@ func earliest[T any](objs []any, f func(T) time.Time) time.Time {
 func CronJobs(c Caches) activation.Spec {
 	next := func(t string) time.Time { return earliest(c.CronJobs.InTenant(t), nextRun) }
 	return activation.Spec{
-		Name:  CronJobName,
-		Watch: []*crosstenant.Cache{c.CronJobs, c.Jobs},
-		Relevant: func(_ string, oldObj, newObj any) bool {
-			if _, ok := object(oldObj).(*batchv1.Job); ok {
-				return controlledBy(oldObj, newObj, "CronJob")
-			}
-			if _, ok := newObj.(*batchv1.Job); ok {
-				return controlledBy(nil, newObj, "CronJob")
-			}
-			return true
-		},
+		Name:     CronJobName,
+		Watch:    []*crosstenant.Cache{c.CronJobs, c.Jobs},
+		Relevant: dependentsOf[*batchv1.Job]("CronJob"),
 		Pending: func(t string) bool {
 			at := next(t)
 			return !at.IsZero() && !at.After(time.Now())

@@ -10,7 +10,6 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/cache"
 	"k8s.io/kubernetes/pkg/controller/deployment"
 	deploymentutil "k8s.io/kubernetes/pkg/controller/deployment/util"
 	"k8s.io/kubernetes/pkg/controller/job"
@@ -39,17 +38,10 @@ type Caches struct {
 	ControllerRevisions *crosstenant.Cache
 }
 
-func object(obj any) any {
-	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		return d.Obj
-	}
-	return obj
-}
-
 // controlledBy tells whether obj (old or new) is controlled by a kind,
 // or by nothing (an orphan a controller may adopt).
 func controlledBy(oldObj, newObj any, kind string) bool {
-	for _, obj := range []any{object(oldObj), newObj} {
+	for _, obj := range []any{crosstenant.Unwrap(oldObj), newObj} {
 		m, ok := obj.(metav1.Object)
 		if !ok {
 			continue
@@ -60,6 +52,21 @@ func controlledBy(oldObj, newObj any, kind string) bool {
 		}
 	}
 	return false
+}
+
+// dependentsOf is the Relevant of a controller of kind whose dependents
+// are of type D: every change of its own objects, and changes of
+// dependents it controls or may adopt.
+func dependentsOf[D any](kind string) func(string, any, any) bool {
+	return func(_ string, oldObj, newObj any) bool {
+		if _, ok := crosstenant.Unwrap(oldObj).(D); ok {
+			return controlledBy(oldObj, newObj, kind)
+		}
+		if _, ok := newObj.(D); ok {
+			return controlledBy(nil, newObj, kind)
+		}
+		return true
+	}
 }
 
 func replicas(r *int32) int32 {
@@ -102,7 +109,7 @@ func Deployments(c Caches) activation.Spec {
 		Name:  DeploymentName,
 		Watch: []*crosstenant.Cache{c.Deployments, c.ReplicaSets, c.Pods},
 		Relevant: func(_ string, oldObj, newObj any) bool {
-			switch o := object(oldObj).(type) {
+			switch o := crosstenant.Unwrap(oldObj).(type) {
 			case *corev1.Pod:
 				// Recreate waits for the old pods to be gone.
 				return newObj == nil && metav1.GetControllerOfNoCopy(o) != nil
@@ -139,17 +146,9 @@ func waiting(rs *appsv1.ReplicaSet) bool {
 // ReplicaSets is upstream's replicaset controller per tenant.
 func ReplicaSets(c Caches) activation.Spec {
 	return activation.Spec{
-		Name:  ReplicaSetName,
-		Watch: []*crosstenant.Cache{c.ReplicaSets, c.Pods},
-		Relevant: func(_ string, oldObj, newObj any) bool {
-			if _, ok := object(oldObj).(*corev1.Pod); ok {
-				return controlledBy(oldObj, newObj, "ReplicaSet")
-			}
-			if _, ok := newObj.(*corev1.Pod); ok {
-				return controlledBy(nil, newObj, "ReplicaSet")
-			}
-			return true
-		},
+		Name:     ReplicaSetName,
+		Watch:    []*crosstenant.Cache{c.ReplicaSets, c.Pods},
+		Relevant: dependentsOf[*corev1.Pod]("ReplicaSet"),
 		Pending: func(t string) bool {
 			for _, obj := range c.ReplicaSets.InTenant(t) {
 				if waiting(obj.(*appsv1.ReplicaSet)) {
@@ -202,19 +201,11 @@ func Jobs(c Caches) activation.Spec {
 		return false
 	}
 	return activation.Spec{
-		Name:  JobName,
-		Watch: []*crosstenant.Cache{c.Jobs, c.Pods},
-		Relevant: func(_ string, oldObj, newObj any) bool {
-			if _, ok := object(oldObj).(*corev1.Pod); ok {
-				return controlledBy(oldObj, newObj, "Job")
-			}
-			if _, ok := newObj.(*corev1.Pod); ok {
-				return controlledBy(nil, newObj, "Job")
-			}
-			return true
-		},
-		Pending: func(t string) bool { return unfinished(t, false) },
-		Keep:    func(t string) bool { return unfinished(t, true) },
+		Name:     JobName,
+		Watch:    []*crosstenant.Cache{c.Jobs, c.Pods},
+		Relevant: dependentsOf[*corev1.Pod]("Job"),
+		Pending:  func(t string) bool { return unfinished(t, false) },
+		Keep:     func(t string) bool { return unfinished(t, true) },
 		Build: func(ctx context.Context, env activation.Env) (func(context.Context), error) {
 			// Workloads and PodGroups only with WorkloadWithJob, off by
 			// default, as in kube-controller-manager.

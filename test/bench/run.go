@@ -249,24 +249,26 @@ type discard struct{}
 func (discard) Write(b []byte) (int, error) { return len(b), nil }
 
 func metric(client *http.Client, url, name string) (int64, error) {
-	resp, err := client.Get(url + "/metrics")
-	if err != nil {
-		return 0, err
+	var found bool
+	v, err := scanMetric(client, url, func(line string) bool {
+		found = found || strings.HasPrefix(line, name+" ")
+		return strings.HasPrefix(line, name+" ")
+	})
+	if err == nil && !found {
+		err = fmt.Errorf("metric %s not found", name)
 	}
-	defer resp.Body.Close()
-	s := bufio.NewScanner(resp.Body)
-	s.Buffer(make([]byte, 1<<20), 1<<20)
-	for s.Scan() {
-		if rest, ok := strings.CutPrefix(s.Text(), name+" "); ok {
-			f, err := strconv.ParseFloat(rest, 64)
-			return int64(f), err
-		}
-	}
-	return 0, fmt.Errorf("metric %s not found", name)
+	return v, err
 }
 
 // metricSum returns the sum of a metric over its labels.
 func metricSum(client *http.Client, url, name string) (int64, error) {
+	return scanMetric(client, url, func(line string) bool {
+		return strings.HasPrefix(line, name+"{") || strings.HasPrefix(line, name+" ")
+	})
+}
+
+// scanMetric sums the values of the metrics lines that match.
+func scanMetric(client *http.Client, url string, match func(line string) bool) (int64, error) {
 	resp, err := client.Get(url + "/metrics")
 	if err != nil {
 		return 0, err
@@ -276,15 +278,13 @@ func metricSum(client *http.Client, url, name string) (int64, error) {
 	s.Buffer(make([]byte, 1<<20), 1<<20)
 	var sum float64
 	for s.Scan() {
-		line := s.Text()
-		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
-			continue
+		if line := s.Text(); match(line) {
+			f, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+			if err != nil {
+				return 0, err
+			}
+			sum += f
 		}
-		f, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
-		if err != nil {
-			return 0, err
-		}
-		sum += f
 	}
 	return int64(sum), s.Err()
 }

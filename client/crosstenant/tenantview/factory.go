@@ -177,6 +177,27 @@ func (f *Factory) whole(r schema.GroupVersionResource) (*crosstenant.Cache, bool
 	return out, out != nil
 }
 
+// typed is a view's Typed<Kind>Informer: I is upstream's typed informer
+// of the kind, which a view does not offer (nil), L its lister.
+type typed[I, L any] struct {
+	inf    *Informer
+	lister L
+}
+
+func newTyped[I, L any](inf *Informer, lister func(cache.Indexer) L) typed[I, L] {
+	return typed[I, L]{inf: inf, lister: lister(inf.idx)}
+}
+
+func (t typed[I, L]) Informer() cache.SharedIndexInformer { return t.inf }
+func (t typed[I, L]) Lister() L                           { return t.lister }
+
+// TypedInformer is not offered: the upstream code built on views uses
+// Informer.
+func (t typed[I, L]) TypedInformer() I {
+	var none I
+	return none
+}
+
 type generic struct {
 	inf      *Informer
 	resource schema.GroupResource
@@ -206,30 +227,12 @@ type batchV1 struct {
 }
 
 func (v batchV1) Jobs() batchv1informers.TypedJobInformer {
-	return jobs{inf: v.f.informer(v.f.caches.Jobs)}
+	return newTyped[batchv1informers.JobIndexInformer](v.f.informer(v.f.caches.Jobs), batchv1listers.NewJobLister)
 }
 
 func (v batchV1) CronJobs() batchv1informers.TypedCronJobInformer {
-	return cronJobs{inf: v.f.informer(v.f.caches.CronJobs)}
+	return newTyped[batchv1informers.CronJobIndexInformer](v.f.informer(v.f.caches.CronJobs), batchv1listers.NewCronJobLister)
 }
-
-type cronJobs struct {
-	batchv1informers.TypedCronJobInformer
-	inf *Informer
-}
-
-func (n cronJobs) Informer() cache.SharedIndexInformer { return n.inf }
-func (n cronJobs) Lister() batchv1listers.CronJobLister {
-	return batchv1listers.NewCronJobLister(n.inf.idx)
-}
-
-type jobs struct {
-	batchv1informers.TypedJobInformer
-	inf *Informer
-}
-
-func (n jobs) Informer() cache.SharedIndexInformer { return n.inf }
-func (n jobs) Lister() batchv1listers.JobLister    { return batchv1listers.NewJobLister(n.inf.idx) }
 
 type resourceGroup struct {
 	resourceinformers.Interface
@@ -245,31 +248,11 @@ type resourceV1 struct {
 
 // DeviceClasses are the management plane's, shared by every tenant.
 func (v resourceV1) DeviceClasses() resourcev1informers.TypedDeviceClassInformer {
-	return deviceClasses{inf: NewInformer(v.f.caches.DeviceClasses, tenant.Root)}
+	return newTyped[resourcev1informers.DeviceClassIndexInformer](NewInformer(v.f.caches.DeviceClasses, tenant.Root), resourcev1listers.NewDeviceClassLister)
 }
 
 func (v resourceV1) ResourceClaims() resourcev1informers.TypedResourceClaimInformer {
-	return resourceClaims{inf: v.f.informer(v.f.caches.ResourceClaims)}
-}
-
-type deviceClasses struct {
-	resourcev1informers.TypedDeviceClassInformer
-	inf *Informer
-}
-
-func (n deviceClasses) Informer() cache.SharedIndexInformer { return n.inf }
-func (n deviceClasses) Lister() resourcev1listers.DeviceClassLister {
-	return resourcev1listers.NewDeviceClassLister(n.inf.idx)
-}
-
-type resourceClaims struct {
-	resourcev1informers.TypedResourceClaimInformer
-	inf *Informer
-}
-
-func (n resourceClaims) Informer() cache.SharedIndexInformer { return n.inf }
-func (n resourceClaims) Lister() resourcev1listers.ResourceClaimLister {
-	return resourcev1listers.NewResourceClaimLister(n.inf.idx)
+	return newTyped[resourcev1informers.ResourceClaimIndexInformer](v.f.informer(v.f.caches.ResourceClaims), resourcev1listers.NewResourceClaimLister)
 }
 
 func (f *Factory) Admissionregistration() admissionregistrationinformers.Interface {
@@ -289,42 +272,24 @@ type coreV1 struct {
 }
 
 func (v coreV1) Namespaces() corev1informers.TypedNamespaceInformer {
-	return namespaces{inf: v.f.informer(v.f.caches.Namespaces)}
+	return newTyped[corev1informers.NamespaceIndexInformer](v.f.informer(v.f.caches.Namespaces), corev1listers.NewNamespaceLister)
 }
 
 func (v coreV1) LimitRanges() corev1informers.TypedLimitRangeInformer {
-	return limitRanges{inf: v.f.informer(v.f.caches.LimitRanges)}
+	return newTyped[corev1informers.LimitRangeIndexInformer](v.f.informer(v.f.caches.LimitRanges), corev1listers.NewLimitRangeLister)
 }
 
 func (v coreV1) Pods() corev1informers.TypedPodInformer {
-	return pods{inf: v.f.informer(v.f.caches.Pods)}
+	return newTyped[corev1informers.PodIndexInformer](v.f.informer(v.f.caches.Pods), corev1listers.NewPodLister)
 }
 
 // Nodes are root's: a tenant's pods run on the management plane's nodes.
 func (v coreV1) Nodes() corev1informers.TypedNodeInformer {
-	return nodes{inf: NewInformer(v.f.caches.Nodes, tenant.Root)}
+	return newTyped[corev1informers.NodeIndexInformer](NewInformer(v.f.caches.Nodes, tenant.Root), corev1listers.NewNodeLister)
 }
 
 func (v coreV1) Endpoints() corev1informers.TypedEndpointsInformer {
-	return endpoints{inf: v.f.informer(v.f.caches.Endpoints)}
-}
-
-type nodes struct {
-	corev1informers.TypedNodeInformer
-	inf *Informer
-}
-
-func (n nodes) Informer() cache.SharedIndexInformer { return n.inf }
-func (n nodes) Lister() corev1listers.NodeLister    { return corev1listers.NewNodeLister(n.inf.idx) }
-
-type endpoints struct {
-	corev1informers.TypedEndpointsInformer
-	inf *Informer
-}
-
-func (n endpoints) Informer() cache.SharedIndexInformer { return n.inf }
-func (n endpoints) Lister() corev1listers.EndpointsLister {
-	return corev1listers.NewEndpointsLister(n.inf.idx)
+	return newTyped[corev1informers.EndpointsIndexInformer](v.f.informer(v.f.caches.Endpoints), corev1listers.NewEndpointsLister)
 }
 
 func (f *Factory) Discovery() discoveryinformers.Interface { return discoveryGroup{f: f} }
@@ -342,116 +307,28 @@ type discoveryV1 struct {
 }
 
 func (v discoveryV1) EndpointSlices() discoveryv1informers.TypedEndpointSliceInformer {
-	return endpointSlices{inf: v.f.informer(v.f.caches.EndpointSlices)}
-}
-
-type endpointSlices struct {
-	discoveryv1informers.TypedEndpointSliceInformer
-	inf *Informer
-}
-
-func (n endpointSlices) Informer() cache.SharedIndexInformer { return n.inf }
-func (n endpointSlices) Lister() discoveryv1listers.EndpointSliceLister {
-	return discoveryv1listers.NewEndpointSliceLister(n.inf.idx)
+	return newTyped[discoveryv1informers.EndpointSliceIndexInformer](v.f.informer(v.f.caches.EndpointSlices), discoveryv1listers.NewEndpointSliceLister)
 }
 
 func (v coreV1) Services() corev1informers.TypedServiceInformer {
-	return services{inf: v.f.informer(v.f.caches.Services)}
+	return newTyped[corev1informers.ServiceIndexInformer](v.f.informer(v.f.caches.Services), corev1listers.NewServiceLister)
 }
 
 func (v coreV1) PersistentVolumeClaims() corev1informers.TypedPersistentVolumeClaimInformer {
-	return pvcs{inf: v.f.informer(v.f.caches.PersistentVolumeClaims)}
+	return newTyped[corev1informers.PersistentVolumeClaimIndexInformer](v.f.informer(v.f.caches.PersistentVolumeClaims), corev1listers.NewPersistentVolumeClaimLister)
 }
 
 func (v coreV1) ResourceQuotas() corev1informers.TypedResourceQuotaInformer {
-	return resourceQuotas{inf: v.f.informer(v.f.caches.ResourceQuotas)}
-}
-
-type services struct {
-	corev1informers.TypedServiceInformer
-	inf *Informer
-}
-
-func (n services) Informer() cache.SharedIndexInformer { return n.inf }
-func (n services) Lister() corev1listers.ServiceLister {
-	return corev1listers.NewServiceLister(n.inf.idx)
-}
-
-type pvcs struct {
-	corev1informers.TypedPersistentVolumeClaimInformer
-	inf *Informer
-}
-
-func (n pvcs) Informer() cache.SharedIndexInformer { return n.inf }
-func (n pvcs) Lister() corev1listers.PersistentVolumeClaimLister {
-	return corev1listers.NewPersistentVolumeClaimLister(n.inf.idx)
-}
-
-type resourceQuotas struct {
-	corev1informers.TypedResourceQuotaInformer
-	inf *Informer
-}
-
-func (n resourceQuotas) Informer() cache.SharedIndexInformer { return n.inf }
-func (n resourceQuotas) Lister() corev1listers.ResourceQuotaLister {
-	return corev1listers.NewResourceQuotaLister(n.inf.idx)
+	return newTyped[corev1informers.ResourceQuotaIndexInformer](v.f.informer(v.f.caches.ResourceQuotas), corev1listers.NewResourceQuotaLister)
 }
 
 func (v coreV1) ServiceAccounts() corev1informers.TypedServiceAccountInformer {
-	return serviceAccounts{inf: v.f.informer(v.f.caches.ServiceAccounts)}
+	return newTyped[corev1informers.ServiceAccountIndexInformer](v.f.informer(v.f.caches.ServiceAccounts), corev1listers.NewServiceAccountLister)
 }
 
 func (v coreV1) ConfigMaps() corev1informers.TypedConfigMapInformer {
-	return configMaps{inf: v.f.informer(v.f.caches.ConfigMaps)}
+	return newTyped[corev1informers.ConfigMapIndexInformer](v.f.informer(v.f.caches.ConfigMaps), corev1listers.NewConfigMapLister)
 }
-
-type serviceAccounts struct {
-	corev1informers.TypedServiceAccountInformer
-	inf *Informer
-}
-
-func (n serviceAccounts) Informer() cache.SharedIndexInformer { return n.inf }
-func (n serviceAccounts) Lister() corev1listers.ServiceAccountLister {
-	return corev1listers.NewServiceAccountLister(n.inf.idx)
-}
-
-type configMaps struct {
-	corev1informers.TypedConfigMapInformer
-	inf *Informer
-}
-
-func (n configMaps) Informer() cache.SharedIndexInformer { return n.inf }
-func (n configMaps) Lister() corev1listers.ConfigMapLister {
-	return corev1listers.NewConfigMapLister(n.inf.idx)
-}
-
-type namespaces struct {
-	corev1informers.TypedNamespaceInformer
-	inf *Informer
-}
-
-func (n namespaces) Informer() cache.SharedIndexInformer { return n.inf }
-func (n namespaces) Lister() corev1listers.NamespaceLister {
-	return corev1listers.NewNamespaceLister(n.inf.idx)
-}
-
-type limitRanges struct {
-	corev1informers.TypedLimitRangeInformer
-	inf *Informer
-}
-
-func (n limitRanges) Informer() cache.SharedIndexInformer { return n.inf }
-func (n limitRanges) Lister() corev1listers.LimitRangeLister {
-	return corev1listers.NewLimitRangeLister(n.inf.idx)
-}
-
-type pods struct {
-	corev1informers.TypedPodInformer
-	inf *Informer
-}
-
-func (n pods) Informer() cache.SharedIndexInformer { return n.inf }
-func (n pods) Lister() corev1listers.PodLister     { return corev1listers.NewPodLister(n.inf.idx) }
 
 type appsGroup struct {
 	appsinformers.Interface
@@ -466,59 +343,19 @@ type appsV1 struct {
 }
 
 func (v appsV1) Deployments() appsv1informers.TypedDeploymentInformer {
-	return deployments{inf: v.f.informer(v.f.caches.Deployments)}
+	return newTyped[appsv1informers.DeploymentIndexInformer](v.f.informer(v.f.caches.Deployments), appsv1listers.NewDeploymentLister)
 }
 
 func (v appsV1) ReplicaSets() appsv1informers.TypedReplicaSetInformer {
-	return replicaSets{inf: v.f.informer(v.f.caches.ReplicaSets)}
+	return newTyped[appsv1informers.ReplicaSetIndexInformer](v.f.informer(v.f.caches.ReplicaSets), appsv1listers.NewReplicaSetLister)
 }
 
 func (v appsV1) StatefulSets() appsv1informers.TypedStatefulSetInformer {
-	return statefulSets{inf: v.f.informer(v.f.caches.StatefulSets)}
+	return newTyped[appsv1informers.StatefulSetIndexInformer](v.f.informer(v.f.caches.StatefulSets), appsv1listers.NewStatefulSetLister)
 }
 
 func (v appsV1) ControllerRevisions() appsv1informers.TypedControllerRevisionInformer {
-	return controllerRevisions{inf: v.f.informer(v.f.caches.ControllerRevisions)}
-}
-
-type statefulSets struct {
-	appsv1informers.TypedStatefulSetInformer
-	inf *Informer
-}
-
-func (n statefulSets) Informer() cache.SharedIndexInformer { return n.inf }
-func (n statefulSets) Lister() appsv1listers.StatefulSetLister {
-	return appsv1listers.NewStatefulSetLister(n.inf.idx)
-}
-
-type controllerRevisions struct {
-	appsv1informers.TypedControllerRevisionInformer
-	inf *Informer
-}
-
-func (n controllerRevisions) Informer() cache.SharedIndexInformer { return n.inf }
-func (n controllerRevisions) Lister() appsv1listers.ControllerRevisionLister {
-	return appsv1listers.NewControllerRevisionLister(n.inf.idx)
-}
-
-type deployments struct {
-	appsv1informers.TypedDeploymentInformer
-	inf *Informer
-}
-
-func (n deployments) Informer() cache.SharedIndexInformer { return n.inf }
-func (n deployments) Lister() appsv1listers.DeploymentLister {
-	return appsv1listers.NewDeploymentLister(n.inf.idx)
-}
-
-type replicaSets struct {
-	appsv1informers.TypedReplicaSetInformer
-	inf *Informer
-}
-
-func (n replicaSets) Informer() cache.SharedIndexInformer { return n.inf }
-func (n replicaSets) Lister() appsv1listers.ReplicaSetLister {
-	return appsv1listers.NewReplicaSetLister(n.inf.idx)
+	return newTyped[appsv1informers.ControllerRevisionIndexInformer](v.f.informer(v.f.caches.ControllerRevisions), appsv1listers.NewControllerRevisionLister)
 }
 
 type admissionGroup struct {
@@ -534,57 +371,17 @@ type admissionV1 struct {
 }
 
 func (v admissionV1) MutatingWebhookConfigurations() admissionregistrationv1informers.TypedMutatingWebhookConfigurationInformer {
-	return mutatingWebhooks{inf: v.f.informer(v.f.caches.MutatingWebhooks)}
+	return newTyped[admissionregistrationv1informers.MutatingWebhookConfigurationIndexInformer](v.f.informer(v.f.caches.MutatingWebhooks), admissionregistrationv1listers.NewMutatingWebhookConfigurationLister)
 }
 
 func (v admissionV1) ValidatingWebhookConfigurations() admissionregistrationv1informers.TypedValidatingWebhookConfigurationInformer {
-	return validatingWebhooks{inf: v.f.informer(v.f.caches.ValidatingWebhooks)}
+	return newTyped[admissionregistrationv1informers.ValidatingWebhookConfigurationIndexInformer](v.f.informer(v.f.caches.ValidatingWebhooks), admissionregistrationv1listers.NewValidatingWebhookConfigurationLister)
 }
 
 func (v admissionV1) ValidatingAdmissionPolicies() admissionregistrationv1informers.TypedValidatingAdmissionPolicyInformer {
-	return policies{inf: v.f.informer(v.f.caches.Policies)}
+	return newTyped[admissionregistrationv1informers.ValidatingAdmissionPolicyIndexInformer](v.f.informer(v.f.caches.Policies), admissionregistrationv1listers.NewValidatingAdmissionPolicyLister)
 }
 
 func (v admissionV1) ValidatingAdmissionPolicyBindings() admissionregistrationv1informers.TypedValidatingAdmissionPolicyBindingInformer {
-	return policyBindings{inf: v.f.informer(v.f.caches.PolicyBindings)}
-}
-
-type mutatingWebhooks struct {
-	admissionregistrationv1informers.TypedMutatingWebhookConfigurationInformer
-	inf *Informer
-}
-
-func (n mutatingWebhooks) Informer() cache.SharedIndexInformer { return n.inf }
-func (n mutatingWebhooks) Lister() admissionregistrationv1listers.MutatingWebhookConfigurationLister {
-	return admissionregistrationv1listers.NewMutatingWebhookConfigurationLister(n.inf.idx)
-}
-
-type validatingWebhooks struct {
-	admissionregistrationv1informers.TypedValidatingWebhookConfigurationInformer
-	inf *Informer
-}
-
-func (n validatingWebhooks) Informer() cache.SharedIndexInformer { return n.inf }
-func (n validatingWebhooks) Lister() admissionregistrationv1listers.ValidatingWebhookConfigurationLister {
-	return admissionregistrationv1listers.NewValidatingWebhookConfigurationLister(n.inf.idx)
-}
-
-type policies struct {
-	admissionregistrationv1informers.TypedValidatingAdmissionPolicyInformer
-	inf *Informer
-}
-
-func (n policies) Informer() cache.SharedIndexInformer { return n.inf }
-func (n policies) Lister() admissionregistrationv1listers.ValidatingAdmissionPolicyLister {
-	return admissionregistrationv1listers.NewValidatingAdmissionPolicyLister(n.inf.idx)
-}
-
-type policyBindings struct {
-	admissionregistrationv1informers.TypedValidatingAdmissionPolicyBindingInformer
-	inf *Informer
-}
-
-func (n policyBindings) Informer() cache.SharedIndexInformer { return n.inf }
-func (n policyBindings) Lister() admissionregistrationv1listers.ValidatingAdmissionPolicyBindingLister {
-	return admissionregistrationv1listers.NewValidatingAdmissionPolicyBindingLister(n.inf.idx)
+	return newTyped[admissionregistrationv1informers.ValidatingAdmissionPolicyBindingIndexInformer](v.f.informer(v.f.caches.PolicyBindings), admissionregistrationv1listers.NewValidatingAdmissionPolicyBindingLister)
 }
