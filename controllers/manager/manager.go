@@ -20,6 +20,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -33,6 +34,7 @@ import (
 	"github.com/kplex/kplex/client/crosstenant"
 	"github.com/kplex/kplex/client/crosstenant/tenantview"
 	"github.com/kplex/kplex/controllers/activation"
+	"github.com/kplex/kplex/controllers/disruption"
 	"github.com/kplex/kplex/controllers/endpoints"
 	"github.com/kplex/kplex/controllers/garbagecollector"
 	"github.com/kplex/kplex/controllers/namespace"
@@ -129,6 +131,11 @@ func (m *Manager) build(ctx context.Context) (*activation.Activator, []*crossten
 		EndpointSlices: crosstenant.NewCache(crosstenant.ListWatch(m.cross.DiscoveryV1().RESTClient(), "endpointslices"), &discoveryv1.EndpointSlice{}),
 		Nodes:          crosstenant.NewCache(crosstenant.ListWatch(core, "nodes"), &corev1.Node{}),
 	}
+	pdb := disruption.Caches{
+		PodDisruptionBudgets:   crosstenant.NewCache(crosstenant.ListWatch(m.cross.PolicyV1().RESTClient(), "poddisruptionbudgets"), &policyv1.PodDisruptionBudget{}),
+		ReplicationControllers: crosstenant.NewCache(crosstenant.ListWatch(core, "replicationcontrollers"), &corev1.ReplicationController{}),
+		Pods:                   w.Pods, ReplicaSets: w.ReplicaSets, Deployments: w.Deployments, StatefulSets: w.StatefulSets,
+	}
 	gc, err := garbagecollector.NewCaches(ctx, m.opts.Loopback, crosstenant.Config(m.opts.Loopback))
 	if err != nil {
 		return nil, nil, err
@@ -137,6 +144,7 @@ func (m *Manager) build(ctx context.Context) (*activation.Activator, []*crossten
 		Namespaces: sa.Namespaces, ServiceAccounts: sa.ServiceAccounts, ConfigMaps: sa.ConfigMaps,
 		Pods: w.Pods, ReplicaSets: w.ReplicaSets, Deployments: w.Deployments, Jobs: w.Jobs, CronJobs: w.CronJobs,
 		StatefulSets: w.StatefulSets, ControllerRevisions: w.ControllerRevisions,
+		PodDisruptionBudgets: pdb.PodDisruptionBudgets, ReplicationControllers: pdb.ReplicationControllers,
 		ResourceQuotas: quotas, Services: services, PersistentVolumeClaims: claims,
 		Endpoints: ep.Endpoints, EndpointSlices: ep.EndpointSlices, Nodes: ep.Nodes,
 		Metadata: gc,
@@ -154,11 +162,12 @@ func (m *Manager) build(ctx context.Context) (*activation.Activator, []*crossten
 		workloads.Deployments(w), workloads.ReplicaSets(w), workloads.StatefulSets(w), workloads.Jobs(w),
 		workloads.CronJobs(w), workloads.TTLAfterFinished(w),
 		endpoints.Endpoints(ep), endpoints.EndpointSlices(ep),
+		disruption.Spec(pdb),
 	)
 	if err != nil {
 		return nil, nil, err
 	}
-	caches := append([]*crosstenant.Cache{sa.Namespaces, sa.ServiceAccounts, sa.ConfigMaps, w.Pods, w.ReplicaSets, w.Deployments, w.Jobs, w.CronJobs, w.StatefulSets, w.ControllerRevisions, quotas, services, claims, ep.Endpoints, ep.EndpointSlices, ep.Nodes}, gc.List()...)
+	caches := append([]*crosstenant.Cache{sa.Namespaces, sa.ServiceAccounts, sa.ConfigMaps, w.Pods, w.ReplicaSets, w.Deployments, w.Jobs, w.CronJobs, w.StatefulSets, w.ControllerRevisions, quotas, services, claims, ep.Endpoints, ep.EndpointSlices, ep.Nodes, pdb.PodDisruptionBudgets, pdb.ReplicationControllers}, gc.List()...)
 	return a, caches, nil
 }
 

@@ -10,6 +10,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
@@ -18,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -582,5 +584,45 @@ func TestIntegrationStatefulSetsPerTenant(t *testing.T) {
 	}
 	if _, err := b.CoreV1().PersistentVolumeClaims("default").Get(ctx, "data-db-1", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("sts-b's claim data-db-1: %v, want NotFound (it is sts-a's)", err)
+	}
+}
+
+func TestIntegrationPodDisruptionBudgetsPerTenant(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: starts etcd and an apiserver")
+	}
+	e := servertest.Start(t, "")
+	a := servertest.Client(t, e.CreateTenant(t, "pdb-a"))
+	b := servertest.Client(t, e.CreateTenant(t, "pdb-b"))
+	runManager(t, e)
+	ctx := context.Background()
+	d, err := a.AppsV1().Deployments("default").Create(ctx, deployment("web", 2), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitReplicas(t, a, "pdb-a", d, 2)
+	pdb := &policyv1.PodDisruptionBudget{
+		ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec: policyv1.PodDisruptionBudgetSpec{
+			MinAvailable: new(intstr.FromInt32(1)),
+			Selector:     &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
+		},
+	}
+	for _, c := range []kubernetes.Interface{a, b} {
+		if _, err := c.PolicyV1().PodDisruptionBudgets("default").Create(ctx, pdb, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A's budget counts A's two pods (not ready: no kubelet), B's none.
+	for name, c := range map[string]kubernetes.Interface{"pdb-a": a, "pdb-b": b} {
+		want := map[string]int32{"pdb-a": 2, "pdb-b": 0}[name]
+		eventually(t, 60*time.Second, name+"'s budget status", func(ctx context.Context) (bool, error) {
+			got, err := c.PolicyV1().PodDisruptionBudgets("default").Get(ctx, "web", metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			s := got.Status
+			return s.ObservedGeneration == got.Generation && s.ExpectedPods == want && s.DesiredHealthy == 1 && s.DisruptionsAllowed == 0, nil
+		})
 	}
 }

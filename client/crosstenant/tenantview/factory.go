@@ -20,6 +20,8 @@ import (
 	corev1informers "k8s.io/client-go/informers/core/v1"
 	discoveryinformers "k8s.io/client-go/informers/discovery"
 	discoveryv1informers "k8s.io/client-go/informers/discovery/v1"
+	policyinformers "k8s.io/client-go/informers/policy"
+	policyv1informers "k8s.io/client-go/informers/policy/v1"
 	resourceinformers "k8s.io/client-go/informers/resource"
 	resourcev1informers "k8s.io/client-go/informers/resource/v1"
 	admissionregistrationv1listers "k8s.io/client-go/listers/admissionregistration/v1"
@@ -27,6 +29,7 @@ import (
 	batchv1listers "k8s.io/client-go/listers/batch/v1"
 	corev1listers "k8s.io/client-go/listers/core/v1"
 	discoveryv1listers "k8s.io/client-go/listers/discovery/v1"
+	policyv1listers "k8s.io/client-go/listers/policy/v1"
 	resourcev1listers "k8s.io/client-go/listers/resource/v1"
 	"k8s.io/client-go/tools/cache"
 
@@ -49,6 +52,8 @@ type Caches struct {
 	CronJobs               *crosstenant.Cache
 	StatefulSets           *crosstenant.Cache
 	ControllerRevisions    *crosstenant.Cache
+	ReplicationControllers *crosstenant.Cache
+	PodDisruptionBudgets   *crosstenant.Cache
 	Services               *crosstenant.Cache
 	PersistentVolumeClaims *crosstenant.Cache
 	ResourceQuotas         *crosstenant.Cache
@@ -71,7 +76,7 @@ type Caches struct {
 
 // HasSynced reports whether every cache has synced.
 func (c *Caches) HasSynced() bool {
-	for _, x := range []*crosstenant.Cache{c.Pods, c.ReplicaSets, c.Deployments, c.Jobs, c.CronJobs, c.StatefulSets, c.ControllerRevisions, c.Services, c.PersistentVolumeClaims, c.ResourceQuotas, c.ResourceClaims, c.Endpoints, c.EndpointSlices, c.DeviceClasses, c.Nodes, c.Namespaces, c.LimitRanges, c.MutatingWebhooks, c.ValidatingWebhooks, c.Policies, c.PolicyBindings, c.ServiceAccounts, c.ConfigMaps} {
+	for _, x := range []*crosstenant.Cache{c.Pods, c.ReplicaSets, c.Deployments, c.Jobs, c.CronJobs, c.StatefulSets, c.ControllerRevisions, c.ReplicationControllers, c.PodDisruptionBudgets, c.Services, c.PersistentVolumeClaims, c.ResourceQuotas, c.ResourceClaims, c.Endpoints, c.EndpointSlices, c.DeviceClasses, c.Nodes, c.Namespaces, c.LimitRanges, c.MutatingWebhooks, c.ValidatingWebhooks, c.Policies, c.PolicyBindings, c.ServiceAccounts, c.ConfigMaps} {
 		if x != nil && !x.HasSynced() {
 			return false
 		}
@@ -308,6 +313,28 @@ type discoveryV1 struct {
 
 func (v discoveryV1) EndpointSlices() discoveryv1informers.TypedEndpointSliceInformer {
 	return newTyped[discoveryv1informers.EndpointSliceIndexInformer](v.f.informer(v.f.caches.EndpointSlices), discoveryv1listers.NewEndpointSliceLister)
+}
+
+func (v coreV1) ReplicationControllers() corev1informers.TypedReplicationControllerInformer {
+	return newTyped[corev1informers.ReplicationControllerIndexInformer](v.f.informer(v.f.caches.ReplicationControllers), corev1listers.NewReplicationControllerLister)
+}
+
+func (f *Factory) Policy() policyinformers.Interface { return policyGroup{f: f} }
+
+type policyGroup struct {
+	policyinformers.Interface
+	f *Factory
+}
+
+func (g policyGroup) V1() policyv1informers.Interface { return policyV1{f: g.f} }
+
+type policyV1 struct {
+	policyv1informers.Interface
+	f *Factory
+}
+
+func (v policyV1) PodDisruptionBudgets() policyv1informers.TypedPodDisruptionBudgetInformer {
+	return newTyped[policyv1informers.PodDisruptionBudgetIndexInformer](v.f.informer(v.f.caches.PodDisruptionBudgets), policyv1listers.NewPodDisruptionBudgetLister)
 }
 
 func (v coreV1) Services() corev1informers.TypedServiceInformer {
