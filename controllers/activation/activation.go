@@ -66,6 +66,12 @@ type Spec struct {
 	// then be a cache.DeletedFinalStateUnknown). It runs on a reflector goroutine and
 	// must be quick. While the slot is awake, relevant events keep it so.
 	Relevant func(tenantName string, oldObj, newObj any) bool
+	// Fanout are changes in caches of the management plane (root's nodes)
+	// that give work to other tenants: each wakes the tenants it names.
+	Fanout []Fanout
+	// RootNodes sends the instance's node reads to root's nodes, which
+	// every tenant's pods run on, rather than to the tenant's own.
+	RootNodes bool
 	// Pending tells, at start-up, whether the tenant has work waiting.
 	Pending func(tenantName string) bool
 	// Keep, if set, keeps an instance awake past its quiet period while it
@@ -83,6 +89,12 @@ type Spec struct {
 	// Build makes the upstream controller; run blocks until ctx ends. ctx
 	// is the instance's, ended when it stops.
 	Build func(ctx context.Context, env Env) (run func(ctx context.Context), err error)
+}
+
+// Fanout wakes the tenants Tenants names for a change in Cache.
+type Fanout struct {
+	Cache   *crosstenant.Cache
+	Tenants func(oldObj, newObj any) []string
 }
 
 // Options configure an Activator. Zero fields take the defaults.
@@ -205,6 +217,13 @@ func (a *Activator) Run(ctx context.Context) error {
 		for _, c := range s.Watch {
 			c.Observe(func(t string, oldObj, newObj any) {
 				if s.Relevant(t, oldObj, newObj) {
+					a.wake(slot{spec: i, tenant: t})
+				}
+			})
+		}
+		for _, f := range s.Fanout {
+			f.Cache.Observe(func(_ string, oldObj, newObj any) {
+				for _, t := range f.Tenants(oldObj, newObj) {
 					a.wake(slot{spec: i, tenant: t})
 				}
 			})
@@ -474,6 +493,9 @@ func (a *Activator) env(name, t string, inst *instance) (Env, error) {
 	if next == nil {
 		next = http.DefaultTransport
 	}
+	if a.specs[inst.slot.spec].RootNodes {
+		next = rootNodes{next: next, prefix: tenant.Path(t)}
+	}
 	hc := &http.Client{
 		Transport: callNoter{next: next, inst: inst},
 		Timeout:   a.http.Timeout,
@@ -521,4 +543,19 @@ func isDiscovery(path string) bool {
 		return len(parts) <= 3
 	}
 	return false
+}
+
+// rootNodes sends a tenant client's node requests to root's nodes.
+type rootNodes struct {
+	next   http.RoundTripper
+	prefix string // the tenant's path
+}
+
+func (r rootNodes) RoundTrip(req *http.Request) (*http.Response, error) {
+	if rest, ok := strings.CutPrefix(req.URL.Path, r.prefix+"/api/v1/nodes"); ok && (rest == "" || strings.HasPrefix(rest, "/")) {
+		req = req.Clone(req.Context())
+		req.URL.Path = "/api/v1/nodes" + rest
+		req.URL.RawPath = ""
+	}
+	return r.next.RoundTrip(req)
 }

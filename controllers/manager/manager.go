@@ -39,6 +39,7 @@ import (
 	"github.com/kplex/kplex/controllers/garbagecollector"
 	"github.com/kplex/kplex/controllers/namespace"
 	"github.com/kplex/kplex/controllers/nodelifecycle"
+	"github.com/kplex/kplex/controllers/podgc"
 	"github.com/kplex/kplex/controllers/resourcequota"
 	"github.com/kplex/kplex/controllers/serviceaccount"
 	"github.com/kplex/kplex/controllers/workloads"
@@ -140,6 +141,10 @@ func (m *Manager) build(ctx context.Context) (*activation.Activator, []*crossten
 	if err != nil {
 		return nil, nil, err
 	}
+	podGC, err := podgc.Spec(podgc.Caches{Pods: w.Pods, Nodes: ep.Nodes})
+	if err != nil {
+		return nil, nil, err
+	}
 	views := &tenantview.Caches{
 		Namespaces: sa.Namespaces, ServiceAccounts: sa.ServiceAccounts, ConfigMaps: sa.ConfigMaps,
 		Pods: w.Pods, ReplicaSets: w.ReplicaSets, Deployments: w.Deployments, Jobs: w.Jobs, CronJobs: w.CronJobs,
@@ -162,7 +167,7 @@ func (m *Manager) build(ctx context.Context) (*activation.Activator, []*crossten
 		workloads.Deployments(w), workloads.ReplicaSets(w), workloads.StatefulSets(w), workloads.Jobs(w),
 		workloads.CronJobs(w), workloads.TTLAfterFinished(w),
 		endpoints.Endpoints(ep), endpoints.EndpointSlices(ep),
-		disruption.Spec(pdb),
+		disruption.Spec(pdb), podGC,
 	)
 	if err != nil {
 		return nil, nil, err

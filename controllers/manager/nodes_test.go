@@ -14,6 +14,7 @@ import (
 	"github.com/kplex/kplex/apiserver/server/servertest"
 	"github.com/kplex/kplex/controllers/manager"
 	"github.com/kplex/kplex/controllers/nodelifecycle"
+	"github.com/kplex/kplex/controllers/podgc"
 )
 
 // podReady reports pod name's Ready condition in c.
@@ -134,5 +135,44 @@ func TestIntegrationNodeLeaseExpiry(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	if p, err := b.CoreV1().Pods("default").Get(ctx, "p", metav1.GetOptions{}); err != nil || p.DeletionTimestamp != nil {
 		t.Errorf("node-b's pod, which tolerates an unreachable node for ever, was evicted (%v)", err)
+	}
+}
+
+// TestIntegrationPodsOfADeletedNodeAreCollected: when the management plane
+// deletes a node, the pods bound to it are deleted in every tenant (after
+// upstream's 40 s quarantine), and pods on other nodes stay.
+func TestIntegrationPodsOfADeletedNodeAreCollected(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: starts etcd and an apiserver")
+	}
+	e := servertest.Start(t, "")
+	root := servertest.Client(t, e.Admin)
+	a := servertest.Client(t, e.CreateTenant(t, "podgc-a"))
+	b := servertest.Client(t, e.CreateTenant(t, "podgc-b"))
+	m := runManager(t, e)
+	ctx := context.Background()
+	for _, n := range []string{"n1", "n2"} {
+		if _, err := root.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	readyPod(t, a, "p", "p", "n1", "10.0.0.1")
+	readyPod(t, b, "p", "p", "n1", "10.0.0.2")
+	readyPod(t, b, "q", "q", "n2", "10.0.0.3")
+	eventually(t, 30*time.Second, "the pod collectors asleep", func(context.Context) (bool, error) {
+		return len(m.AwakeTenants(podgc.Name)) == 0, nil
+	})
+	if err := root.CoreV1().Nodes().Delete(ctx, "n1", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Up to upstream's 40 s quarantine plus its 20 s period, and a margin.
+	for name, c := range map[string]kubernetes.Interface{"podgc-a": a, "podgc-b": b} {
+		eventually(t, 2*time.Minute, name+"'s pod on the deleted node collected", func(ctx context.Context) (bool, error) {
+			_, err := c.CoreV1().Pods("default").Get(ctx, "p", metav1.GetOptions{})
+			return apierrors.IsNotFound(err), nil
+		})
+	}
+	if p, err := b.CoreV1().Pods("default").Get(ctx, "q", metav1.GetOptions{}); err != nil || p.DeletionTimestamp != nil {
+		t.Errorf("podgc-b's pod on n2, which stays: %v", err)
 	}
 }
