@@ -121,6 +121,7 @@ func (m *Manager) build(ctx context.Context) (*activation.Activator, []*crossten
 
 		StatefulSets:        crosstenant.NewCache(crosstenant.ListWatch(apps, "statefulsets"), &appsv1.StatefulSet{}),
 		ControllerRevisions: crosstenant.NewCache(crosstenant.ListWatch(apps, "controllerrevisions"), &appsv1.ControllerRevision{}),
+		DaemonSets:          crosstenant.NewCache(crosstenant.ListWatch(apps, "daemonsets"), &appsv1.DaemonSet{}),
 	}
 	quotas := crosstenant.NewCache(crosstenant.ListWatch(core, "resourcequotas"), &corev1.ResourceQuota{})
 	services := crosstenant.NewCache(crosstenant.ListWatch(core, "services"), &corev1.Service{})
@@ -148,7 +149,7 @@ func (m *Manager) build(ctx context.Context) (*activation.Activator, []*crossten
 	views := &tenantview.Caches{
 		Namespaces: sa.Namespaces, ServiceAccounts: sa.ServiceAccounts, ConfigMaps: sa.ConfigMaps,
 		Pods: w.Pods, ReplicaSets: w.ReplicaSets, Deployments: w.Deployments, Jobs: w.Jobs, CronJobs: w.CronJobs,
-		StatefulSets: w.StatefulSets, ControllerRevisions: w.ControllerRevisions,
+		StatefulSets: w.StatefulSets, ControllerRevisions: w.ControllerRevisions, DaemonSets: w.DaemonSets,
 		PodDisruptionBudgets: pdb.PodDisruptionBudgets, ReplicationControllers: pdb.ReplicationControllers,
 		ResourceQuotas: quotas, Services: services, PersistentVolumeClaims: claims,
 		Endpoints: ep.Endpoints, EndpointSlices: ep.EndpointSlices, Nodes: ep.Nodes,
@@ -167,12 +168,12 @@ func (m *Manager) build(ctx context.Context) (*activation.Activator, []*crossten
 		workloads.Deployments(w), workloads.ReplicaSets(w), workloads.StatefulSets(w), workloads.Jobs(w),
 		workloads.CronJobs(w), workloads.TTLAfterFinished(w),
 		endpoints.Endpoints(ep), endpoints.EndpointSlices(ep),
-		disruption.Spec(pdb), podGC,
+		disruption.Spec(pdb), podGC, workloads.DaemonSets(w, ep.Nodes),
 	)
 	if err != nil {
 		return nil, nil, err
 	}
-	caches := append([]*crosstenant.Cache{sa.Namespaces, sa.ServiceAccounts, sa.ConfigMaps, w.Pods, w.ReplicaSets, w.Deployments, w.Jobs, w.CronJobs, w.StatefulSets, w.ControllerRevisions, quotas, services, claims, ep.Endpoints, ep.EndpointSlices, ep.Nodes, pdb.PodDisruptionBudgets, pdb.ReplicationControllers}, gc.List()...)
+	caches := append([]*crosstenant.Cache{sa.Namespaces, sa.ServiceAccounts, sa.ConfigMaps, w.Pods, w.ReplicaSets, w.Deployments, w.Jobs, w.CronJobs, w.StatefulSets, w.ControllerRevisions, w.DaemonSets, quotas, services, claims, ep.Endpoints, ep.EndpointSlices, ep.Nodes, pdb.PodDisruptionBudgets, pdb.ReplicationControllers}, gc.List()...)
 	return a, caches, nil
 }
 

@@ -2,9 +2,11 @@ package manager_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -46,39 +48,9 @@ func TestIntegrationNodeLeaseExpiry(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	// Two kubelets: Ready nodes and their Leases, renewed every second.
-	// (With every node unreachable, upstream assumes the control plane is
-	// cut off and evicts nothing: n2 stays healthy.)
-	leases := root.CoordinationV1().Leases(corev1.NamespaceNodeLease)
-	kubelet := func(name string) (stop context.CancelFunc) {
-		node, err := root.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		now := metav1.Now()
-		node.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: now, LastTransitionTime: now, Reason: "KubeletReady"}}
-		if _, err := root.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		lease, err := leases.Create(ctx, &coordinationv1.Lease{
-			ObjectMeta: metav1.ObjectMeta{Name: name},
-			Spec:       coordinationv1.LeaseSpec{HolderIdentity: new(name), LeaseDurationSeconds: new(int32(4)), RenewTime: &metav1.MicroTime{Time: time.Now()}},
-		}, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		kubeletCtx, stop := context.WithCancel(ctx)
-		go func() {
-			for kubeletCtx.Err() == nil {
-				time.Sleep(time.Second)
-				lease.Spec.RenewTime = &metav1.MicroTime{Time: time.Now()}
-				if l, err := leases.Update(kubeletCtx, lease, metav1.UpdateOptions{}); err == nil {
-					lease = l
-				}
-			}
-		}()
-		return stop
-	}
+	// Two kubelets. (With every node unreachable, upstream assumes the
+	// control plane is cut off and evicts nothing: n2 stays healthy.)
+	kubelet := func(name string) context.CancelFunc { return fakeKubelet(ctx, t, root, name) }
 	stopKubelet := kubelet("n1")
 	kubelet("n2")
 
@@ -174,5 +146,107 @@ func TestIntegrationPodsOfADeletedNodeAreCollected(t *testing.T) {
 	}
 	if p, err := b.CoreV1().Pods("default").Get(ctx, "q", metav1.GetOptions{}); err != nil || p.DeletionTimestamp != nil {
 		t.Errorf("podgc-b's pod on n2, which stays: %v", err)
+	}
+}
+
+// fakeKubelet registers a Ready node and renews its Lease every second,
+// as a kubelet does, until the returned stop is called.
+func fakeKubelet(ctx context.Context, t *testing.T, root kubernetes.Interface, name string) (stop context.CancelFunc) {
+	t.Helper()
+	leases := root.CoordinationV1().Leases(corev1.NamespaceNodeLease)
+	node, err := root.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := metav1.Now()
+	node.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: now, LastTransitionTime: now, Reason: "KubeletReady"}}
+	if _, err := root.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	lease, err := leases.Create(ctx, &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec:       coordinationv1.LeaseSpec{HolderIdentity: new(name), LeaseDurationSeconds: new(int32(4)), RenewTime: &metav1.MicroTime{Time: time.Now()}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeletCtx, stop := context.WithCancel(ctx)
+	go func() {
+		for kubeletCtx.Err() == nil {
+			time.Sleep(time.Second)
+			lease.Spec.RenewTime = &metav1.MicroTime{Time: time.Now()}
+			if l, err := leases.Update(kubeletCtx, lease, metav1.UpdateOptions{}); err == nil {
+				lease = l
+			}
+		}
+	}()
+	return stop
+}
+
+// TestIntegrationDaemonSetsPerTenant: the same DaemonSet in two tenants
+// runs a pod of each tenant on every node of the management plane, and a
+// new node gets one of each.
+func TestIntegrationDaemonSetsPerTenant(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: starts etcd and an apiserver")
+	}
+	e := servertest.Start(t, "")
+	root := servertest.Client(t, e.Admin)
+	a := servertest.Client(t, e.CreateTenant(t, "ds-a"))
+	b := servertest.Client(t, e.CreateTenant(t, "ds-b"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	fakeKubelet(ctx, t, root, "n1")
+	fakeKubelet(ctx, t, root, "n2")
+	runManager(t, e)
+	labels := map[string]string{"app": "agent"}
+	ds := &appsv1.DaemonSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "agent"},
+		Spec: appsv1.DaemonSetSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox"}}},
+			},
+		},
+	}
+	for _, c := range []kubernetes.Interface{a, b} {
+		if _, err := c.AppsV1().DaemonSets("default").Create(ctx, ds, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// nodesOf returns the nodes the tenant's daemon pods are for.
+	nodesOf := func(ctx context.Context, c kubernetes.Interface) ([]string, error) {
+		pods, err := c.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=agent"})
+		if err != nil {
+			return nil, err
+		}
+		var out []string
+		for _, p := range pods.Items {
+			if aff := p.Spec.Affinity; aff != nil && aff.NodeAffinity != nil && aff.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution != nil {
+				for _, term := range aff.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms {
+					for _, f := range term.MatchFields {
+						out = append(out, f.Values...)
+					}
+				}
+			}
+		}
+		slices.Sort(out)
+		return out, nil
+	}
+	want := []string{"n1", "n2"}
+	for name, c := range map[string]kubernetes.Interface{"ds-a": a, "ds-b": b} {
+		eventually(t, 60*time.Second, name+"'s daemon pods on n1 and n2", func(ctx context.Context) (bool, error) {
+			got, err := nodesOf(ctx, c)
+			return slices.Equal(got, want), err
+		})
+	}
+	fakeKubelet(ctx, t, root, "n3")
+	want = []string{"n1", "n2", "n3"}
+	for name, c := range map[string]kubernetes.Interface{"ds-a": a, "ds-b": b} {
+		eventually(t, 60*time.Second, name+"'s daemon pod on the new node n3", func(ctx context.Context) (bool, error) {
+			got, err := nodesOf(ctx, c)
+			return slices.Equal(got, want), err
+		})
 	}
 }

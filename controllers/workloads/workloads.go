@@ -1,6 +1,6 @@
 // Package workloads runs upstream's workload controllers per tenant, as
-// activation Specs: deployment, replicaset, statefulset, job, cronjob and
-// ttl-after-finished so far.
+// activation Specs: deployment, replicaset, statefulset, daemonset, job,
+// cronjob and ttl-after-finished.
 package workloads
 
 import (
@@ -36,6 +36,7 @@ type Caches struct {
 	// StatefulSets and ControllerRevisions: the statefulset controller's.
 	StatefulSets        *crosstenant.Cache
 	ControllerRevisions *crosstenant.Cache
+	DaemonSets          *crosstenant.Cache
 }
 
 // controlledBy tells whether obj (old or new) is controlled by a kind,

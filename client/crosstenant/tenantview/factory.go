@@ -52,6 +52,7 @@ type Caches struct {
 	CronJobs               *crosstenant.Cache
 	StatefulSets           *crosstenant.Cache
 	ControllerRevisions    *crosstenant.Cache
+	DaemonSets             *crosstenant.Cache
 	ReplicationControllers *crosstenant.Cache
 	PodDisruptionBudgets   *crosstenant.Cache
 	Services               *crosstenant.Cache
@@ -76,7 +77,7 @@ type Caches struct {
 
 // HasSynced reports whether every cache has synced.
 func (c *Caches) HasSynced() bool {
-	for _, x := range []*crosstenant.Cache{c.Pods, c.ReplicaSets, c.Deployments, c.Jobs, c.CronJobs, c.StatefulSets, c.ControllerRevisions, c.ReplicationControllers, c.PodDisruptionBudgets, c.Services, c.PersistentVolumeClaims, c.ResourceQuotas, c.ResourceClaims, c.Endpoints, c.EndpointSlices, c.DeviceClasses, c.Nodes, c.Namespaces, c.LimitRanges, c.MutatingWebhooks, c.ValidatingWebhooks, c.Policies, c.PolicyBindings, c.ServiceAccounts, c.ConfigMaps} {
+	for _, x := range []*crosstenant.Cache{c.Pods, c.ReplicaSets, c.Deployments, c.Jobs, c.CronJobs, c.StatefulSets, c.ControllerRevisions, c.DaemonSets, c.ReplicationControllers, c.PodDisruptionBudgets, c.Services, c.PersistentVolumeClaims, c.ResourceQuotas, c.ResourceClaims, c.Endpoints, c.EndpointSlices, c.DeviceClasses, c.Nodes, c.Namespaces, c.LimitRanges, c.MutatingWebhooks, c.ValidatingWebhooks, c.Policies, c.PolicyBindings, c.ServiceAccounts, c.ConfigMaps} {
 		if x != nil && !x.HasSynced() {
 			return false
 		}
@@ -375,6 +376,10 @@ func (v appsV1) Deployments() appsv1informers.TypedDeploymentInformer {
 
 func (v appsV1) ReplicaSets() appsv1informers.TypedReplicaSetInformer {
 	return newTyped[appsv1informers.ReplicaSetIndexInformer](v.f.informer(v.f.caches.ReplicaSets), appsv1listers.NewReplicaSetLister)
+}
+
+func (v appsV1) DaemonSets() appsv1informers.TypedDaemonSetInformer {
+	return newTyped[appsv1informers.DaemonSetIndexInformer](v.f.informer(v.f.caches.DaemonSets), appsv1listers.NewDaemonSetLister)
 }
 
 func (v appsV1) StatefulSets() appsv1informers.TypedStatefulSetInformer {
