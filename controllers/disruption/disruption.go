@@ -46,7 +46,7 @@ func Spec(c Caches) activation.Spec {
 			if _, ok := newObj.(*policyv1.PodDisruptionBudget); ok {
 				return true
 			}
-			return len(budgets(t)) != 0
+			return len(c.PodDisruptionBudgets.InTenant(t)) != 0
 		},
 		Pending: func(t string) bool {
 			for _, pdb := range budgets(t) {

@@ -57,7 +57,15 @@ func spec(c Caches, name string, missing func(t string, svc *corev1.Service) boo
 					return true
 				}
 			}
-			return len(selecting(t)) != 0
+			// Any pod or endpoints change, in a tenant with a Service
+			// that selects pods (checked without building a list: this
+			// runs for every change in every tenant).
+			for _, obj := range c.Services.InTenant(t) {
+				if selects(obj.(*corev1.Service)) {
+					return true
+				}
+			}
+			return false
 		},
 		// What changed while the manager was down: a selecting Service
 		// without its endpoints. (Changed pods are found once a Service or

@@ -73,10 +73,12 @@ func Spec(c Caches) activation.Spec {
 		}
 		return false
 	}
-	anyCollecting := func(t string) bool {
+	// pending: a deletion waits on the collector, or an object names an
+	// owner not found (gone, or one of the tenant's custom resources).
+	pending := func(t string) bool {
 		for _, x := range c {
 			for _, obj := range x.InTenant(t) {
-				if collecting(object(obj)) {
+				if m := object(obj); collecting(m) || ownerMissing(m) {
 					return true
 				}
 			}
@@ -103,32 +105,11 @@ func Spec(c Caches) activation.Spec {
 			}
 			return ownerMissing(m)
 		},
-		Pending: func(t string) bool {
-			for _, x := range c {
-				for _, obj := range x.InTenant(t) {
-					if m := object(obj); collecting(m) || ownerMissing(m) {
-						return true
-					}
-				}
-			}
-			return false
-		},
+		Pending: pending,
 		// Owners not in the caches are the tenant's custom resources
 		// (or gone): their deletion is seen only by an awake collector,
 		// so a tenant with such dependents keeps it awake.
-		Keep: func(t string) bool {
-			if anyCollecting(t) {
-				return true
-			}
-			for _, x := range c {
-				for _, obj := range x.InTenant(t) {
-					if ownerMissing(object(obj)) {
-						return true
-					}
-				}
-			}
-			return false
-		},
+		Keep:  pending,
 		QPS:   qps,
 		Burst: burst,
 		Build: func(ctx context.Context, env activation.Env) (func(context.Context), error) {

@@ -2,6 +2,7 @@ package workloads
 
 import (
 	"context"
+	"maps"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -25,20 +26,8 @@ func nodeChanged(oldObj, newObj any) bool {
 	if !ok1 || !ok2 {
 		return ok1 || ok2
 	}
-	return !equalStrings(old.Labels, cur.Labels) || len(old.Spec.Taints) != len(cur.Spec.Taints) ||
+	return !maps.Equal(old.Labels, cur.Labels) || len(old.Spec.Taints) != len(cur.Spec.Taints) ||
 		old.Spec.Unschedulable != cur.Spec.Unschedulable
-}
-
-func equalStrings(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }
 
 // DaemonSets is upstream's daemonset controller per tenant, over the
