@@ -34,14 +34,7 @@ func readyPod(t *testing.T, c kubernetes.Interface, name, app, node, ip string, 
 	want.Labels = map[string]string{"app": app}
 	want.Spec.NodeName = node
 	want.Spec.Tolerations = tolerations
-	var p *corev1.Pod
-	var err error
-	for range 100 { // until the namespace's default ServiceAccount exists
-		if p, err = c.CoreV1().Pods("default").Create(ctx, want.DeepCopy(), metav1.CreateOptions{}); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	p, err := createAdmitted(ctx, c, want)
 	if err != nil {
 		t.Fatal(err)
 	}

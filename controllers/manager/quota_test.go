@@ -44,17 +44,24 @@ func waitUsedPods(t *testing.T, c kubernetes.Interface, tenantName string, want 
 	})
 }
 
-// createPodsWhenAdmitted creates pods, retrying while the namespace's
-// default ServiceAccount is not there yet.
-func createPod(ctx context.Context, c kubernetes.Interface, name string) error {
+// createAdmitted creates p in default, retrying while the namespace's
+// default ServiceAccount is not there yet (the controllers make it).
+func createAdmitted(ctx context.Context, c kubernetes.Interface, p *corev1.Pod) (*corev1.Pod, error) {
 	var err error
 	for range 100 {
-		_, err = c.CoreV1().Pods("default").Create(ctx, pod(name), metav1.CreateOptions{})
+		var out *corev1.Pod
+		out, err = c.CoreV1().Pods("default").Create(ctx, p.DeepCopy(), metav1.CreateOptions{})
 		if err == nil || !strings.Contains(err.Error(), "serviceaccount") {
-			return err
+			return out, err
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	return nil, err
+}
+
+// createPod creates a plain pod named name; see createAdmitted.
+func createPod(ctx context.Context, c kubernetes.Interface, name string) error {
+	_, err := createAdmitted(ctx, c, pod(name))
 	return err
 }
 
