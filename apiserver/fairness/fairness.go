@@ -29,18 +29,30 @@ const Name = "kplex-tenants"
 const UserPrefix = "kplex:tenant:"
 
 // PerTenant wraps the apiserver's flow control so that tenants' requests
-// are classified by tenant.
-func PerTenant(inner utilflowcontrol.Interface) utilflowcontrol.Interface {
-	return perTenant{inner}
+// are classified by tenant, and each tenant executes at most inflight's
+// bound at once. Requests that wait for the tenant's bound hold no seat of
+// the tenant's priority level, so they delay no other tenant.
+func PerTenant(inner utilflowcontrol.Interface, inflight *Inflight) utilflowcontrol.Interface {
+	return perTenant{inner, inflight}
 }
 
-type perTenant struct{ utilflowcontrol.Interface }
+type perTenant struct {
+	utilflowcontrol.Interface
+	inflight *Inflight
+}
 
 func (p perTenant) Handle(ctx context.Context, digest utilflowcontrol.RequestDigest,
 	noteFn func(*flowcontrolv1.FlowSchema, *flowcontrolv1.PriorityLevelConfiguration, string),
 	workEstimator func() fcrequest.WorkEstimate, queueNoteFn fq.QueueNoteFn, execFn func()) {
 	if t := tenant.FromContext(ctx); t != tenant.Root && t != tenant.Wildcard && !tenantauth.Privileged(digest.User) {
 		digest.User = &user.DefaultInfo{Name: UserPrefix + t, Groups: []string{TenantsGroup, user.AllAuthenticated}}
+		// Not calling execFn is how a request is refused: the filter
+		// answers 429 Too Many Requests with Retry-After.
+		release, ok := p.inflight.Acquire(ctx, t)
+		if !ok {
+			return
+		}
+		defer release()
 	}
 	p.Interface.Handle(ctx, digest, noteFn, workEstimator, queueNoteFn, execFn)
 }
@@ -53,12 +65,15 @@ type Options struct {
 	// Queues and HandSize are shuffle sharding's: with many tenants, two
 	// share all their queues only rarely.
 	Queues, HandSize, QueueLengthLimit int32
+	// MaxInflight bounds the requests one tenant executes at once (0: no
+	// bound); up to QueueLengthLimit more wait for it, beyond that 429.
+	MaxInflight int
 }
 
 // DefaultOptions keep the tenants' level small on purpose: requests
 // executing at once share the CPU, so a flooding tenant must wait in its
 // queues rather than crowd the others in execution.
-var DefaultOptions = Options{ConcurrencyShares: 10, Queues: 128, HandSize: 6, QueueLengthLimit: 50}
+var DefaultOptions = Options{ConcurrencyShares: 10, Queues: 128, HandSize: 6, QueueLengthLimit: 50, MaxInflight: DefaultMaxInflightPerTenant()}
 
 // PriorityLevel returns the tenants' PriorityLevelConfiguration. It lends
 // and borrows nothing, so its limit holds whatever the other levels do.

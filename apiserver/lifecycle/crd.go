@@ -79,9 +79,9 @@ func TenantCRD() *apiextensionsv1.CustomResourceDefinition {
 	}
 }
 
-// InstallCRD creates or updates the Tenant CRD and waits until it is Established.
-func InstallCRD(ctx context.Context, client apiextensionsclient.Interface) error {
-	want := TenantCRD()
+// InstallCRD creates or updates a management-plane CRD (the Tenant CRD,
+// the scheduling API's) and waits until it is Established.
+func InstallCRD(ctx context.Context, client apiextensionsclient.Interface, want *apiextensionsv1.CustomResourceDefinition) error {
 	crds := client.ApiextensionsV1().CustomResourceDefinitions()
 	var lastErr error
 	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
@@ -93,16 +93,19 @@ func InstallCRD(ctx context.Context, client apiextensionsclient.Interface) error
 			existing.Spec = want.Spec
 			_, err = crds.Update(ctx, existing, metav1.UpdateOptions{})
 		}
+		if apierrors.IsInvalid(err) {
+			return false, err // a bad definition: trying again will not help
+		}
 		if err != nil {
 			// The apiextensions server may still be starting; try again.
 			lastErr = err
-			klog.V(1).InfoS("Installing the Tenant CRD", "err", err)
+			klog.V(1).InfoS("Installing a CRD", "crd", want.Name, "err", err)
 			return false, nil
 		}
 		return true, nil
 	})
 	if err != nil {
-		return fmt.Errorf("installing the Tenant CRD: %w (last error: %v)", err, lastErr)
+		return fmt.Errorf("installing CRD %s: %w (last error: %v)", want.Name, err, lastErr)
 	}
 	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		crd, err := crds.Get(ctx, want.Name, metav1.GetOptions{})
@@ -117,7 +120,7 @@ func InstallCRD(ctx context.Context, client apiextensionsclient.Interface) error
 		return false, nil
 	})
 	if err != nil {
-		return fmt.Errorf("waiting for the Tenant CRD to be established: %w", err)
+		return fmt.Errorf("waiting for CRD %s to be established: %w", want.Name, err)
 	}
 	return nil
 }

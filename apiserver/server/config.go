@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 	"github.com/kplex/kplex/apiserver/admission/tenantmux"
 	"github.com/kplex/kplex/apiserver/fairness"
 	"github.com/kplex/kplex/apiserver/pki"
+	"github.com/kplex/kplex/apiserver/schedulingapi"
 )
 
 const (
@@ -82,7 +84,8 @@ func NewConfig() *Config {
 	namespaces.Register(adm.Plugins)
 	adm.RecommendedPluginOrder = slices.Insert(adm.RecommendedPluginOrder, slices.Index(adm.RecommendedPluginOrder, "NamespaceLifecycle")+1, namespacelifecycle.PluginName)
 	crdconversion.Register(adm.Plugins)
-	adm.RecommendedPluginOrder = append(adm.RecommendedPluginOrder, crdconversion.PluginName)
+	schedulingapi.Register(adm.Plugins)
+	adm.RecommendedPluginOrder = append(adm.RecommendedPluginOrder, crdconversion.PluginName, schedulingapi.PluginName)
 	// Webhooks, policies, LimitRanger, PodSecurity and ServiceAccount keep their names and
 	// places; the hub's decorator gives each tenant its own instance. It
 	// goes first, so that upstream's metrics decorator wraps it.
@@ -128,6 +131,8 @@ func (c *Config) AddFlags(fss *cliflag.NamedFlagSets) {
 		"API Priority and Fairness: queues each tenant's flow is dealt.")
 	fs.Int32Var(&c.Fairness.QueueLengthLimit, "tenant-queue-length-limit", c.Fairness.QueueLengthLimit,
 		"API Priority and Fairness: requests a queue of the tenants' level holds before it rejects with 429.")
+	fs.IntVar(&c.Fairness.MaxInflight, "max-requests-inflight-per-tenant", c.Fairness.MaxInflight,
+		"Requests one tenant executes at once, whatever API Priority and Fairness would allow; up to --tenant-queue-length-limit more wait, beyond that 429. Default half the CPUs (at least 1), so one tenant cannot take the CPU from the others. 0 bounds nothing.")
 	fs.DurationVar(&c.AdmissionIdleTimeout, "tenant-admission-idle-timeout", c.AdmissionIdleTimeout,
 		"A tenant's own instance of an admission plugin (webhooks, admission policies, LimitRanger, PodSecurity) that no request used for this long is stopped, and built again on the tenant's next request. Must exceed 30s; 0 keeps instances while the tenant has such objects.")
 	fs.DurationVar(&c.CRDIdleTimeout, "tenant-crd-idle-timeout", c.CRDIdleTimeout,
@@ -159,6 +164,9 @@ func (c *Config) Validate() error {
 	}
 	if c.namespaces == nil {
 		return errors.New("the Config was not made by NewConfig")
+	}
+	if c.Fairness.MaxInflight < 0 {
+		return fmt.Errorf("--max-requests-inflight-per-tenant must not be negative, got %d", c.Fairness.MaxInflight)
 	}
 	return nil
 }

@@ -39,6 +39,7 @@ import (
 	"github.com/kplex/kplex/apiserver/partition"
 	"github.com/kplex/kplex/apiserver/pki"
 	"github.com/kplex/kplex/apiserver/routing"
+	"github.com/kplex/kplex/apiserver/schedulingapi"
 	"github.com/kplex/kplex/apiserver/tenantauth"
 	"github.com/kplex/kplex/apiserver/tenantcrd"
 	"github.com/kplex/kplex/apiserver/tenantrbac"
@@ -224,6 +225,7 @@ func (s *Server) partition(c *app.Config) error {
 		c.KubeAPIs.ControlPlane.Extra.ServiceAccountIssuer = tenantauth.TokenGenerator(issuer)
 	}
 	generics := []*genericapiserver.Config{c.KubeAPIs.ControlPlane.Generic, &c.ApiExtensions.GenericConfig.Config, &c.Aggregator.GenericConfig.Config}
+	inflight := fairness.NewInflight(s.cfg.Fairness.MaxInflight, int(s.cfg.Fairness.QueueLengthLimit))
 	for _, g := range generics {
 		g.RESTOptionsGetter = partition.RESTOptionsGetter(g.RESTOptionsGetter, s.prefixes)
 		tokens := bearertoken.New(s.tokens.Authenticator(s.registry))
@@ -234,7 +236,7 @@ func (s *Server) partition(c *app.Config) error {
 		}
 		g.Authorization.Authorizer = tenantauth.Authorizer(g.Authorization.Authorizer, perTenant)
 		if g.FlowControl != nil {
-			g.FlowControl = fairness.PerTenant(g.FlowControl)
+			g.FlowControl = fairness.PerTenant(g.FlowControl, inflight)
 		}
 	}
 	// Custom resources are one tenant's each: root's CRD handler serves
@@ -307,8 +309,10 @@ func (s *Server) startLifecycle(hook genericapiserver.PostStartHookContext, etcd
 	if err != nil {
 		return err
 	}
-	if err := lifecycle.InstallCRD(hook, crds); err != nil {
-		return err
+	for _, crd := range append([]*apiextensionsv1.CustomResourceDefinition{lifecycle.TenantCRD()}, schedulingapi.CRDs()...) {
+		if err := lifecycle.InstallCRD(hook, crds, crd); err != nil {
+			return err
+		}
 	}
 	go s.rbac.Run(hook)
 	if err := s.cfg.namespaces.Start(hook, loopback); err != nil {

@@ -7,14 +7,13 @@
 //
 // Unlike the tenant controllers these are not per tenant: their unit of
 // work is a node. They read every tenant's pods through one informer with
-// namespaces renamed tenant~namespace (see Renamed), and their writes go
-// back to each pod's tenant through a routing transport.
+// namespaces joined tenant~namespace (package tenantns), and their writes
+// go back to each pod's tenant through tenantns's router.
 package nodelifecycle
 
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -29,6 +28,7 @@ import (
 	"k8s.io/kubernetes/pkg/controller/tainteviction"
 
 	"github.com/kplex/kplex/client/crosstenant"
+	"github.com/kplex/kplex/client/crosstenant/tenantns"
 )
 
 // Defaults of Options: kube-controller-manager's.
@@ -97,7 +97,7 @@ func Run(ctx context.Context, opts Options) error {
 	cfg := rest.CopyConfig(opts.Loopback)
 	cfg.ContentType, cfg.AcceptContentTypes = "application/json", "application/json"
 	cfg.UserAgent = "kplex-controller-manager/node-lifecycle"
-	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return router{next: rt} })
+	cfg.Wrap(tenantns.Router)
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return err
@@ -109,7 +109,7 @@ func Run(ctx context.Context, opts Options) error {
 	daemonSets := cache.NewSharedIndexInformer(crosstenant.ListWatch(cross.AppsV1().RESTClient(), "daemonsets"), &appsv1.DaemonSet{}, 0,
 		cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
 	for _, inf := range []cache.SharedIndexInformer{pods, daemonSets} {
-		if err := inf.SetTransform(rename); err != nil {
+		if err := inf.SetTransform(tenantns.Transform); err != nil {
 			return err
 		}
 	}

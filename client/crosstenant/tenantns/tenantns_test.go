@@ -1,4 +1,4 @@
-package nodelifecycle
+package tenantns
 
 import (
 	"io"
@@ -51,7 +51,7 @@ func TestRouterSendsRenamedNamespacesToTheirTenant(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp, err := router{next: rec}.RoundTrip(req)
+		resp, err := Router(rec).RoundTrip(req)
 		if err != nil {
 			t.Fatalf("%s %s: %v", tc.method, tc.path, err)
 		}
@@ -67,12 +67,12 @@ func TestRenameKeepsTenantsApart(t *testing.T) {
 	pod := func(t string) *corev1.Pod {
 		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "p", Annotations: map[string]string{tenant.Annotation: t}}}
 	}
-	a, _ := rename(pod("a"))
-	b, _ := rename(pod("b"))
+	a, _ := Transform(pod("a"))
+	b, _ := Transform(pod("b"))
 	if a.(*corev1.Pod).Namespace != "a~default" || b.(*corev1.Pod).Namespace != "b~default" {
 		t.Errorf("renamed to %s and %s", a.(*corev1.Pod).Namespace, b.(*corev1.Pod).Namespace)
 	}
-	if _, err := rename(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "p"}}); err == nil {
+	if _, err := Transform(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "p"}}); err == nil {
 		t.Error("an object without a tenant was renamed")
 	}
 }

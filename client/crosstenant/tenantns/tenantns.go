@@ -1,4 +1,9 @@
-package nodelifecycle
+// Package tenantns shows every tenant's namespaced objects to a component
+// written for one cluster (the node lifecycle controllers, the scheduler)
+// as one cluster's: a tenant's namespace ns is shown as tenant~ns, so
+// that same-named objects of two tenants stay two objects, and the
+// component's writes are routed back to the object's tenant.
+package tenantns
 
 import (
 	"bytes"
@@ -7,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 
@@ -14,26 +20,23 @@ import (
 	"github.com/kplex/kplex/tenant"
 )
 
-// The node controllers work on every tenant's pods at once, through one
-// informer: a tenant's namespace ns is shown to them as tenant~ns (neither
-// a tenant nor a namespace name may hold a "~"), so that same-named pods
-// of two tenants stay two pods, and their writes are routed back to the
-// pod's tenant by the client's transport.
+// sep joins a tenant's name and a namespace's: neither may hold a "~".
 const sep = "~"
 
-// Renamed is the namespace the node controllers see for tenant t's ns.
-func Renamed(t, ns string) string { return t + sep + ns }
+// Join is the namespace shown for tenant t's namespace ns.
+func Join(t, ns string) string { return t + sep + ns }
 
-// split undoes Renamed.
-func split(renamed string) (t, ns string, ok bool) {
-	return strings.Cut(renamed, sep)
+// Split undoes Join; ok is false for a namespace that is not joined.
+func Split(joined string) (t, ns string, ok bool) {
+	return strings.Cut(joined, sep)
 }
 
-// rename is the transform of the cross-tenant informers: it renames the
-// namespace of a tenant's object.
-func rename(obj any) (any, error) {
+// Transform is the transform of a cross-tenant informer: it joins the
+// namespace of a tenant's object, or the name of a tenant's Namespace,
+// with the tenant's name.
+func Transform(obj any) (any, error) {
 	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		o, err := rename(d.Obj)
+		o, err := Transform(d.Obj)
 		return cache.DeletedFinalStateUnknown{Key: d.Key, Obj: o}, err
 	}
 	m, ok := obj.(metav1.Object)
@@ -44,16 +47,25 @@ func rename(obj any) (any, error) {
 	if t == "" {
 		return nil, fmt.Errorf("%T %s/%s carries no tenant identity", obj, m.GetNamespace(), m.GetName())
 	}
+	if _, ok := obj.(*corev1.Namespace); ok {
+		if !strings.Contains(m.GetName(), sep) {
+			m.SetName(Join(t, m.GetName()))
+		}
+		return obj, nil
+	}
 	if ns := m.GetNamespace(); ns != "" && !strings.Contains(ns, sep) {
-		m.SetNamespace(Renamed(t, ns))
+		m.SetNamespace(Join(t, ns))
 	}
 	return obj, nil
 }
 
-// router sends a request for a renamed namespace to its tenant's path,
-// with the namespace in the JSON body (metadata, an event's involved
-// object) named back; anything else (nodes, leases, root's events) goes
-// to root unchanged.
+// Router returns a transport that sends a request for a joined namespace
+// to its tenant's path, with the namespace in the JSON body (metadata, an
+// event's involved object) named back; anything else (nodes, leases,
+// root's events) goes to root unchanged. The client must send and accept
+// JSON.
+func Router(next http.RoundTripper) http.RoundTripper { return router{next: next} }
+
 type router struct{ next http.RoundTripper }
 
 const namespacesSegment = "/namespaces/"
@@ -65,7 +77,7 @@ func (r router) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	head, rest := req.URL.Path[:i], req.URL.Path[i+len(namespacesSegment):]
 	renamed, tail, _ := strings.Cut(rest, "/")
-	t, ns, ok := split(renamed)
+	t, ns, ok := Split(renamed)
 	if !ok {
 		return r.next.RoundTrip(req)
 	}
