@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -24,6 +25,7 @@ import (
 	"github.com/kplex/kplex/client/kubeconfig"
 	"github.com/kplex/kplex/controllers/activation"
 	"github.com/kplex/kplex/controllers/manager"
+	schedulerserver "github.com/kplex/kplex/scheduler/server"
 	"github.com/kplex/kplex/tenant"
 )
 
@@ -34,6 +36,7 @@ type flagpole struct {
 	Foreground      bool
 	Wait            time.Duration
 	QuietPeriod     time.Duration
+	Scheduler       bool
 	writeKubeconfig bool
 }
 
@@ -58,6 +61,7 @@ func NewCommand(g *cli.Global, streams cli.Streams) *cobra.Command {
 	fs.BoolVar(&flags.Foreground, "foreground", false, "run in the foreground, logging to stderr, until interrupted")
 	fs.DurationVar(&flags.Wait, "wait", 2*time.Minute, "how long to wait for kplex to be ready")
 	fs.DurationVar(&flags.QuietPeriod, "controllers-quiet-period", activation.DefaultQuietPeriod, "stop a tenant's controller after it had no work for this long")
+	fs.BoolVar(&flags.Scheduler, "scheduler", true, "run kplex-scheduler in this process; false when it runs on its own (with leader election)")
 	fs.BoolVar(&flags.writeKubeconfig, "write-kubeconfig", true, "write the kplex-root context")
 	_ = fs.MarkHidden("write-kubeconfig")
 	return cmd
@@ -97,7 +101,7 @@ func runBackground(ctx context.Context, g *cli.Global, streams cli.Streams, flag
 	}
 	args := []string{"up", "--foreground", "--write-kubeconfig=false",
 		"--data-dir", flags.DataDir, "--secure-port", strconv.Itoa(flags.SecurePort),
-		"--controllers-quiet-period", flags.QuietPeriod.String()}
+		"--controllers-quiet-period", flags.QuietPeriod.String(), "--scheduler=" + strconv.FormatBool(flags.Scheduler)}
 	if len(flags.EtcdServers) > 0 {
 		args = append(args, "--etcd-servers", strings.Join(flags.EtcdServers, ","))
 	}
@@ -169,10 +173,23 @@ func runForeground(ctx context.Context, g *cli.Global, streams cli.Streams, flag
 	if err != nil {
 		return fmt.Errorf("reading the CA the controllers publish: %w", err)
 	}
-	controllers := make(chan error, 1)
+	controllers := make(chan error, 2)
 	go func() {
-		controllers <- manager.Run(ctx, manager.Options{Loopback: s.AdminConfig(), RootCA: ca, QuietPeriod: flags.QuietPeriod})
+		err := manager.Run(ctx, manager.Options{Loopback: s.AdminConfig(), RootCA: ca, QuietPeriod: flags.QuietPeriod})
+		controllers <- fmt.Errorf("controller manager stopped: %v", err)
 	}()
+	if flags.Scheduler {
+		// The scheduler reads its kubeconfig from a file, as
+		// kube-scheduler does: root's admin credentials.
+		schedulerKubeconfig := filepath.Join(flags.DataDir, "scheduler.kubeconfig")
+		if err := writeRootKubeconfig(schedulerKubeconfig, cfg.PKI(), s.URL(), true); err != nil {
+			return fmt.Errorf("writing the scheduler's kubeconfig: %w", err)
+		}
+		go func() {
+			err := schedulerserver.RunInProcess(ctx, schedulerKubeconfig)
+			controllers <- fmt.Errorf("scheduler stopped: %v", err)
+		}()
+	}
 	if flags.writeKubeconfig {
 		if err := writeRootContext(g, cfg.PKI(), s.URL()); err != nil {
 			return err
@@ -187,7 +204,7 @@ func runForeground(ctx context.Context, g *cli.Global, streams cli.Streams, flag
 		if ctx.Err() != nil {
 			return nil
 		}
-		return fmt.Errorf("controller manager stopped: %v", err)
+		return err
 	case <-ctx.Done():
 		klog.InfoS("Shutting down")
 		return nil
@@ -195,6 +212,12 @@ func runForeground(ctx context.Context, g *cli.Global, streams cli.Streams, flag
 }
 
 func writeRootContext(g *cli.Global, files pki.Files, url string) error {
+	return writeRootKubeconfig(g.Kubeconfig, files, url, false)
+}
+
+// writeRootKubeconfig merges the kplex-root context into the kubeconfig
+// at path (empty: $KUBECONFIG, else ~/.kube/config).
+func writeRootKubeconfig(path string, files pki.Files, url string, setCurrent bool) error {
 	var entry kubeconfig.Entry
 	var err error
 	entry.Tenant, entry.Server = tenant.Root, url
@@ -207,7 +230,7 @@ func writeRootContext(g *cli.Global, files pki.Files, url string) error {
 	if entry.KeyData, err = kubeconfig.ReadFile(files.AdminKey()); err != nil {
 		return err
 	}
-	return kubeconfig.Merge(g.Kubeconfig, entry, false)
+	return kubeconfig.Merge(path, entry, setCurrent)
 }
 
 func printReady(g *cli.Global, streams cli.Streams, flags *flagpole, logPath string) {

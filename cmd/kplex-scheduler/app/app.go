@@ -17,6 +17,7 @@ import (
 	"k8s.io/component-base/logs"
 	logsapi "k8s.io/component-base/logs/api/v1"
 	"k8s.io/component-base/version/verflag"
+	"k8s.io/klog/v2"
 	schedulerapp "k8s.io/kubernetes/cmd/kube-scheduler/app"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app/options"
 
@@ -46,6 +47,9 @@ func Run(ctx context.Context, args []string) error {
 // (context kplex-root) as system:masters.
 func NewCommand() *cobra.Command {
 	opts := options.NewOptions()
+	if err := server.KeepBackoffQueueOutOfFairShare(); err != nil {
+		klog.ErrorS(err, "Keeping the back-off queue out of fair share")
+	}
 	cmd := &cobra.Command{
 		Use:   "kplex-scheduler",
 		Short: "Schedule the pods of every tenant of a kplex apiserver onto the shared node pools",
