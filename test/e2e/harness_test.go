@@ -113,9 +113,9 @@ func (m *machine) mustFail(out, errOut string, err error) string {
 	return errOut
 }
 
-func (m *machine) up() {
+func (m *machine) up(flags ...string) {
 	m.t.Helper()
-	m.must(m.kplex("up", "--data-dir", m.dataDir, "--secure-port", strconv.Itoa(m.port)))
+	m.must(m.kplex(append([]string{"up", "--data-dir", m.dataDir, "--secure-port", strconv.Itoa(m.port)}, flags...)...))
 }
 
 func lines(s string) []string {
