@@ -46,13 +46,15 @@ func (p *Prefixes) List() []string {
 
 // RESTOptionsGetter wraps getter so that every storage it hands out is
 // partitioned by tenant, and records the storage's key prefix in prefixes.
-func RESTOptionsGetter(getter generic.RESTOptionsGetter, prefixes *Prefixes) generic.RESTOptionsGetter {
-	return &restOptionsGetter{inner: getter, prefixes: prefixes}
+// Tenants read the resources in views from root (see RootViews).
+func RESTOptionsGetter(getter generic.RESTOptionsGetter, prefixes *Prefixes, views RootViews) generic.RESTOptionsGetter {
+	return &restOptionsGetter{inner: getter, prefixes: prefixes, views: views}
 }
 
 type restOptionsGetter struct {
 	inner    generic.RESTOptionsGetter
 	prefixes *Prefixes
+	views    RootViews
 }
 
 func (g *restOptionsGetter) GetRESTOptions(resource schema.GroupResource, example runtime.Object) (generic.RESTOptions, error) {
@@ -60,7 +62,7 @@ func (g *restOptionsGetter) GetRESTOptions(resource schema.GroupResource, exampl
 	if err != nil {
 		return opts, err
 	}
-	opts.Decorator = Decorator(opts.Decorator, g.prefixes)
+	opts.Decorator = Decorator(opts.Decorator, g.prefixes, g.views)
 	return opts, nil
 }
 
@@ -86,7 +88,7 @@ func FixedTenantRESTOptionsGetter(getter generic.RESTOptionsGetter, prefixes *Pr
 		if raw != nil {
 			inner = raw
 		}
-		opts.Decorator = decorator(inner, prefixes, tenantName)
+		opts.Decorator = decorator(inner, prefixes, tenantName, nil)
 		return opts, nil
 	})
 }
@@ -100,19 +102,19 @@ func (f restOptionsGetterFunc) GetRESTOptions(resource schema.GroupResource, exa
 // Decorator wraps a storage decorator (the watch cache, or none) so that the
 // storage it builds is partitioned by tenant. A watch cache is built by
 // withCacher rather than by inner.
-func Decorator(inner generic.StorageDecorator, prefixes *Prefixes) generic.StorageDecorator {
+func Decorator(inner generic.StorageDecorator, prefixes *Prefixes, views RootViews) generic.StorageDecorator {
 	if inner == nil {
 		inner = generic.UndecoratedStorage
 	}
 	if !undecorated(inner) {
 		inner = withCacher
 	}
-	return decorator(inner, prefixes, "")
+	return decorator(inner, prefixes, "", views)
 }
 
 // decorator partitions the storage inner builds; a non-empty fixed confines
 // it, and the watch cache in it, to that tenant.
-func decorator(inner generic.StorageDecorator, prefixes *Prefixes, fixed string) generic.StorageDecorator {
+func decorator(inner generic.StorageDecorator, prefixes *Prefixes, fixed string, views RootViews) generic.StorageDecorator {
 	return func(
 		config *storagebackend.ConfigForResource,
 		resourcePrefix string,
@@ -146,7 +148,8 @@ func decorator(inner generic.StorageDecorator, prefixes *Prefixes, fixed string)
 		if err != nil {
 			return s, destroy, err
 		}
-		return &store{Interface: s, resourcePrefix: strings.TrimSuffix(resourcePrefix, "/"), fixed: fixed}, destroy, nil
+		prefix := strings.TrimSuffix(resourcePrefix, "/")
+		return &store{Interface: s, resourcePrefix: prefix, fixed: fixed, view: views[prefix]}, destroy, nil
 	}
 }
 

@@ -22,6 +22,9 @@ type store struct {
 	resourcePrefix string
 	// fixed, when set, is the only tenant the store serves.
 	fixed string
+	// view, when set, is what tenants read of root's objects: they have
+	// none of their own.
+	view RootView
 }
 
 var _ storage.Interface = &store{}
@@ -49,6 +52,9 @@ func (s *store) key(ctx context.Context, key string, read bool) (string, error) 
 }
 
 func (s *store) Create(ctx context.Context, key string, obj, out runtime.Object, ttl uint64) error {
+	if _, view := s.rootView(ctx); view != nil {
+		return s.refuseWrite(key)
+	}
 	k, err := s.key(ctx, key, false)
 	if err != nil {
 		return err
@@ -61,6 +67,9 @@ func (s *store) Create(ctx context.Context, key string, obj, out runtime.Object,
 
 func (s *store) Delete(ctx context.Context, key string, out runtime.Object, preconditions *storage.Preconditions,
 	validateDeletion storage.ValidateObjectFunc, cachedExistingObject runtime.Object, opts storage.DeleteOptions) error {
+	if _, view := s.rootView(ctx); view != nil {
+		return s.refuseWrite(key)
+	}
 	k, err := s.key(ctx, key, false)
 	if err != nil {
 		return err
@@ -69,6 +78,9 @@ func (s *store) Delete(ctx context.Context, key string, out runtime.Object, prec
 }
 
 func (s *store) Watch(ctx context.Context, key string, opts storage.ListOptions) (watch.Interface, error) {
+	if name, view := s.rootView(ctx); view != nil {
+		return s.viewWatch(ctx, name, view, key, opts)
+	}
 	k, err := s.key(ctx, key, true)
 	if err != nil {
 		return nil, err
@@ -77,6 +89,9 @@ func (s *store) Watch(ctx context.Context, key string, opts storage.ListOptions)
 }
 
 func (s *store) Get(ctx context.Context, key string, opts storage.GetOptions, objPtr runtime.Object) error {
+	if name, view := s.rootView(ctx); view != nil {
+		return s.viewGet(ctx, name, view, key, opts, objPtr)
+	}
 	k, err := s.key(ctx, key, false)
 	if err != nil {
 		return err
@@ -89,6 +104,9 @@ func (s *store) Get(ctx context.Context, key string, opts storage.GetOptions, ob
 }
 
 func (s *store) GetList(ctx context.Context, key string, opts storage.ListOptions, listObj runtime.Object) error {
+	if name, view := s.rootView(ctx); view != nil {
+		return s.viewList(ctx, name, view, key, opts, listObj)
+	}
 	k, err := s.key(ctx, key, true)
 	if err != nil {
 		return err
@@ -104,6 +122,9 @@ func (s *store) GetList(ctx context.Context, key string, opts storage.ListOption
 
 func (s *store) GuaranteedUpdate(ctx context.Context, key string, destination runtime.Object, ignoreNotFound bool,
 	preconditions *storage.Preconditions, tryUpdate storage.UpdateFunc, cachedExistingObject runtime.Object) error {
+	if _, view := s.rootView(ctx); view != nil {
+		return s.refuseWrite(key)
+	}
 	k, err := s.key(ctx, key, false)
 	if err != nil {
 		return err

@@ -17,12 +17,14 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apiserver/pkg/authentication/request/bearertoken"
 	"k8s.io/apiserver/pkg/authentication/request/union"
 	"k8s.io/apiserver/pkg/registry/generic"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/apiserver/pkg/server/healthz"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -43,6 +45,7 @@ import (
 	"github.com/kplex/kplex/apiserver/tenantauth"
 	"github.com/kplex/kplex/apiserver/tenantcrd"
 	"github.com/kplex/kplex/apiserver/tenantrbac"
+	"github.com/kplex/kplex/client/pools"
 	"github.com/kplex/kplex/tenant"
 )
 
@@ -56,6 +59,8 @@ type Server struct {
 	rbac     *tenantrbac.Policy
 	accounts *tenantauth.ServiceAccountGetter
 	crds     *tenantcrd.Manager
+	// pools decides which nodes a tenant sees: those its pods may use.
+	pools atomic.Pointer[pools.Cache]
 	// crdGetter is upstream's CRD storage getter before kplex confines it.
 	crdGetter generic.RESTOptionsGetter
 
@@ -227,7 +232,7 @@ func (s *Server) partition(c *app.Config) error {
 	generics := []*genericapiserver.Config{c.KubeAPIs.ControlPlane.Generic, &c.ApiExtensions.GenericConfig.Config, &c.Aggregator.GenericConfig.Config}
 	inflight := fairness.NewInflight(s.cfg.Fairness.MaxInflight, int(s.cfg.Fairness.QueueLengthLimit))
 	for _, g := range generics {
-		g.RESTOptionsGetter = partition.RESTOptionsGetter(g.RESTOptionsGetter, s.prefixes)
+		g.RESTOptionsGetter = partition.RESTOptionsGetter(g.RESTOptionsGetter, s.prefixes, s.rootViews())
 		tokens := bearertoken.New(s.tokens.Authenticator(s.registry))
 		if g.Authentication.Authenticator != nil {
 			g.Authentication.Authenticator = tenantauth.BindServiceAccounts(union.New(tokens, g.Authentication.Authenticator))
@@ -303,6 +308,16 @@ func (s *Server) crdOptions(c app.CompletedConfig) tenantcrd.Options {
 	}
 }
 
+// rootViews are the resources tenants read from root: the nodes their
+// pods may use. Until the pools are known, a tenant sees the nodes in no
+// pool only.
+func (s *Server) rootViews() partition.RootViews {
+	return partition.RootViews{"/minions": func(tenantName string, m metav1.Object) bool {
+		c := s.pools.Load()
+		return c != nil && c.MayUse(tenantName, m.GetLabels())
+	}}
+}
+
 func (s *Server) startLifecycle(hook genericapiserver.PostStartHookContext, etcdPrefix string, started *atomic.Pointer[lifecycle.Controller]) error {
 	loopback := rest.CopyConfig(hook.LoopbackClientConfig)
 	crds, err := apiextensionsclient.NewForConfig(loopback)
@@ -314,6 +329,13 @@ func (s *Server) startLifecycle(hook genericapiserver.PostStartHookContext, etcd
 			return err
 		}
 	}
+	dyn, err := dynamic.NewForConfig(loopback)
+	if err != nil {
+		return err
+	}
+	nodePools := pools.New(dyn)
+	nodePools.Run(hook)
+	s.pools.Store(nodePools)
 	go s.rbac.Run(hook)
 	if err := s.cfg.namespaces.Start(hook, loopback); err != nil {
 		return err

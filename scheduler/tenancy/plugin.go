@@ -30,6 +30,7 @@ import (
 
 	schedulingv1alpha1 "github.com/kplex/kplex/apis/scheduling/v1alpha1"
 	"github.com/kplex/kplex/client/crosstenant/tenantns"
+	"github.com/kplex/kplex/client/pools"
 	"github.com/kplex/kplex/scheduler/usage"
 	"github.com/kplex/kplex/tenant"
 )
@@ -42,7 +43,7 @@ const rootTenant = tenant.Root
 // Plugin implements the kplex scheduling rules.
 type Plugin struct {
 	handle  fwk.Handle
-	dir     *directory
+	dir     *pools.Cache
 	tracker *usage.Tracker
 }
 
@@ -63,12 +64,9 @@ func New(ctx context.Context, _ runtime.Object, h fwk.Handle) (fwk.Plugin, error
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", Name, err)
 	}
-	dir, err := newDirectory(client)
-	if err != nil {
-		return nil, err
-	}
+	dir := pools.New(client)
 	p := &Plugin{handle: h, dir: dir, tracker: usage.NewTracker()}
-	dir.run(ctx)
+	dir.Run(ctx)
 
 	pods := h.SharedInformerFactory().Core().V1().Pods().Informer()
 	if _, err := pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -90,7 +88,7 @@ func New(ctx context.Context, _ runtime.Object, h fwk.Handle) (fwk.Plugin, error
 	}); err != nil {
 		return nil, err
 	}
-	if !cache.WaitForCacheSync(ctx.Done(), dir.synced) {
+	if !cache.WaitForCacheSync(ctx.Done(), dir.HasSynced) {
 		return nil, fmt.Errorf("%s: pools and quotas did not sync", Name)
 	}
 	return p, nil
@@ -159,15 +157,15 @@ func (p *Plugin) poolOfNode(name string) string {
 	if err != nil {
 		return ""
 	}
-	return p.dir.poolOf(node)
+	return p.dir.PoolOf(node.Labels)
 }
 
 // Less orders the queue: the tenant with the smaller weighted dominant
 // share first, then higher priority, then the older entity.
 func (p *Plugin) Less(a, b fwk.QueuedEntityInfo) bool {
 	if ta, tb := entityTenant(a), entityTenant(b); ta != tb {
-		sa := p.tracker.DominantShare(ta) / weight(p.dir.quota(ta))
-		sb := p.tracker.DominantShare(tb) / weight(p.dir.quota(tb))
+		sa := p.tracker.DominantShare(ta) / weight(p.dir.Quota(ta))
+		sb := p.tracker.DominantShare(tb) / weight(p.dir.Quota(tb))
 		if sa != sb {
 			return sa < sb
 		}
@@ -222,7 +220,7 @@ func (p *Plugin) Filter(_ context.Context, state fwk.CycleState, pod *corev1.Pod
 		return fwk.NewStatus(fwk.Error, "node not found")
 	}
 	c := cycleOf(state, pod)
-	pool := p.dir.poolOf(node)
+	pool := p.dir.PoolOf(node.Labels)
 	c.mu.Lock()
 	why, seen := c.verdicts[pool]
 	if !seen {
@@ -241,11 +239,11 @@ func (p *Plugin) verdict(tenantName, pool string, req usage.Amounts) string {
 	if pool == "" {
 		return "" // a node in no pool is everyone's
 	}
-	np := p.dir.pool(pool)
+	np := p.dir.Pool(pool)
 	if np == nil {
 		return "node(s) in a pool that does not exist"
 	}
-	if !admits(np, tenantName) {
+	if !pools.Admits(np, tenantName) {
 		return "node(s) in a pool this tenant may not use"
 	}
 	for name, need := range req {
@@ -264,7 +262,7 @@ func (p *Plugin) verdict(tenantName, pool string, req usage.Amounts) string {
 // borrowing limit, what the tenants with quota in the pool leave unused
 // of theirs (Kueue's cohort, one per pool).
 func (p *Plugin) quotaVerdict(tenantName, pool string, name corev1.ResourceName, need int64) string {
-	rq := resourceQuota(p.dir.quota(tenantName), pool, name)
+	rq := resourceQuota(p.dir.Quota(tenantName), pool, name)
 	if rq == nil {
 		return ""
 	}
@@ -278,7 +276,7 @@ func (p *Plugin) quotaVerdict(tenantName, pool string, name corev1.ResourceName,
 		return exhausted
 	}
 	var cohortNominal, cohortUsed int64
-	for _, q := range p.dir.allQuotas() {
+	for _, q := range p.dir.Quotas() {
 		if other := resourceQuota(q, pool, name); other != nil {
 			cohortNominal += other.NominalQuota.MilliValue()
 			cohortUsed += p.tracker.Used(usage.Key{Tenant: q.Name, Pool: pool}, name)

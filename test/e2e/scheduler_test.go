@@ -40,7 +40,8 @@ func (m *machine) waitNodeName(ctx, pod string) string {
 }
 
 // TestE2ESchedulerPlacesTenantsPodsOnTheirPools: with kubectl only, an
-// operator defines a pool dedicated to tenant A and a shared one; A's pod
+// operator defines a pool dedicated to tenant A and a shared one; each
+// tenant's `kubectl get nodes` lists the nodes it may use; A's pod
 // lands on A's pool and `kubectl describe pod` names node and pool; B's
 // pod with every toleration never lands there and B reads why; a refused
 // NodePool names its field.
@@ -68,6 +69,16 @@ spec: {mode: shared}
 	for _, name := range []string{"sched-a", "sched-b"} {
 		m.must(m.kplex("create", "cluster", name))
 		m.eventuallyWithin(30*time.Second, name+": default ServiceAccount", "--context=kplex-"+name, "get", "serviceaccount", "default")
+	}
+	// Each tenant lists the nodes its pods may use, and changes none.
+	if got := lines(m.must(m.kubectl("--context=kplex-sched-a", "get", "nodes", "-o", "name"))); strings.Join(got, " ") != "node/cpu-node node/gpu-node" {
+		t.Errorf("A's nodes: %v", got)
+	}
+	if got := lines(m.must(m.kubectl("--context=kplex-sched-b", "get", "nodes", "-o", "name"))); strings.Join(got, " ") != "node/cpu-node" {
+		t.Errorf("B's nodes: %v", got)
+	}
+	if errOut := m.mustFail(m.kubectl("--context=kplex-sched-b", "delete", "node", "cpu-node")); !strings.Contains(errOut, "Forbidden") {
+		t.Errorf("B deleting a node: %s", errOut)
 	}
 	gpuPod := `{"spec":{"nodeSelector":{"kplex.io/pool":"gpu-a"},"tolerations":[{"operator":"Exists"}],"containers":[{"name":"train","image":"busybox","resources":{"limits":{"nvidia.com/gpu":"1"}}}]}}`
 	m.must(m.kubectl("--context=kplex-sched-a", "run", "train", "--image=busybox", "--overrides="+gpuPod))

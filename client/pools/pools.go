@@ -1,0 +1,150 @@
+// Package pools caches the management plane's NodePools and TenantQuotas
+// (scheduling.kplex.io), decoded once on arrival, and answers the
+// questions the scheduler and the apiserver both ask: which pool a node
+// is in, and whether a pool admits a tenant.
+package pools
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/tools/cache"
+
+	schedulingv1alpha1 "github.com/kplex/kplex/apis/scheduling/v1alpha1"
+	"github.com/kplex/kplex/tenant"
+)
+
+// Cache holds NodePools and TenantQuotas.
+type Cache struct {
+	pools, quotas cache.SharedIndexInformer
+}
+
+// New returns a Cache over client, which must address root. Run starts it.
+func New(client dynamic.Interface) *Cache {
+	return &Cache{
+		pools:  typedInformer[schedulingv1alpha1.NodePool](client, schedulingv1alpha1.NodePoolsResource),
+		quotas: typedInformer[schedulingv1alpha1.TenantQuota](client, schedulingv1alpha1.TenantQuotasResource),
+	}
+}
+
+// Run fills the cache until ctx ends.
+func (c *Cache) Run(ctx context.Context) {
+	go c.pools.RunWithContext(ctx)
+	go c.quotas.RunWithContext(ctx)
+}
+
+// HasSynced reports whether both lists arrived.
+func (c *Cache) HasSynced() bool { return c.pools.HasSynced() && c.quotas.HasSynced() }
+
+// typedInformer watches a management-plane resource and keeps its objects
+// as T.
+func typedInformer[T any](client dynamic.Interface, gvr schema.GroupVersionResource) cache.SharedIndexInformer {
+	res := client.Resource(gvr)
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+			return res.List(ctx, opts)
+		},
+		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+			return res.Watch(ctx, opts)
+		},
+	}
+	inf := cache.NewSharedIndexInformer(lw, &unstructured.Unstructured{}, 0, cache.Indexers{})
+	_ = inf.SetTransform(func(obj any) (any, error) {
+		u, ok := obj.(*unstructured.Unstructured)
+		if !ok {
+			return obj, nil
+		}
+		out := new(T)
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, out); err != nil {
+			return nil, fmt.Errorf("decoding %s %s: %w", gvr.Resource, u.GetName(), err)
+		}
+		return out, nil
+	})
+	return inf
+}
+
+// Pool returns the named NodePool, or nil.
+func (c *Cache) Pool(name string) *schedulingv1alpha1.NodePool {
+	obj, ok, _ := c.pools.GetStore().GetByKey(name)
+	if !ok {
+		return nil
+	}
+	p, _ := obj.(*schedulingv1alpha1.NodePool)
+	return p
+}
+
+// Quota returns the tenant's TenantQuota, or nil.
+func (c *Cache) Quota(tenantName string) *schedulingv1alpha1.TenantQuota {
+	obj, ok, _ := c.quotas.GetStore().GetByKey(tenantName)
+	if !ok {
+		return nil
+	}
+	q, _ := obj.(*schedulingv1alpha1.TenantQuota)
+	return q
+}
+
+// Quotas returns every TenantQuota.
+func (c *Cache) Quotas() []*schedulingv1alpha1.TenantQuota {
+	var out []*schedulingv1alpha1.TenantQuota
+	for _, obj := range c.quotas.GetStore().List() {
+		if q, ok := obj.(*schedulingv1alpha1.TenantQuota); ok {
+			out = append(out, q)
+		}
+	}
+	return out
+}
+
+// PoolOf names the pool of a node with these labels: its kplex.io/pool
+// label, else the first pool by name whose nodeSelector they match, else
+// "" (no pool).
+func (c *Cache) PoolOf(nodeLabels map[string]string) string {
+	if name, ok := nodeLabels[schedulingv1alpha1.PoolLabel]; ok {
+		return name
+	}
+	var match []string
+	for _, obj := range c.pools.GetStore().List() {
+		p, ok := obj.(*schedulingv1alpha1.NodePool)
+		if ok && len(p.Spec.NodeSelector) > 0 && labels.SelectorFromSet(p.Spec.NodeSelector).Matches(labels.Set(nodeLabels)) {
+			match = append(match, p.Name)
+		}
+	}
+	if len(match) == 0 {
+		return ""
+	}
+	return slices.Min(match)
+}
+
+// Admits reports whether a pool takes the tenant's pods. Root, the
+// management plane, is the operator's and may use every pool.
+func Admits(p *schedulingv1alpha1.NodePool, tenantName string) bool {
+	if tenantName == tenant.Root {
+		return true
+	}
+	switch p.Spec.Mode {
+	case schedulingv1alpha1.Dedicated:
+		return len(p.Spec.Tenants) == 1 && p.Spec.Tenants[0] == tenantName
+	case schedulingv1alpha1.Shared:
+		return len(p.Spec.Tenants) == 0 || slices.Contains(p.Spec.Tenants, tenantName)
+	}
+	return false
+}
+
+// MayUse reports whether the tenant's pods may run on a node with these
+// labels: a node in no pool is everyone's; a node in a pool that does not
+// exist (yet) is no one's but root's.
+func (c *Cache) MayUse(tenantName string, nodeLabels map[string]string) bool {
+	name := c.PoolOf(nodeLabels)
+	if name == "" || tenantName == tenant.Root {
+		return true
+	}
+	p := c.Pool(name)
+	return p != nil && Admits(p, tenantName)
+}
