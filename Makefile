@@ -15,7 +15,7 @@ GO_TEST_FLAGS  ?= -count=1 -timeout 40m
 
 export KPLEX_BIN_DIR := $(BIN)
 
-.PHONY: build up down test test-unit test-e2e bench clean
+.PHONY: build up down test test-unit test-e2e bench bench-scheduler clean
 
 build: ## build every binary into ./bin
 	@echo "go build -o $(BIN)/ ./cmd/...  ($(VERSION))"
@@ -38,11 +38,19 @@ test-e2e: build ## e2e tests only
 
 BENCH_TENANTS ?= 1000
 BENCH_FLAGS   ?=
+BENCH_SCHEDULER_FLAGS ?=
 bench: build ## tenant cost and provisioning vs a dedicated kube-apiserver + etcd, as a table (BENCH_TENANTS=10000 for more)
 	@echo "go build -o $(BIN)/kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver  (baseline)"
 	@go build -ldflags '$(LDFLAGS)' -o $(BIN)/kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
 	go build -o $(BIN)/kplex-bench ./test/bench
 	$(BIN)/kplex-bench --bin-dir=$(BIN) --tenants=$(BENCH_TENANTS) $(BENCH_FLAGS)
+
+bench-scheduler: build ## kplex-scheduler vs vanilla kube-scheduler: 1,000 tenants × 10 pods onto 5,000 nodes, as a table
+	@echo "go build -o $(BIN)/kube-apiserver $(BIN)/kube-scheduler (vanilla, same module)"
+	@go build -ldflags '$(LDFLAGS)' -o $(BIN)/kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
+	@go build -ldflags '$(LDFLAGS)' -o $(BIN)/kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler
+	go build -o $(BIN)/kplex-bench ./test/bench
+	$(BIN)/kplex-bench --bin-dir=$(BIN) --scheduler $(BENCH_SCHEDULER_FLAGS)
 
 clean:
 	rm -rf $(BIN)

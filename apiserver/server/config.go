@@ -85,7 +85,8 @@ func NewConfig() *Config {
 	adm.RecommendedPluginOrder = slices.Insert(adm.RecommendedPluginOrder, slices.Index(adm.RecommendedPluginOrder, "NamespaceLifecycle")+1, namespacelifecycle.PluginName)
 	crdconversion.Register(adm.Plugins)
 	schedulingapi.Register(adm.Plugins)
-	adm.RecommendedPluginOrder = append(adm.RecommendedPluginOrder, crdconversion.PluginName, schedulingapi.PluginName)
+	schedulingapi.RegisterFence(adm.Plugins)
+	adm.RecommendedPluginOrder = append(adm.RecommendedPluginOrder, crdconversion.PluginName, schedulingapi.PluginName, schedulingapi.FencePluginName)
 	// Webhooks, policies, LimitRanger, PodSecurity and ServiceAccount keep their names and
 	// places; the hub's decorator gives each tenant its own instance. It
 	// goes first, so that upstream's metrics decorator wraps it.

@@ -81,6 +81,17 @@ func (c *Cache) Pool(name string) *schedulingv1alpha1.NodePool {
 	return p
 }
 
+// Pools returns every NodePool.
+func (c *Cache) Pools() []*schedulingv1alpha1.NodePool {
+	var out []*schedulingv1alpha1.NodePool
+	for _, obj := range c.pools.GetStore().List() {
+		if p, ok := obj.(*schedulingv1alpha1.NodePool); ok {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // Quota returns the tenant's TenantQuota, or nil.
 func (c *Cache) Quota(tenantName string) *schedulingv1alpha1.TenantQuota {
 	obj, ok, _ := c.quotas.GetStore().GetByKey(tenantName)
@@ -106,13 +117,17 @@ func (c *Cache) Quotas() []*schedulingv1alpha1.TenantQuota {
 // label, else the first pool by name whose nodeSelector they match, else
 // "" (no pool).
 func (c *Cache) PoolOf(nodeLabels map[string]string) string {
+	return PoolOf(nodeLabels, c.Pools())
+}
+
+// PoolOf is Cache.PoolOf over a list of pools.
+func PoolOf(nodeLabels map[string]string, all []*schedulingv1alpha1.NodePool) string {
 	if name, ok := nodeLabels[schedulingv1alpha1.PoolLabel]; ok {
 		return name
 	}
 	var match []string
-	for _, obj := range c.pools.GetStore().List() {
-		p, ok := obj.(*schedulingv1alpha1.NodePool)
-		if ok && len(p.Spec.NodeSelector) > 0 && labels.SelectorFromSet(p.Spec.NodeSelector).Matches(labels.Set(nodeLabels)) {
+	for _, p := range all {
+		if len(p.Spec.NodeSelector) > 0 && labels.SelectorFromSet(p.Spec.NodeSelector).Matches(labels.Set(nodeLabels)) {
 			match = append(match, p.Name)
 		}
 	}
@@ -141,10 +156,24 @@ func Admits(p *schedulingv1alpha1.NodePool, tenantName string) bool {
 // labels: a node in no pool is everyone's; a node in a pool that does not
 // exist (yet) is no one's but root's.
 func (c *Cache) MayUse(tenantName string, nodeLabels map[string]string) bool {
-	name := c.PoolOf(nodeLabels)
+	return MayUse(tenantName, nodeLabels, c.Pools())
+}
+
+// MayUse is Cache.MayUse over a list of pools.
+func MayUse(tenantName string, nodeLabels map[string]string, all []*schedulingv1alpha1.NodePool) bool {
+	name := PoolOf(nodeLabels, all)
 	if name == "" || tenantName == tenant.Root {
 		return true
 	}
-	p := c.Pool(name)
-	return p != nil && Admits(p, tenantName)
+	i := slices.IndexFunc(all, func(p *schedulingv1alpha1.NodePool) bool { return p.Name == name })
+	return i >= 0 && Admits(all[i], tenantName)
+}
+
+// Decode converts a NodePool read through a dynamic client.
+func Decode(u *unstructured.Unstructured) (*schedulingv1alpha1.NodePool, error) {
+	p := &schedulingv1alpha1.NodePool{}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, p); err != nil {
+		return nil, fmt.Errorf("decoding NodePool %s: %w", u.GetName(), err)
+	}
+	return p, nil
 }

@@ -39,6 +39,7 @@ import (
 	"github.com/kplex/kplex/controllers/garbagecollector"
 	"github.com/kplex/kplex/controllers/namespace"
 	"github.com/kplex/kplex/controllers/nodelifecycle"
+	"github.com/kplex/kplex/controllers/nodepools"
 	"github.com/kplex/kplex/controllers/podgc"
 	"github.com/kplex/kplex/controllers/resourcequota"
 	"github.com/kplex/kplex/controllers/serviceaccount"
@@ -306,9 +307,20 @@ func (m *Manager) run(ctx context.Context) error {
 		}
 		nodesDone <- err
 	}()
+	poolsDone := make(chan error, 1)
+	go func() {
+		err := nodepools.Run(ctx, nodepools.Options{Loopback: m.opts.Loopback})
+		if err != nil {
+			klog.FromContext(ctx).Error(err, "Node pool controller stopped")
+		}
+		poolsDone <- err
+	}()
 	err := a.Run(ctx)
 	if nerr := <-nodesDone; err == nil && nerr != nil {
 		err = nerr
+	}
+	if perr := <-poolsDone; err == nil && perr != nil {
+		err = perr
 	}
 	return err
 }

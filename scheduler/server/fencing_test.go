@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -54,6 +55,25 @@ func TestIntegrationDedicatedPoolIsFencedByTenant(t *testing.T) {
 	if p, _ := b.CoreV1().Pods("default").Get(context.Background(), "intruder", metav1.GetOptions{}); p.Spec.NodeName != "" {
 		t.Errorf("B's intruder bound to %s", p.Spec.NodeName)
 	}
+	// Naming the node does not get around the fence: neither at creation
+	// nor by a binding of the tenant's own.
+	direct := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "direct"}, Spec: corev1.PodSpec{
+		AutomountServiceAccountToken: new(false), NodeName: "dedicated-1",
+		Containers: []corev1.Container{{Name: "c", Image: "busybox"}},
+	}}
+	_, err = b.CoreV1().Pods("default").Create(context.Background(), direct, metav1.CreateOptions{})
+	if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "spec.nodeName") {
+		t.Errorf("B creating a pod on A's node: %v, want 422 naming spec.nodeName", err)
+	}
+	binding := &corev1.Binding{ObjectMeta: metav1.ObjectMeta{Name: "intruder"}, Target: corev1.ObjectReference{Kind: "Node", Name: "dedicated-1"}}
+	if err := b.CoreV1().Pods("default").Bind(context.Background(), binding, metav1.CreateOptions{}); !apierrors.IsInvalid(err) {
+		t.Errorf("B binding its pod to A's node: %v, want 422", err)
+	}
+	direct.Spec.NodeName = "shared-1"
+	if _, err := b.CoreV1().Pods("default").Create(context.Background(), direct, metav1.CreateOptions{}); err != nil {
+		t.Errorf("B creating a pod on a shared node: %v", err)
+	}
+
 	// Root's own pods may use every pool.
 	rootPod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "agent"}, Spec: corev1.PodSpec{
 		AutomountServiceAccountToken: new(false), NodeSelector: map[string]string{schedulingv1alpha1.PoolLabel: "a-only"},

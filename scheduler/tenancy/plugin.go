@@ -117,7 +117,8 @@ func requests(pod *corev1.Pod) usage.Amounts {
 }
 
 // countPod counts a bound, running pod against its tenant in its node's
-// pool (the pool it was bound in, if the binding named one).
+// pool. The pool comes from the node, never from the pod's kplex.io/pool
+// annotation, which its tenant can write.
 func (p *Plugin) countPod(obj any) {
 	pod, ok := unwrap(obj).(*corev1.Pod)
 	if !ok {
@@ -130,14 +131,10 @@ func (p *Plugin) countPod(obj any) {
 		p.tracker.RemovePod(pod.UID)
 		return
 	}
-	pool, ok := pod.Annotations[schedulingv1alpha1.PoolAnnotation]
-	if !ok {
-		if p.tracker.HasPod(pod.UID) {
-			return // assumed in Reserve with its pool; nothing changed
-		}
-		pool = p.poolOfNode(pod.Spec.NodeName)
+	if p.tracker.HasPod(pod.UID) {
+		return // counted when reserved, or when first seen bound
 	}
-	p.tracker.SetPod(pod.UID, usage.Key{Tenant: TenantOf(pod.Namespace), Pool: pool}, requests(pod))
+	p.tracker.SetPod(pod.UID, usage.Key{Tenant: TenantOf(pod.Namespace), Pool: p.poolOfNode(pod.Spec.NodeName)}, requests(pod))
 }
 
 func (p *Plugin) forgetPod(obj any) {

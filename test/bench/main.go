@@ -27,6 +27,11 @@ func main() {
 		return nil
 	})
 	flag.DurationVar(&opts.Idle, "idle", opts.Idle, "the apiserver's --tenant-admission-idle-timeout and --tenant-crd-idle-timeout")
+	schedulerBench := flag.Bool("scheduler", false, "measure kplex-scheduler against vanilla kube-scheduler instead (make bench-scheduler)")
+	sopts := defaultSchedulerOptions()
+	flag.IntVar(&sopts.Tenants, "scheduler-tenants", sopts.Tenants, "--scheduler: tenants, each with --pods-per-tenant pending pods")
+	flag.IntVar(&sopts.PodsPerTenant, "pods-per-tenant", sopts.PodsPerTenant, "--scheduler: pods per tenant")
+	flag.IntVar(&sopts.Nodes, "nodes", sopts.Nodes, "--scheduler: simulated nodes (Node objects), in dedicated and shared pools")
 	runEtcd := flag.String("run-etcd", "", "internal: run an embedded etcd with its data in this directory and print its client URL")
 	flood := flag.String("flood", "", "internal: flood this URL until standard input ends")
 	floodCA := flag.String("flood-ca", "", "internal: the flood's CA file")
@@ -44,6 +49,13 @@ func main() {
 	if *runEtcd != "" {
 		if err := serveEtcd(*runEtcd); err != nil {
 			fmt.Fprintln(os.Stderr, "etcd:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *schedulerBench {
+		if err := runSchedulerBench(opts.BinDir, sopts); err != nil {
+			fmt.Fprintln(os.Stderr, "bench-scheduler:", err)
 			os.Exit(1)
 		}
 		return
