@@ -87,7 +87,9 @@ func TestIntegrationPoolAndQuotaStatus(t *testing.T) {
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	go func() { _ = nodepools.Run(runCtx, nodepools.Options{Loopback: e.Admin, Period: 200 * time.Millisecond}) }()
+	go func() {
+		_ = nodepools.Run(runCtx, nodepools.Options{Loopback: e.Admin, Period: 200 * time.Millisecond})
+	}()
 
 	cache := pools.New(dyn)
 	cache.Run(ctx)
