@@ -24,8 +24,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	componentbaseconfig "k8s.io/component-base/config"
@@ -33,6 +35,7 @@ import (
 
 	"github.com/kplex/kplex/client/crosstenant"
 	"github.com/kplex/kplex/client/crosstenant/tenantview"
+	"github.com/kplex/kplex/client/pools"
 	"github.com/kplex/kplex/controllers/activation"
 	"github.com/kplex/kplex/controllers/disruption"
 	"github.com/kplex/kplex/controllers/endpoints"
@@ -147,7 +150,19 @@ func (m *Manager) build(ctx context.Context) (*activation.Activator, []*crossten
 	if err != nil {
 		return nil, nil, err
 	}
+	// A tenant's controllers see the nodes its pods may use: a
+	// DaemonSet runs on its tenant's pools' nodes only.
+	dyn, err := dynamic.NewForConfig(m.opts.Loopback)
+	if err != nil {
+		return nil, nil, err
+	}
+	nodePools := pools.New(dyn)
+	nodePools.Run(ctx)
+	if !cache.WaitForCacheSync(ctx.Done(), nodePools.HasSynced) {
+		return nil, nil, fmt.Errorf("node pools did not sync: %w", ctx.Err())
+	}
 	views := &tenantview.Caches{
+		MayUseNode: nodePools.MayUse,
 		Namespaces: sa.Namespaces, ServiceAccounts: sa.ServiceAccounts, ConfigMaps: sa.ConfigMaps,
 		Pods: w.Pods, ReplicaSets: w.ReplicaSets, Deployments: w.Deployments, Jobs: w.Jobs, CronJobs: w.CronJobs,
 		StatefulSets: w.StatefulSets, ControllerRevisions: w.ControllerRevisions, DaemonSets: w.DaemonSets,

@@ -11,9 +11,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 
+	schedulingv1alpha1 "github.com/kplex/kplex/apis/scheduling/v1alpha1"
 	"github.com/kplex/kplex/apiserver/server/servertest"
 	"github.com/kplex/kplex/controllers/manager"
 	"github.com/kplex/kplex/controllers/nodelifecycle"
@@ -256,5 +260,29 @@ func TestIntegrationDaemonSetsPerTenant(t *testing.T) {
 			got, err := nodesOf(ctx, c)
 			return slices.Equal(got, want), err
 		})
+	}
+	// A node of a pool dedicated to ds-a runs ds-a's daemon pod only.
+	dyn, err := dynamic.NewForConfig(e.Admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "scheduling.kplex.io/v1alpha1", "kind": "NodePool",
+		"metadata": map[string]any{"name": "a-only"}, "spec": map[string]any{"mode": "dedicated", "tenants": []any{"ds-a"}},
+	}}
+	if _, err := dyn.Resource(schedulingv1alpha1.NodePoolsResource).Create(ctx, pool, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // the manager's pool cache follows
+	fakeKubelet(ctx, t, root, "n4")
+	if _, err := root.CoreV1().Nodes().Patch(ctx, "n4", types.MergePatchType, []byte(`{"metadata":{"labels":{"kplex.io/pool":"a-only"}}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 60*time.Second, "ds-a's daemon pod on its dedicated node n4", func(ctx context.Context) (bool, error) {
+		got, err := nodesOf(ctx, a)
+		return slices.Equal(got, []string{"n1", "n2", "n3", "n4"}), err
+	})
+	if got, err := nodesOf(ctx, b); err != nil || !slices.Equal(got, want) {
+		t.Errorf("ds-b's daemon pods are for %v (%v), want %v: not ds-a's dedicated node", got, err, want)
 	}
 }

@@ -31,9 +31,9 @@ func nodeChanged(oldObj, newObj any) bool {
 }
 
 // DaemonSets is upstream's daemonset controller per tenant, over the
-// management plane's nodes: until node pools (issue 5) say which nodes a
-// tenant may use, every node is shared. A node change wakes every tenant
-// with DaemonSets.
+// management plane's nodes that the tenant's pods may use (its view's
+// MayUseNode: nodes in no pool, and in pools that admit it). A node change
+// wakes every tenant with DaemonSets.
 func DaemonSets(c Caches, nodes *crosstenant.Cache) activation.Spec {
 	return activation.Spec{
 		Name:     DaemonSetName,

@@ -63,8 +63,11 @@ type Caches struct {
 	EndpointSlices         *crosstenant.Cache
 	// DeviceClasses and Nodes are the management plane's, read by every
 	// tenant.
-	DeviceClasses      *crosstenant.Cache
-	Nodes              *crosstenant.Cache
+	DeviceClasses *crosstenant.Cache
+	Nodes         *crosstenant.Cache
+	// MayUseNode, if set, tells which of root's nodes a tenant's view
+	// shows: those its pods may use (its node pools').
+	MayUseNode         func(tenantName string, nodeLabels map[string]string) bool
 	Namespaces         *crosstenant.Cache
 	LimitRanges        *crosstenant.Cache
 	MutatingWebhooks   *crosstenant.Cache
@@ -289,9 +292,19 @@ func (v coreV1) Pods() corev1informers.TypedPodInformer {
 	return newTyped[corev1informers.PodIndexInformer](v.f.informer(v.f.caches.Pods), corev1listers.NewPodLister)
 }
 
-// Nodes are root's: a tenant's pods run on the management plane's nodes.
+// Nodes are root's: a tenant's pods run on the management plane's nodes,
+// those Caches.MayUseNode lets through.
 func (v coreV1) Nodes() corev1informers.TypedNodeInformer {
-	return newTyped[corev1informers.NodeIndexInformer](NewInformer(v.f.caches.Nodes, tenant.Root), corev1listers.NewNodeLister)
+	inf := NewInformer(v.f.caches.Nodes, tenant.Root)
+	inf.regs = &v.f.regs
+	if may := v.f.caches.MayUseNode; may != nil {
+		t := v.f.tenant
+		inf.idx.keep = func(obj any) bool {
+			n, ok := crosstenant.Unwrap(obj).(*corev1.Node)
+			return ok && may(t, n.Labels)
+		}
+	}
+	return newTyped[corev1informers.NodeIndexInformer](inf, corev1listers.NewNodeLister)
 }
 
 func (v coreV1) Endpoints() corev1informers.TypedEndpointsInformer {

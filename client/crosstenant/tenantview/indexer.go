@@ -18,6 +18,8 @@ var errReadOnly = errors.New("a tenant view is read-only")
 type indexer struct {
 	c *crosstenant.Cache
 	t string
+	// keep, if set, is what of the tenant's objects the view shows.
+	keep func(obj any) bool
 }
 
 var _ cache.Indexer = indexer{}
@@ -56,7 +58,21 @@ func (i indexer) List() []any {
 	if i.c == nil {
 		return nil
 	}
-	return i.c.InTenant(i.t)
+	return i.kept(i.c.InTenant(i.t))
+}
+
+// kept leaves out what the view's filter does not keep.
+func (i indexer) kept(objs []any) []any {
+	if i.keep == nil {
+		return objs
+	}
+	out := objs[:0:0]
+	for _, obj := range objs {
+		if i.keep(obj) {
+			out = append(out, obj)
+		}
+	}
+	return out
 }
 
 func (i indexer) ListKeys() []string {
@@ -81,7 +97,11 @@ func (i indexer) GetByKey(key string) (any, bool, error) {
 	if i.c == nil {
 		return nil, false, nil
 	}
-	return i.c.GetByKey(i.t + "/" + key)
+	obj, ok, err := i.c.GetByKey(i.t + "/" + key)
+	if ok && i.keep != nil && !i.keep(obj) {
+		return nil, false, nil
+	}
+	return obj, ok, err
 }
 
 func (i indexer) Index(name string, obj any) ([]any, error) {
@@ -129,7 +149,8 @@ func (i indexer) ByIndex(name, value string) ([]any, error) {
 		return nil, nil
 	}
 	if name == cache.NamespaceIndex {
-		return i.c.InNamespace(i.t, value), nil
+		return i.kept(i.c.InNamespace(i.t, value)), nil
 	}
-	return i.c.ByTenantIndex(i.t, name, value)
+	objs, err := i.c.ByTenantIndex(i.t, name, value)
+	return i.kept(objs), err
 }

@@ -89,6 +89,9 @@ type registration struct {
 // register adds h to the cache, which tells it at once of the tenant's
 // objects.
 func (r *registration) register(h cache.ResourceEventHandler) {
+	if keep := r.inf.idx.keep; keep != nil {
+		h = cache.FilteringResourceEventHandler{FilterFunc: keep, Handler: h}
+	}
 	remove := r.inf.idx.c.AddTenantHandler(r.inf.idx.t, h)
 	r.mu.Lock()
 	if r.ended {
