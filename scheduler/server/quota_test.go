@@ -3,6 +3,8 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,5 +68,69 @@ func stillPending(t *testing.T, c kubernetes.Interface, name string, d time.Dura
 	})
 	if err == nil {
 		t.Errorf("pod %s was bound", name)
+	}
+}
+
+// A tenant borrowed the whole pool; when the lender's pod, within its
+// nominal quota, finds no room, the borrower's newest pod is evicted (the
+// borrower is told, without the lender's name) and the lender's pod runs.
+// Nothing within the borrower's own nominal quota is touched.
+func TestIntegrationBorrowedQuotaIsReclaimed(t *testing.T) {
+	e := start(t)
+	e.apply(t, schedulingv1alpha1.NodePoolsResource, `{apiVersion: scheduling.kplex.io/v1alpha1, kind: NodePool, metadata: {name: gpu}, spec: {mode: shared}}`)
+	e.node(t, "gpu-1", "gpu", 4)
+	for _, name := range []string{"lender", "borrower"} {
+		e.apply(t, schedulingv1alpha1.TenantQuotasResource, `{apiVersion: scheduling.kplex.io/v1alpha1, kind: TenantQuota, metadata: {name: `+name+`},
+			spec: {pools: [{name: gpu, resources: [{name: nvidia.com/gpu, nominalQuota: 2}]}]}}`)
+	}
+	lender, borrower := e.tenant(t, "lender"), e.tenant(t, "borrower")
+	e.runScheduler(t)
+	for i := range 4 {
+		createPod(t, borrower, fmt.Sprintf("b-%d", i), podSpec{gpus: 1})
+		waitBound(t, borrower, fmt.Sprintf("b-%d", i))
+		time.Sleep(1100 * time.Millisecond) // creation times have seconds: b-3 is the newest
+	}
+	createPod(t, lender, "l-0", podSpec{gpus: 2})
+	// Two of the borrower's pods are evicted (it borrowed two): its newest.
+	var evicted []string
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		pods, err := borrower.CoreV1().Pods("default").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, nil
+		}
+		evicted = nil
+		for _, p := range pods.Items {
+			if p.DeletionTimestamp != nil {
+				evicted = append(evicted, p.Name)
+			}
+		}
+		return len(evicted) == 2, nil
+	})
+	slices.Sort(evicted)
+	if err != nil || !slices.Equal(evicted, []string{"b-2", "b-3"}) {
+		t.Fatalf("the borrower's pods being evicted: %v (%v), want b-2 and b-3", evicted, err)
+	}
+	// No node agent runs here: end them as it would.
+	for _, name := range evicted {
+		if err := borrower.CoreV1().Pods("default").Delete(context.Background(), name, metav1.DeleteOptions{GracePeriodSeconds: new(int64(0))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitBound(t, lender, "l-0")
+	events, err := borrower.CoreV1().Events("default").List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	told := false
+	for _, ev := range events.Items {
+		if ev.Reason == "Preempted" {
+			told = true
+			if strings.Contains(ev.Message, "lender") || (ev.Related != nil && strings.Contains(ev.Related.Namespace+ev.Related.Name, "lender")) {
+				t.Errorf("the borrower's event names the lender: %+v", ev)
+			}
+		}
+	}
+	if !told {
+		t.Error("the borrower got no Preempted event")
 	}
 }

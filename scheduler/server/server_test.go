@@ -204,7 +204,15 @@ func waitBound(t *testing.T, c kubernetes.Interface, name string) *corev1.Pod {
 		return err == nil && p.Spec.NodeName != "", nil
 	})
 	if err != nil {
-		t.Fatalf("pod %s not bound: %v", name, err)
+		why := ""
+		if p != nil {
+			for _, c := range p.Status.Conditions {
+				if c.Type == corev1.PodScheduled {
+					why = c.Message
+				}
+			}
+		}
+		t.Fatalf("pod %s not bound (%q): %v", name, why, err)
 	}
 	return p
 }
