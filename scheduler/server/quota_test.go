@@ -134,3 +134,22 @@ func TestIntegrationBorrowedQuotaIsReclaimed(t *testing.T) {
 		t.Error("the borrower got no Preempted event")
 	}
 }
+
+// GPU pods are packed: each goes to the node whose GPUs it fills most, so
+// the other node stays whole.
+func TestIntegrationGPUPodsArePacked(t *testing.T) {
+	e := start(t)
+	e.node(t, "gpu-1", "", 4)
+	e.node(t, "gpu-2", "", 4)
+	c := e.tenant(t, "packer")
+	e.runScheduler(t)
+	createPod(t, c, "first", podSpec{gpus: 2})
+	first := waitBound(t, c, "first").Spec.NodeName
+	for i := range 2 {
+		name := fmt.Sprintf("next-%d", i)
+		createPod(t, c, name, podSpec{gpus: 1})
+		if node := waitBound(t, c, name).Spec.NodeName; node != first {
+			t.Errorf("%s on %s, want %s, whose GPUs it fills", name, node, first)
+		}
+	}
+}

@@ -107,9 +107,9 @@ func requireTenancy(p *kubeschedulerconfig.KubeSchedulerProfile) {
 	for _, set := range []*kubeschedulerconfig.PluginSet{&p.Plugins.QueueSort, &p.Plugins.Bind, &p.Plugins.PostFilter} {
 		set.Enabled = nil
 	}
-	for _, name := range []string{tenancy.Name, preemption.Name} {
-		if !slices.ContainsFunc(mp.Enabled, func(pl kubeschedulerconfig.Plugin) bool { return pl.Name == name }) {
-			mp.Enabled = append(mp.Enabled, kubeschedulerconfig.Plugin{Name: name})
+	for _, pl := range []kubeschedulerconfig.Plugin{{Name: tenancy.Name, Weight: tenancy.ScoreWeight}, {Name: preemption.Name}} {
+		if !slices.ContainsFunc(mp.Enabled, func(have kubeschedulerconfig.Plugin) bool { return have.Name == pl.Name }) {
+			mp.Enabled = append(mp.Enabled, pl)
 		}
 	}
 	// Preemption keeps upstream's arguments, under the new name.
