@@ -4,17 +4,16 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sync/atomic"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apiserver/pkg/admission"
 	"k8s.io/apiserver/pkg/admission/initializer"
-	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/informers"
+	corev1listers "k8s.io/client-go/listers/core/v1"
 	api "k8s.io/kubernetes/pkg/apis/core"
 
-	schedulingv1alpha1 "github.com/kplex/kplex/apis/scheduling/v1alpha1"
 	"github.com/kplex/kplex/client/pools"
 	"github.com/kplex/kplex/tenant"
 )
@@ -22,38 +21,51 @@ import (
 // FencePluginName is the name the node fence is registered and enabled by.
 const FencePluginName = "TenantNodeFence"
 
-var (
-	podsResource  = api.Resource("pods")
-	nodesResource = schema.GroupVersionResource{Version: "v1", Resource: "nodes"}
-)
+var podsResource = api.Resource("pods")
 
 // Fence refuses a tenant's pod created with spec.nodeName, or a binding,
 // onto a node the tenant's pods may not use: the scheduler's fence would
-// mean nothing if a pod could name its node itself.
+// mean nothing if a pod could name its node itself. It reads nodes from
+// the server's informers and pools from the server's pool cache, so a
+// binding costs no request.
 type Fence struct {
 	*admission.Handler
-	client dynamic.Interface
+	nodes corev1listers.NodeLister
+	pools atomic.Pointer[pools.Cache]
 }
 
 var (
-	_ admission.ValidationInterface  = &Fence{}
-	_ initializer.WantsDynamicClient = &Fence{}
+	_ admission.ValidationInterface                = &Fence{}
+	_ initializer.WantsExternalKubeInformerFactory = &Fence{}
 )
 
-// RegisterFence adds the node fence to plugins as FencePluginName.
-func RegisterFence(plugins *admission.Plugins) {
-	plugins.Register(FencePluginName, func(io.Reader) (admission.Interface, error) {
-		return &Fence{Handler: admission.NewHandler(admission.Create)}, nil
-	})
+// NewFence returns the node fence; Register adds it to a server's
+// plugins, SetPools gives it the pools once the server has them.
+func NewFence() *Fence {
+	return &Fence{Handler: admission.NewHandler(admission.Create)}
 }
 
-// SetDynamicClient is how the server hands the plugin its loopback client.
-func (f *Fence) SetDynamicClient(c dynamic.Interface) { f.client = c }
+// Register adds f to plugins as FencePluginName.
+func (f *Fence) Register(plugins *admission.Plugins) {
+	plugins.Register(FencePluginName, func(io.Reader) (admission.Interface, error) { return f, nil })
+}
 
-// ValidateInitialization checks the plugin got its client.
+// SetPools gives the fence the server's pool cache. Before it, a tenant
+// may name only nodes in no pool.
+func (f *Fence) SetPools(c *pools.Cache) { f.pools.Store(c) }
+
+// SetExternalKubeInformerFactory is how the server hands the plugin root's
+// informers: the nodes are root's.
+func (f *Fence) SetExternalKubeInformerFactory(factory informers.SharedInformerFactory) {
+	nodes := factory.Core().V1().Nodes()
+	f.nodes = nodes.Lister()
+	f.SetReadyFunc(nodes.Informer().HasSynced)
+}
+
+// ValidateInitialization checks the plugin got its informers.
 func (f *Fence) ValidateInitialization() error {
-	if f.client == nil {
-		return fmt.Errorf("%s needs a dynamic client", FencePluginName)
+	if f.nodes == nil {
+		return fmt.Errorf("%s needs the server's informers", FencePluginName)
 	}
 	return nil
 }
@@ -85,9 +97,21 @@ func (f *Fence) Validate(ctx context.Context, a admission.Attributes, _ admissio
 	if node == "" {
 		return nil
 	}
-	ok, err := f.mayUse(ctx, t, node)
+	if !f.WaitForReady() {
+		return admission.NewForbidden(a, fmt.Errorf("%s: the server's node cache is not ready yet", FencePluginName))
+	}
+	n, err := f.nodes.Get(node)
+	if apierrors.IsNotFound(err) {
+		return nil // left to the node agent to refuse, as upstream does
+	}
 	if err != nil {
-		return apierrors.NewInternalError(err)
+		return apierrors.NewInternalError(fmt.Errorf("reading node %s: %w", node, err))
+	}
+	var ok bool
+	if c := f.pools.Load(); c != nil {
+		ok = c.MayUse(t, n.Labels)
+	} else {
+		ok = pools.MayUse(t, n.Labels, nil)
 	}
 	if !ok {
 		return apierrors.NewInvalid(a.GetKind().GroupKind(), a.GetName(), field.ErrorList{
@@ -95,29 +119,4 @@ func (f *Fence) Validate(ctx context.Context, a admission.Attributes, _ admissio
 		})
 	}
 	return nil
-}
-
-// mayUse reads the node and the pools from root. A node that does not
-// exist is left to the node agent to refuse, as upstream does.
-func (f *Fence) mayUse(ctx context.Context, t, node string) (bool, error) {
-	n, err := f.client.Resource(nodesResource).Get(ctx, node, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return true, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("reading node %s: %w", node, err)
-	}
-	list, err := f.client.Resource(schedulingv1alpha1.NodePoolsResource).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return false, fmt.Errorf("listing node pools: %w", err)
-	}
-	all := make([]*schedulingv1alpha1.NodePool, 0, len(list.Items))
-	for i := range list.Items {
-		p, err := pools.Decode(&list.Items[i])
-		if err != nil {
-			return false, err
-		}
-		all = append(all, p)
-	}
-	return pools.MayUse(t, n.GetLabels(), all), nil
 }

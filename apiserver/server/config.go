@@ -57,6 +57,7 @@ type Config struct {
 	CRDIdleTimeout time.Duration
 
 	namespaces *namespacelifecycle.Plugin
+	fence      *schedulingapi.Fence
 	admission  *tenantmux.Hub
 }
 
@@ -85,14 +86,15 @@ func NewConfig() *Config {
 	adm.RecommendedPluginOrder = slices.Insert(adm.RecommendedPluginOrder, slices.Index(adm.RecommendedPluginOrder, "NamespaceLifecycle")+1, namespacelifecycle.PluginName)
 	crdconversion.Register(adm.Plugins)
 	schedulingapi.Register(adm.Plugins)
-	schedulingapi.RegisterFence(adm.Plugins)
+	fence := schedulingapi.NewFence()
+	fence.Register(adm.Plugins)
 	adm.RecommendedPluginOrder = append(adm.RecommendedPluginOrder, crdconversion.PluginName, schedulingapi.PluginName, schedulingapi.FencePluginName)
 	// Webhooks, policies, LimitRanger, PodSecurity and ServiceAccount keep their names and
 	// places; the hub's decorator gives each tenant its own instance. It
 	// goes first, so that upstream's metrics decorator wraps it.
 	hub := tenantmux.New(tenantmux.Specs)
 	adm.Decorators = append(admission.Decorators{hub.Decorator()}, adm.Decorators...)
-	return &Config{DataDir: DefaultDataDir(), Kube: kube, Fairness: fairness.DefaultOptions, AdmissionIdleTimeout: DefaultIdleTimeout, CRDIdleTimeout: DefaultIdleTimeout, namespaces: namespaces, admission: hub}
+	return &Config{DataDir: DefaultDataDir(), Kube: kube, Fairness: fairness.DefaultOptions, AdmissionIdleTimeout: DefaultIdleTimeout, CRDIdleTimeout: DefaultIdleTimeout, namespaces: namespaces, fence: fence, admission: hub}
 }
 
 // rootOnlyAdmission are upstream plugins that look objects up in root

@@ -336,6 +336,7 @@ func (s *Server) startLifecycle(hook genericapiserver.PostStartHookContext, etcd
 	nodePools := pools.New(dyn)
 	nodePools.Run(hook)
 	s.pools.Store(nodePools)
+	s.cfg.fence.SetPools(nodePools)
 	go s.rbac.Run(hook)
 	if err := s.cfg.namespaces.Start(hook, loopback); err != nil {
 		return err

@@ -117,6 +117,9 @@ func (c *Cache) Quotas() []*schedulingv1alpha1.TenantQuota {
 // label, else the first pool by name whose nodeSelector they match, else
 // "" (no pool).
 func (c *Cache) PoolOf(nodeLabels map[string]string) string {
+	if name, ok := nodeLabels[schedulingv1alpha1.PoolLabel]; ok {
+		return name // the common case, without listing the pools
+	}
 	return PoolOf(nodeLabels, c.Pools())
 }
 
@@ -156,7 +159,12 @@ func Admits(p *schedulingv1alpha1.NodePool, tenantName string) bool {
 // labels: a node in no pool is everyone's; a node in a pool that does not
 // exist (yet) is no one's but root's.
 func (c *Cache) MayUse(tenantName string, nodeLabels map[string]string) bool {
-	return MayUse(tenantName, nodeLabels, c.Pools())
+	name := c.PoolOf(nodeLabels)
+	if name == "" || tenantName == tenant.Root {
+		return true
+	}
+	p := c.Pool(name)
+	return p != nil && Admits(p, tenantName)
 }
 
 // MayUse is Cache.MayUse over a list of pools.

@@ -14,7 +14,24 @@ const gpuResource corev1.ResourceName = "nvidia.com/gpu"
 // GPUs outweighs upstream's spreading of CPU and memory (weight 1).
 const ScoreWeight = 5
 
-var _ fwk.ScorePlugin = &Plugin{}
+var (
+	_ fwk.ScorePlugin    = &Plugin{}
+	_ fwk.PreScorePlugin = &Plugin{}
+)
+
+// PreScore skips scoring where it would change nothing: a pod without
+// GPUs while no pool has a weight.
+func (p *Plugin) PreScore(_ context.Context, state fwk.CycleState, pod *corev1.Pod, _ []fwk.NodeInfo) *fwk.Status {
+	if cycleOf(state, pod).requests[gpuResource] > 0 {
+		return nil
+	}
+	for _, np := range p.dir.Pools() {
+		if np.Spec.Weight != nil {
+			return nil
+		}
+	}
+	return fwk.NewStatus(fwk.Skip)
+}
 
 // Score packs GPU pods: a node scores by how full its GPUs would be with
 // the pod, so that whole nodes stay free for large jobs. Other pods score
