@@ -243,3 +243,5 @@ func waitUnschedulable(t *testing.T, c kubernetes.Interface, name, want string) 
 	}
 	return msg
 }
+
+func resourceQuantity(n int64) *resource.Quantity { return resource.NewQuantity(n, resource.DecimalSI) }
