@@ -253,18 +253,8 @@ func benchKplexScheduler(binDir, work string, o SchedulerOptions) (*schedulingRu
 		i := index[crosstenant.TenantOf(p)]
 		return pool == fmt.Sprintf("ded-%04d", i) && i < o.DedicatedTenants
 	}
-	metricsPort, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	kubeconfig := filepath.Join(work, "scheduler.kubeconfig")
-	if err := writeSchedulerKubeconfig(kubeconfig, admin); err != nil {
-		return nil, err
-	}
 	progress("kplex: %d pods pending; starting kplex-scheduler", o.Tenants*o.PodsPerTenant)
-	return measureScheduling(cross, o.Tenants*o.PodsPerTenant, allowed, metricsPort, func() (*process, error) {
-		return start(filepath.Join(work, "kplex-scheduler.log"), filepath.Join(binDir, "kplex-scheduler"), schedulerArgs(kubeconfig, metricsPort)...)
-	})
+	return runScheduler(filepath.Join(binDir, "kplex-scheduler"), work, admin, cross, o.Tenants*o.PodsPerTenant, allowed)
 }
 
 func benchVanillaScheduler(binDir, work string, o SchedulerOptions) (*schedulingRun, error) {
@@ -327,6 +317,14 @@ func benchVanillaScheduler(binDir, work string, o SchedulerOptions) (*scheduling
 	}); err != nil {
 		return nil, err
 	}
+	progress("vanilla: %d pods pending; starting kube-scheduler", o.Tenants*o.PodsPerTenant)
+	return runScheduler(filepath.Join(binDir, "kube-scheduler"), dir, admin, root, o.Tenants*o.PodsPerTenant, func(*corev1.Pod) bool { return true })
+}
+
+// runScheduler starts the scheduler binary against admin's server (its
+// log and kubeconfig in dir) and measures it binding total pods, which
+// client lists.
+func runScheduler(binary, dir string, admin *rest.Config, client kubernetes.Interface, total int, allowed func(*corev1.Pod) bool) (*schedulingRun, error) {
 	metricsPort, err := freePort()
 	if err != nil {
 		return nil, err
@@ -335,9 +333,8 @@ func benchVanillaScheduler(binDir, work string, o SchedulerOptions) (*scheduling
 	if err := writeSchedulerKubeconfig(kubeconfig, admin); err != nil {
 		return nil, err
 	}
-	progress("vanilla: %d pods pending; starting kube-scheduler", o.Tenants*o.PodsPerTenant)
-	return measureScheduling(root, o.Tenants*o.PodsPerTenant, func(*corev1.Pod) bool { return true }, metricsPort, func() (*process, error) {
-		return start(filepath.Join(dir, "kube-scheduler.log"), filepath.Join(binDir, "kube-scheduler"), schedulerArgs(kubeconfig, metricsPort)...)
+	return measureScheduling(client, total, allowed, metricsPort, func() (*process, error) {
+		return start(filepath.Join(dir, filepath.Base(binary)+".log"), binary, schedulerArgs(kubeconfig, metricsPort)...)
 	})
 }
 
