@@ -182,7 +182,7 @@ func runForeground(ctx context.Context, g *cli.Global, streams cli.Streams, flag
 		// The scheduler reads its kubeconfig from a file, as
 		// kube-scheduler does: root's admin credentials.
 		schedulerKubeconfig := filepath.Join(flags.DataDir, "scheduler.kubeconfig")
-		if err := writeRootKubeconfig(schedulerKubeconfig, cfg.PKI(), s.URL(), true); err != nil {
+		if err := kubeconfig.WriteFile(schedulerKubeconfig, s.AdminConfig()); err != nil {
 			return fmt.Errorf("writing the scheduler's kubeconfig: %w", err)
 		}
 		go func() {
@@ -212,12 +212,6 @@ func runForeground(ctx context.Context, g *cli.Global, streams cli.Streams, flag
 }
 
 func writeRootContext(g *cli.Global, files pki.Files, url string) error {
-	return writeRootKubeconfig(g.Kubeconfig, files, url, false)
-}
-
-// writeRootKubeconfig merges the kplex-root context into the kubeconfig
-// at path (empty: $KUBECONFIG, else ~/.kube/config).
-func writeRootKubeconfig(path string, files pki.Files, url string, setCurrent bool) error {
 	var entry kubeconfig.Entry
 	var err error
 	entry.Tenant, entry.Server = tenant.Root, url
@@ -230,7 +224,7 @@ func writeRootKubeconfig(path string, files pki.Files, url string, setCurrent bo
 	if entry.KeyData, err = kubeconfig.ReadFile(files.AdminKey()); err != nil {
 		return err
 	}
-	return kubeconfig.Merge(path, entry, setCurrent)
+	return kubeconfig.Merge(g.Kubeconfig, entry, false)
 }
 
 func printReady(g *cli.Global, streams cli.Streams, flags *flagpole, logPath string) {

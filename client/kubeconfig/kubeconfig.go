@@ -116,3 +116,22 @@ func ReadFile(path string) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// WriteFile writes a kubeconfig at path whose one, current context is
+// cfg's: its server, CA and credentials, as files or data. It is how a
+// component that reads a --kubeconfig file (kube-scheduler) is handed a
+// rest.Config.
+func WriteFile(path string, cfg *rest.Config) error {
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["kplex"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthority: cfg.CAFile, CertificateAuthorityData: cfg.CAData}
+	kc.AuthInfos["kplex"] = &clientcmdapi.AuthInfo{
+		ClientCertificate: cfg.CertFile, ClientKey: cfg.KeyFile, ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData,
+		Token: cfg.BearerToken,
+	}
+	kc.Contexts["kplex"] = &clientcmdapi.Context{Cluster: "kplex", AuthInfo: "kplex"}
+	kc.CurrentContext = "kplex"
+	if err := clientcmd.WriteToFile(*kc, path); err != nil {
+		return fmt.Errorf("writing kubeconfig %s: %w", path, err)
+	}
+	return nil
+}

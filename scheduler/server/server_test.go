@@ -20,13 +20,12 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/component-base/configz"
 
 	schedulingv1alpha1 "github.com/kplex/kplex/apis/scheduling/v1alpha1"
 	"github.com/kplex/kplex/apiserver/server/servertest"
+	"github.com/kplex/kplex/client/kubeconfig"
 	"github.com/kplex/kplex/cmd/kplex-scheduler/app"
 )
 
@@ -94,13 +93,8 @@ func (e *env) runScheduler(t *testing.T, args ...string) (stop func()) {
 
 func writeKubeconfig(t *testing.T, cfg *rest.Config) string {
 	t.Helper()
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["root"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthority: cfg.CAFile, CertificateAuthorityData: cfg.CAData}
-	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificate: cfg.CertFile, ClientKey: cfg.KeyFile, ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData, Token: cfg.BearerToken}
-	kc.Contexts["root"] = &clientcmdapi.Context{Cluster: "root", AuthInfo: "admin"}
-	kc.CurrentContext = "root"
 	path := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := clientcmd.WriteToFile(*kc, path); err != nil {
+	if err := kubeconfig.WriteFile(path, cfg); err != nil {
 		t.Fatal(err)
 	}
 	return path

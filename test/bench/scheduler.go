@@ -26,8 +26,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	watchtools "k8s.io/client-go/tools/watch"
 
 	schedulingv1alpha1 "github.com/kplex/kplex/apis/scheduling/v1alpha1"
@@ -35,6 +33,7 @@ import (
 	"github.com/kplex/kplex/apiserver/pki"
 	"github.com/kplex/kplex/apiserver/server"
 	"github.com/kplex/kplex/client/crosstenant"
+	"github.com/kplex/kplex/client/kubeconfig"
 	"github.com/kplex/kplex/client/tenants"
 )
 
@@ -329,12 +328,12 @@ func runScheduler(binary, dir string, admin *rest.Config, client kubernetes.Inte
 	if err != nil {
 		return nil, err
 	}
-	kubeconfig := filepath.Join(dir, "scheduler.kubeconfig")
-	if err := writeSchedulerKubeconfig(kubeconfig, admin); err != nil {
+	path := filepath.Join(dir, "scheduler.kubeconfig")
+	if err := kubeconfig.WriteFile(path, admin); err != nil {
 		return nil, err
 	}
 	return measureScheduling(client, total, allowed, metricsPort, func() (*process, error) {
-		return start(filepath.Join(dir, filepath.Base(binary)+".log"), binary, schedulerArgs(kubeconfig, metricsPort)...)
+		return start(filepath.Join(dir, filepath.Base(binary)+".log"), binary, schedulerArgs(path, metricsPort)...)
 	})
 }
 
@@ -392,15 +391,6 @@ func createNodes(ctx context.Context, c kubernetes.Interface, o SchedulerOptions
 		_, err = c.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
 		return err
 	})
-}
-
-func writeSchedulerKubeconfig(path string, cfg *rest.Config) error {
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["c"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthority: cfg.CAFile, CertificateAuthorityData: cfg.CAData}
-	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificate: cfg.CertFile, ClientKey: cfg.KeyFile, ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData}
-	kc.Contexts["c"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "admin"}
-	kc.CurrentContext = "c"
-	return clientcmd.WriteToFile(*kc, path)
 }
 
 // measureScheduling watches pods (client lists all of them: one tenant's
