@@ -49,7 +49,7 @@ func TestIntegrationTenantsSeeTheNodesTheirPodsMayUse(t *testing.T) {
 		`{apiVersion: scheduling.kplex.io/v1alpha1, kind: NodePool, metadata: {name: a-only}, spec: {mode: dedicated, tenants: [view-a]}}`,
 		`{apiVersion: scheduling.kplex.io/v1alpha1, kind: NodePool, metadata: {name: for-b}, spec: {mode: shared, tenants: [view-b]}}`,
 	} {
-		if _, err := pools.Create(ctx, fromYAML(t, doc), metav1.CreateOptions{}); err != nil {
+		if _, err := pools.Create(ctx, servertest.FromYAML(t, doc), metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}

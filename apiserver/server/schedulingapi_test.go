@@ -6,21 +6,11 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/dynamic"
 
 	schedulingv1alpha1 "github.com/kplex/kplex/apis/scheduling/v1alpha1"
+	"github.com/kplex/kplex/apiserver/server/servertest"
 )
-
-func fromYAML(t *testing.T, doc string) *unstructured.Unstructured {
-	t.Helper()
-	u := &unstructured.Unstructured{}
-	if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
-		t.Fatal(err)
-	}
-	return u
-}
 
 // NodePools and TenantQuotas are served in the management plane; a bad
 // spec is refused with 422 naming the field, and nothing is stored.
@@ -39,11 +29,11 @@ func TestIntegrationSchedulingAPIRefusesBadSpecs(t *testing.T) {
 		         template: {metadata: {labels: {gpu: h100}}, spec: {taints: [{key: gpu, effect: NoSchedule}]}}}}`,
 		`{apiVersion: scheduling.kplex.io/v1alpha1, kind: NodePool, metadata: {name: shared}, spec: {mode: shared}}`,
 	} {
-		if _, err := pools.Create(ctx, fromYAML(t, good), metav1.CreateOptions{}); err != nil {
+		if _, err := pools.Create(ctx, servertest.FromYAML(t, good), metav1.CreateOptions{}); err != nil {
 			t.Fatalf("a good NodePool was refused: %v", err)
 		}
 	}
-	if _, err := quotas.Create(ctx, fromYAML(t, `{apiVersion: scheduling.kplex.io/v1alpha1, kind: TenantQuota, metadata: {name: team-a},
+	if _, err := quotas.Create(ctx, servertest.FromYAML(t, `{apiVersion: scheduling.kplex.io/v1alpha1, kind: TenantQuota, metadata: {name: team-a},
 		spec: {fairSharing: {weight: 2}, pools: [{name: gpu-a, resources: [{name: nvidia.com/gpu, nominalQuota: 8, borrowingLimit: 4}]}]}}`), metav1.CreateOptions{}); err != nil {
 		t.Fatalf("a good TenantQuota was refused: %v", err)
 	}
@@ -65,7 +55,7 @@ func TestIntegrationSchedulingAPIRefusesBadSpecs(t *testing.T) {
 			spec: {pools: [{name: gpu-a, resources: [{name: cpu, nominalQuota: 1}]}, {name: gpu-z, resources: [{name: nvidia.com/gpu, nominalQuota: 1}]}]}}`,
 			"spec.pools[1].name", `"gpu-z": no NodePool of this name exists`},
 	} {
-		u := fromYAML(t, tc.doc)
+		u := servertest.FromYAML(t, tc.doc)
 		res := pools
 		if u.GetKind() == "TenantQuota" {
 			res = quotas

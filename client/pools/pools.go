@@ -160,21 +160,25 @@ func Admits(p *schedulingv1alpha1.NodePool, tenantName string) bool {
 // exist (yet) is no one's but root's.
 func (c *Cache) MayUse(tenantName string, nodeLabels map[string]string) bool {
 	name := c.PoolOf(nodeLabels)
-	if name == "" || tenantName == tenant.Root {
-		return true
-	}
-	p := c.Pool(name)
-	return p != nil && Admits(p, tenantName)
+	return mayUse(tenantName, name, c.Pool(name))
 }
 
 // MayUse is Cache.MayUse over a list of pools.
 func MayUse(tenantName string, nodeLabels map[string]string, all []*schedulingv1alpha1.NodePool) bool {
 	name := PoolOf(nodeLabels, all)
+	var pool *schedulingv1alpha1.NodePool
+	if i := slices.IndexFunc(all, func(p *schedulingv1alpha1.NodePool) bool { return p.Name == name }); i >= 0 {
+		pool = all[i]
+	}
+	return mayUse(tenantName, name, pool)
+}
+
+// mayUse decides for a node in the named pool (nil if it does not exist).
+func mayUse(tenantName, name string, pool *schedulingv1alpha1.NodePool) bool {
 	if name == "" || tenantName == tenant.Root {
 		return true
 	}
-	i := slices.IndexFunc(all, func(p *schedulingv1alpha1.NodePool) bool { return p.Name == name })
-	return i >= 0 && Admits(all[i], tenantName)
+	return pool != nil && Admits(pool, tenantName)
 }
 
 // Decode converts a NodePool read through a dynamic client.

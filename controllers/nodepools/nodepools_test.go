@@ -8,9 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/dynamic"
 
 	schedulingv1alpha1 "github.com/kplex/kplex/apis/scheduling/v1alpha1"
@@ -20,21 +18,6 @@ import (
 )
 
 const gpu corev1.ResourceName = "nvidia.com/gpu"
-
-func apply(t *testing.T, dyn dynamic.Interface, doc string) {
-	t.Helper()
-	u := &unstructured.Unstructured{}
-	if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
-		t.Fatal(err)
-	}
-	gvr := schedulingv1alpha1.NodePoolsResource
-	if u.GetKind() == "TenantQuota" {
-		gvr = schedulingv1alpha1.TenantQuotasResource
-	}
-	if _, err := dyn.Resource(gvr).Create(context.Background(), u, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // A pool's nodes get its template's labels and taints; its status counts
 // its nodes, their allocatable and what pods there request; a tenant's
@@ -52,10 +35,10 @@ func TestIntegrationPoolAndQuotaStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	apply(t, dyn, `{apiVersion: scheduling.kplex.io/v1alpha1, kind: NodePool, metadata: {name: gpu-a},
+	e.CreateScheduling(t, `{apiVersion: scheduling.kplex.io/v1alpha1, kind: NodePool, metadata: {name: gpu-a},
 		spec: {mode: shared, template: {metadata: {labels: {gpu: h100}}, spec: {taints: [{key: nvidia.com/gpu, effect: NoSchedule}]}}}}`)
-	apply(t, dyn, `{apiVersion: scheduling.kplex.io/v1alpha1, kind: NodePool, metadata: {name: other}, spec: {mode: shared}}`)
-	apply(t, dyn, `{apiVersion: scheduling.kplex.io/v1alpha1, kind: TenantQuota, metadata: {name: st-a},
+	e.CreateScheduling(t, `{apiVersion: scheduling.kplex.io/v1alpha1, kind: NodePool, metadata: {name: other}, spec: {mode: shared}}`)
+	e.CreateScheduling(t, `{apiVersion: scheduling.kplex.io/v1alpha1, kind: TenantQuota, metadata: {name: st-a},
 		spec: {pools: [{name: gpu-a, resources: [{name: nvidia.com/gpu, nominalQuota: 2}]}]}}`)
 	for _, name := range []string{"g1", "g2"} {
 		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{schedulingv1alpha1.PoolLabel: "gpu-a"}}}

@@ -22,8 +22,8 @@ import (
 // are two pods, each bound in its own tenant, with its pool named.
 func TestIntegrationDedicatedPoolIsFencedByTenant(t *testing.T) {
 	e := start(t)
-	e.apply(t, schedulingv1alpha1.NodePoolsResource, `{apiVersion: scheduling.kplex.io/v1alpha1, kind: NodePool, metadata: {name: a-only}, spec: {mode: dedicated, tenants: [fence-a]}}`)
-	e.apply(t, schedulingv1alpha1.NodePoolsResource, `{apiVersion: scheduling.kplex.io/v1alpha1, kind: NodePool, metadata: {name: everyone}, spec: {mode: shared}}`)
+	e.CreateScheduling(t, `{apiVersion: scheduling.kplex.io/v1alpha1, kind: NodePool, metadata: {name: a-only}, spec: {mode: dedicated, tenants: [fence-a]}}`)
+	e.CreateScheduling(t, `{apiVersion: scheduling.kplex.io/v1alpha1, kind: NodePool, metadata: {name: everyone}, spec: {mode: shared}}`)
 	e.node(t, "dedicated-1", "a-only", 8, corev1.Taint{Key: "kplex.io/dedicated", Value: "fence-a", Effect: corev1.TaintEffectNoSchedule})
 	e.node(t, "shared-1", "everyone", 8)
 	a, b := e.tenant(t, "fence-a"), e.tenant(t, "fence-b")

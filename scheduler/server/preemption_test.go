@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -43,25 +42,13 @@ func TestIntegrationPreemptionStaysWithinTheTenant(t *testing.T) {
 		createPod(t, a, fmt.Sprintf("low-%d", i), podSpec{gpus: 1})
 		waitBound(t, a, fmt.Sprintf("low-%d", i))
 	}
-	high := func(c kubernetes.Interface, name string) {
-		t.Helper()
-		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.PodSpec{
-			PriorityClassName: "high", AutomountServiceAccountToken: new(false),
-			Containers: []corev1.Container{{Name: "c", Image: "busybox", Resources: corev1.ResourceRequirements{
-				Limits: corev1.ResourceList{gpu: *resourceQuantity(1)},
-			}}},
-		}}
-		if _, err := c.CoreV1().Pods("default").Create(ctx, p, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	high(b, "urgent")
+	createPod(t, b, "urgent", podSpec{gpus: 1, priorityClass: "high"})
 	waitUnschedulable(t, b, "urgent", "nvidia.com/gpu")
 	time.Sleep(2 * time.Second)
 	if got := terminating(ctx, a); len(got) > 0 {
 		t.Fatalf("B's pod evicted A's %v", got)
 	}
-	high(a, "urgent")
+	createPod(t, a, "urgent", podSpec{gpus: 1, priorityClass: "high"})
 	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		return len(terminating(ctx, a)) == 1, nil
 	})

@@ -11,8 +11,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
-
-	schedulingv1alpha1 "github.com/kplex/kplex/apis/scheduling/v1alpha1"
 )
 
 // A tenant's GPUs in a pool stop at its nominal quota plus what it may
@@ -21,12 +19,12 @@ import (
 // its own.
 func TestIntegrationTenantQuotaExhaustionAndRelease(t *testing.T) {
 	e := start(t)
-	e.apply(t, schedulingv1alpha1.NodePoolsResource, `{apiVersion: scheduling.kplex.io/v1alpha1, kind: NodePool, metadata: {name: gpu-a}, spec: {mode: shared}}`)
+	e.CreateScheduling(t, `{apiVersion: scheduling.kplex.io/v1alpha1, kind: NodePool, metadata: {name: gpu-a}, spec: {mode: shared}}`)
 	e.node(t, "gpu-1", "gpu-a", 4)
 	e.node(t, "gpu-2", "gpu-a", 4)
-	e.apply(t, schedulingv1alpha1.TenantQuotasResource, `{apiVersion: scheduling.kplex.io/v1alpha1, kind: TenantQuota, metadata: {name: quota-a},
+	e.CreateScheduling(t, `{apiVersion: scheduling.kplex.io/v1alpha1, kind: TenantQuota, metadata: {name: quota-a},
 		spec: {pools: [{name: gpu-a, resources: [{name: nvidia.com/gpu, nominalQuota: 2, borrowingLimit: 1}]}]}}`)
-	e.apply(t, schedulingv1alpha1.TenantQuotasResource, `{apiVersion: scheduling.kplex.io/v1alpha1, kind: TenantQuota, metadata: {name: quota-b},
+	e.CreateScheduling(t, `{apiVersion: scheduling.kplex.io/v1alpha1, kind: TenantQuota, metadata: {name: quota-b},
 		spec: {pools: [{name: gpu-a, resources: [{name: nvidia.com/gpu, nominalQuota: 2}]}]}}`)
 	a, b := e.tenant(t, "quota-a"), e.tenant(t, "quota-b")
 	e.runScheduler(t)
@@ -77,10 +75,10 @@ func stillPending(t *testing.T, c kubernetes.Interface, name string, d time.Dura
 // Nothing within the borrower's own nominal quota is touched.
 func TestIntegrationBorrowedQuotaIsReclaimed(t *testing.T) {
 	e := start(t)
-	e.apply(t, schedulingv1alpha1.NodePoolsResource, `{apiVersion: scheduling.kplex.io/v1alpha1, kind: NodePool, metadata: {name: gpu}, spec: {mode: shared}}`)
+	e.CreateScheduling(t, `{apiVersion: scheduling.kplex.io/v1alpha1, kind: NodePool, metadata: {name: gpu}, spec: {mode: shared}}`)
 	e.node(t, "gpu-1", "gpu", 4)
 	for _, name := range []string{"lender", "borrower"} {
-		e.apply(t, schedulingv1alpha1.TenantQuotasResource, `{apiVersion: scheduling.kplex.io/v1alpha1, kind: TenantQuota, metadata: {name: `+name+`},
+		e.CreateScheduling(t, `{apiVersion: scheduling.kplex.io/v1alpha1, kind: TenantQuota, metadata: {name: `+name+`},
 			spec: {pools: [{name: gpu, resources: [{name: nvidia.com/gpu, nominalQuota: 2}]}]}}`)
 	}
 	lender, borrower := e.tenant(t, "lender"), e.tenant(t, "borrower")

@@ -13,11 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
@@ -41,7 +37,6 @@ func ctxT(t *testing.T) context.Context {
 type env struct {
 	*servertest.Env
 	root       kubernetes.Interface
-	dyn        dynamic.Interface
 	kubeconfig string
 }
 
@@ -52,10 +47,6 @@ func start(t *testing.T) *env {
 	}
 	e := &env{Env: servertest.Start(t, "")}
 	e.root = servertest.Client(t, e.Admin)
-	var err error
-	if e.dyn, err = dynamic.NewForConfig(e.Admin); err != nil {
-		t.Fatal(err)
-	}
 	e.kubeconfig = writeKubeconfig(t, e.Admin)
 	return e
 }
@@ -98,18 +89,6 @@ func writeKubeconfig(t *testing.T, cfg *rest.Config) string {
 		t.Fatal(err)
 	}
 	return path
-}
-
-// apply creates a management-plane object from YAML.
-func (e *env) apply(t *testing.T, gvr schema.GroupVersionResource, doc string) {
-	t.Helper()
-	u := &unstructured.Unstructured{}
-	if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.dyn.Resource(gvr).Create(context.Background(), u, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("creating %s: %v", u.GetName(), err)
-	}
 }
 
 // node registers a Ready node in pool (none if ""), with gpus GPUs, and no
@@ -160,9 +139,10 @@ func (e *env) tenant(t *testing.T, name string) kubernetes.Interface {
 }
 
 type podSpec struct {
-	gpus        int64
-	pool        string // node selector on the pool label
-	tolerateAll bool
+	gpus          int64
+	pool          string // node selector on the pool label
+	tolerateAll   bool
+	priorityClass string
 }
 
 func createPod(t *testing.T, c kubernetes.Interface, name string, s podSpec) {
@@ -180,6 +160,7 @@ func createPod(t *testing.T, c kubernetes.Interface, name string, s podSpec) {
 	if s.pool != "" {
 		p.Spec.NodeSelector = map[string]string{schedulingv1alpha1.PoolLabel: s.pool}
 	}
+	p.Spec.PriorityClassName = s.priorityClass
 	if s.tolerateAll {
 		p.Spec.Tolerations = []corev1.Toleration{{Operator: corev1.TolerationOpExists}}
 	}
@@ -237,5 +218,3 @@ func waitUnschedulable(t *testing.T, c kubernetes.Interface, name, want string) 
 	}
 	return msg
 }
-
-func resourceQuantity(n int64) *resource.Quantity { return resource.NewQuantity(n, resource.DecimalSI) }

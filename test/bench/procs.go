@@ -8,11 +8,16 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	"k8s.io/client-go/rest"
+
 	"github.com/kplex/kplex/apiserver/etcd"
+	"github.com/kplex/kplex/apiserver/pki"
+	"github.com/kplex/kplex/apiserver/server"
 )
 
 // serveEtcd runs an embedded etcd until killed; the first line it prints is
@@ -114,4 +119,60 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// controlPlane is an apiserver the bench started, and its etcd when the
+// bench started that as a child too.
+type controlPlane struct {
+	etcd, apiserver *process
+	admin           *rest.Config
+}
+
+func (c *controlPlane) stop() {
+	c.apiserver.stop() // before its etcd, so it waits on no gone etcd
+	c.etcd.stop()
+}
+
+// startKplexAPIServer starts bin/kplex-apiserver with its data in dataDir
+// over etcdURL, with extra flags; it does not wait for it to be ready.
+func startKplexAPIServer(binDir, dataDir, logPath, etcdURL string, extra ...string) (*controlPlane, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	args := append([]string{"--data-dir", dataDir, "--secure-port", strconv.Itoa(port), "--etcd-servers", etcdURL}, extra...)
+	apiserver, err := start(logPath, filepath.Join(binDir, "kplex-apiserver"), args...)
+	if err != nil {
+		return nil, err
+	}
+	return &controlPlane{apiserver: apiserver, admin: server.PKIFiles(dataDir).AdminConfig("https://127.0.0.1:" + strconv.Itoa(port))}, nil
+}
+
+// startDedicated starts a dedicated control plane in dir: an etcd child
+// and bin/kube-apiserver with the PKI kplex would make, and extra flags;
+// it does not wait for it to be ready.
+func startDedicated(binDir, dir string, extra ...string) (*controlPlane, error) {
+	files := server.PKIFiles(dir)
+	if err := pki.Ensure(files, nil); err != nil {
+		return nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	etcdProc, etcdURL, err := startEtcdChild(filepath.Join(dir, "etcd"), filepath.Join(dir, "etcd.log"))
+	if err != nil {
+		return nil, err
+	}
+	args := append([]string{"--etcd-servers", etcdURL, "--secure-port", strconv.Itoa(port), "--bind-address", "127.0.0.1",
+		"--tls-cert-file", files.ServingCert(), "--tls-private-key-file", files.ServingKey(), "--client-ca-file", files.CACert(),
+		"--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
+		"--service-account-key-file", files.ServiceAccountKey(), "--service-account-signing-key-file", files.ServiceAccountKey(),
+		"--authorization-mode", "RBAC", "--service-cluster-ip-range", "10.96.0.0/12"}, extra...)
+	apiserver, err := start(filepath.Join(dir, "kube-apiserver.log"), filepath.Join(binDir, "kube-apiserver"), args...)
+	if err != nil {
+		etcdProc.stop()
+		return nil, err
+	}
+	return &controlPlane{etcd: etcdProc, apiserver: apiserver, admin: files.AdminConfig("https://127.0.0.1:" + strconv.Itoa(port))}, nil
 }

@@ -74,21 +74,14 @@ func measureKplex(opts Options, work string, r *results) error {
 		return err
 	}
 	defer etcdServer.Close()
-	port, err := freePort()
-	if err != nil {
-		return err
-	}
-	dataDir := filepath.Join(work, "kplex")
 	started := time.Now()
-	args := append([]string{"--data-dir", dataDir, "--secure-port", strconv.Itoa(port), "--etcd-servers", etcdServer.ClientURL(),
-		"--tenant-admission-idle-timeout", opts.Idle.String(), "--tenant-crd-idle-timeout", opts.Idle.String()}, opts.ApiserverFlags...)
-	apiserver, err := start(filepath.Join(work, "kplex-apiserver.log"), filepath.Join(opts.BinDir, "kplex-apiserver"), args...)
+	cp, err := startKplexAPIServer(opts.BinDir, filepath.Join(work, "kplex"), filepath.Join(work, "kplex-apiserver.log"), etcdServer.ClientURL(),
+		append([]string{"--tenant-admission-idle-timeout", opts.Idle.String(), "--tenant-crd-idle-timeout", opts.Idle.String()}, opts.ApiserverFlags...)...)
 	if err != nil {
 		return err
 	}
-	defer apiserver.stop()
-	url := "https://127.0.0.1:" + strconv.Itoa(port)
-	admin := server.PKIFiles(dataDir).AdminConfig(url)
+	defer cp.stop()
+	apiserver, admin, url := cp.apiserver, cp.admin, cp.admin.Host
 	if err := waitReady(admin); err != nil {
 		return err
 	}
@@ -301,45 +294,30 @@ func etcdWatchers() int64 {
 }
 
 func measureBaseline(opts Options, work string, r *results) error {
-	var procs []*process
+	var planes []*controlPlane
 	defer func() {
-		// Apiservers before their etcds, so none waits on a gone etcd.
-		for _, p := range slices.Backward(procs) {
-			p.stop()
+		for _, cp := range planes {
+			cp.stop()
 		}
 	}()
 	for i := range opts.Baseline {
 		dir := filepath.Join(work, fmt.Sprintf("dedicated-%d", i))
-		files := server.PKIFiles(dir)
-		if err := pki.Ensure(files, nil); err != nil {
-			return err
-		}
-		port, err := freePort()
-		if err != nil {
+		// Keys are made before the clock starts, as kplex's are.
+		if err := pki.Ensure(server.PKIFiles(dir), nil); err != nil {
 			return err
 		}
 		began := time.Now()
-		etcdProc, etcdURL, err := startEtcdChild(filepath.Join(dir, "etcd"), filepath.Join(dir, "etcd.log"))
+		cp, err := startDedicated(opts.BinDir, dir)
 		if err != nil {
 			return err
 		}
-		procs = append(procs, etcdProc)
-		apiserver, err := start(filepath.Join(dir, "kube-apiserver.log"), filepath.Join(opts.BinDir, "kube-apiserver"),
-			"--etcd-servers", etcdURL, "--secure-port", strconv.Itoa(port), "--bind-address", "127.0.0.1",
-			"--tls-cert-file", files.ServingCert(), "--tls-private-key-file", files.ServingKey(), "--client-ca-file", files.CACert(),
-			"--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
-			"--service-account-key-file", files.ServiceAccountKey(), "--service-account-signing-key-file", files.ServiceAccountKey(),
-			"--authorization-mode", "RBAC", "--service-cluster-ip-range", "10.96.0.0/12")
-		if err != nil {
-			return err
-		}
-		procs = append(procs, apiserver)
-		url := "https://127.0.0.1:" + strconv.Itoa(port)
-		if err := waitReady(files.AdminConfig(url)); err != nil {
+		planes = append(planes, cp)
+		etcdProc, apiserver, url := cp.etcd, cp.apiserver, cp.admin.Host
+		if err := waitReady(cp.admin); err != nil {
 			return err
 		}
 		r.baselineStart = append(r.baselineStart, time.Since(began))
-		client, err := rest.HTTPClientFor(files.AdminConfig(url))
+		client, err := rest.HTTPClientFor(cp.admin)
 		if err != nil {
 			return err
 		}

@@ -30,8 +30,6 @@ import (
 
 	schedulingv1alpha1 "github.com/kplex/kplex/apis/scheduling/v1alpha1"
 	"github.com/kplex/kplex/apiserver/etcd"
-	"github.com/kplex/kplex/apiserver/pki"
-	"github.com/kplex/kplex/apiserver/server"
 	"github.com/kplex/kplex/client/crosstenant"
 	"github.com/kplex/kplex/client/kubeconfig"
 	"github.com/kplex/kplex/client/tenants"
@@ -161,19 +159,15 @@ func benchKplexScheduler(binDir, work string, o SchedulerOptions) (*schedulingRu
 		return nil, err
 	}
 	defer etcdServer.Close()
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	dataDir := filepath.Join(work, "kplex")
-	apiserver, err := start(filepath.Join(work, "kplex-apiserver.log"), filepath.Join(binDir, "kplex-apiserver"),
-		"--data-dir", dataDir, "--secure-port", strconv.Itoa(port), "--etcd-servers", etcdServer.ClientURL(),
+	// Unthrottled on both sides: the schedulers are measured, not the
+	// servers' limits.
+	cp, err := startKplexAPIServer(binDir, filepath.Join(work, "kplex"), filepath.Join(work, "kplex-apiserver.log"), etcdServer.ClientURL(),
 		"--max-requests-inflight=0", "--max-mutating-requests-inflight=0", "--enable-priority-and-fairness=false", "--max-requests-inflight-per-tenant=0")
 	if err != nil {
 		return nil, err
 	}
-	defer apiserver.stop()
-	admin := server.PKIFiles(dataDir).AdminConfig("https://127.0.0.1:" + strconv.Itoa(port))
+	defer cp.stop()
+	admin := cp.admin
 	admin.QPS, admin.Burst = -1, -1
 	if err := waitReady(admin); err != nil {
 		return nil, err
@@ -259,31 +253,12 @@ func benchKplexScheduler(binDir, work string, o SchedulerOptions) (*schedulingRu
 func benchVanillaScheduler(binDir, work string, o SchedulerOptions) (*schedulingRun, error) {
 	ctx := context.Background()
 	dir := filepath.Join(work, "vanilla")
-	files := server.PKIFiles(dir)
-	if err := pki.Ensure(files, nil); err != nil {
-		return nil, err
-	}
-	port, err := freePort()
+	cp, err := startDedicated(binDir, dir, "--max-requests-inflight=0", "--max-mutating-requests-inflight=0", "--enable-priority-and-fairness=false")
 	if err != nil {
 		return nil, err
 	}
-	etcdProc, etcdURL, err := startEtcdChild(filepath.Join(dir, "etcd"), filepath.Join(dir, "etcd.log"))
-	if err != nil {
-		return nil, err
-	}
-	defer etcdProc.stop()
-	apiserver, err := start(filepath.Join(dir, "kube-apiserver.log"), filepath.Join(binDir, "kube-apiserver"),
-		"--etcd-servers", etcdURL, "--secure-port", strconv.Itoa(port), "--bind-address", "127.0.0.1",
-		"--tls-cert-file", files.ServingCert(), "--tls-private-key-file", files.ServingKey(), "--client-ca-file", files.CACert(),
-		"--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
-		"--service-account-key-file", files.ServiceAccountKey(), "--service-account-signing-key-file", files.ServiceAccountKey(),
-		"--authorization-mode", "RBAC", "--service-cluster-ip-range", "10.96.0.0/12",
-		"--max-requests-inflight=0", "--max-mutating-requests-inflight=0", "--enable-priority-and-fairness=false")
-	if err != nil {
-		return nil, err
-	}
-	defer apiserver.stop()
-	admin := files.AdminConfig("https://127.0.0.1:" + strconv.Itoa(port))
+	defer cp.stop()
+	admin := cp.admin
 	admin.QPS, admin.Burst = -1, -1
 	if err := waitReady(admin); err != nil {
 		return nil, err

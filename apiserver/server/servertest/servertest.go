@@ -12,10 +12,15 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 
+	schedulingv1alpha1 "github.com/kplex/kplex/apis/scheduling/v1alpha1"
 	"github.com/kplex/kplex/apiserver/server"
 	"github.com/kplex/kplex/client/tenants"
 	"github.com/kplex/kplex/controllers/manager"
@@ -126,6 +131,34 @@ func Client(t testing.TB, cfg *rest.Config) kubernetes.Interface {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// FromYAML decodes one object from YAML (or JSON).
+func FromYAML(t testing.TB, doc string) *unstructured.Unstructured {
+	t.Helper()
+	u := &unstructured.Unstructured{}
+	if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// CreateScheduling creates a NodePool or a TenantQuota, by the document's
+// kind, in the management plane.
+func (e *Env) CreateScheduling(t testing.TB, doc string) {
+	t.Helper()
+	u := FromYAML(t, doc)
+	gvr := schedulingv1alpha1.NodePoolsResource
+	if u.GetKind() == "TenantQuota" {
+		gvr = schedulingv1alpha1.TenantQuotasResource
+	}
+	client, err := dynamic.NewForConfig(e.Admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Resource(gvr).Create(context.Background(), u, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("creating %s %s: %v", u.GetKind(), u.GetName(), err)
+	}
 }
 
 // EtcdKeys returns every key in the server's etcd under prefix.
