@@ -12,7 +12,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
@@ -156,10 +155,14 @@ func TestIntegrationPodsOfADeletedNodeAreCollected(t *testing.T) {
 
 // fakeKubelet registers a Ready node and renews its Lease every second,
 // as a kubelet does, until the returned stop is called.
-func fakeKubelet(ctx context.Context, t *testing.T, root kubernetes.Interface, name string) (stop context.CancelFunc) {
+func fakeKubelet(ctx context.Context, t *testing.T, root kubernetes.Interface, name string, labels ...map[string]string) (stop context.CancelFunc) {
 	t.Helper()
 	leases := root.CoordinationV1().Leases(corev1.NamespaceNodeLease)
-	if _, err := root.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if len(labels) > 0 {
+		node.Labels = labels[0]
+	}
+	if _, err := root.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	// The node lifecycle controller may write the new node first.
@@ -274,10 +277,8 @@ func TestIntegrationDaemonSetsPerTenant(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(time.Second) // the manager's pool cache follows
-	fakeKubelet(ctx, t, root, "n4")
-	if _, err := root.CoreV1().Nodes().Patch(ctx, "n4", types.MergePatchType, []byte(`{"metadata":{"labels":{"kplex.io/pool":"a-only"}}}`), metav1.PatchOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	// Registered in its pool, as the node agent does (--pool).
+	fakeKubelet(ctx, t, root, "n4", map[string]string{schedulingv1alpha1.PoolLabel: "a-only"})
 	eventually(t, 60*time.Second, "ds-a's daemon pod on its dedicated node n4", func(ctx context.Context) (bool, error) {
 		got, err := nodesOf(ctx, a)
 		return slices.Equal(got, []string{"n1", "n2", "n3", "n4"}), err
