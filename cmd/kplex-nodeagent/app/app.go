@@ -1,0 +1,88 @@
+// Package app is kplex-nodeagent's command: flags in the kubelet's style
+// over nodeagent.
+package app
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	genericapiserver "k8s.io/apiserver/pkg/server"
+	"k8s.io/client-go/tools/clientcmd"
+	cliflag "k8s.io/component-base/cli/flag"
+	"k8s.io/component-base/cli/globalflag"
+	"k8s.io/component-base/logs"
+	logsapi "k8s.io/component-base/logs/api/v1"
+	"k8s.io/component-base/version/verflag"
+
+	"github.com/kplex/kplex/nodeagent"
+	"github.com/kplex/kplex/tenant"
+)
+
+// Main runs the command and exits non-zero on failure.
+func Main() {
+	if err := Run(genericapiserver.SetupSignalContext(), os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "kplex-nodeagent:", err)
+		os.Exit(1)
+	}
+}
+
+// Run runs kplex-nodeagent with args until ctx ends or it fails.
+func Run(ctx context.Context, args []string) error {
+	cmd := NewCommand()
+	cmd.SetArgs(args)
+	return cmd.ExecuteContext(ctx)
+}
+
+// NewCommand returns the kplex-nodeagent command.
+func NewCommand() *cobra.Command {
+	cfg := nodeagent.NewConfig()
+	logging := logsapi.NewLoggingConfiguration()
+	var kubeconfig, kubeContext string
+	var fss cliflag.NamedFlagSets
+	cmd := &cobra.Command{
+		Use:   "kplex-nodeagent",
+		Short: "Run a node (or many simulated ones) for every tenant of a kplex apiserver",
+		Long: `kplex-nodeagent registers a Node in the kplex management plane, in a NodePool
+(--pool) or fenced to one tenant (--tenant), heartbeats its Lease, and runs the
+pods of every tenant the scheduler binds to it through CRI (containerd), or in
+its built-in simulated runtime. It serves logs and exec to the apiserver.`,
+		SilenceUsage: true,
+		Args:         cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			verflag.PrintAndExitIfRequested()
+			if err := logsapi.ValidateAndApply(logging, nil); err != nil {
+				return err
+			}
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			loading := &clientcmd.ClientConfigLoadingRules{ExplicitPath: kubeconfig}
+			if kubeconfig == "" {
+				loading = clientcmd.NewDefaultClientConfigLoadingRules()
+			}
+			rc, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(loading, &clientcmd.ConfigOverrides{CurrentContext: kubeContext}).ClientConfig()
+			if err != nil {
+				return fmt.Errorf("--kubeconfig: %w", err)
+			}
+			if strings.Contains(rc.Host, tenant.PathPrefix) {
+				return fmt.Errorf("--kubeconfig addresses %s, a tenant's path: give the management plane's (context kplex-root)", rc.Host)
+			}
+			return nodeagent.Run(cmd.Context(), cfg, rc)
+		},
+	}
+	generic := fss.FlagSet("generic")
+	generic.StringVar(&kubeconfig, "kubeconfig", kubeconfig, "path to a kubeconfig of the kplex management plane (context kplex-root); empty uses the in-cluster config")
+	generic.StringVar(&kubeContext, "context", kubeContext, "kubeconfig context to use; empty uses the current context")
+	cfg.AddFlags(fss.FlagSet("node"))
+	logsapi.AddFlags(logging, fss.FlagSet("logs"))
+	verflag.AddFlags(fss.FlagSet("global"))
+	globalflag.AddGlobalFlags(fss.FlagSet("global"), cmd.Name(), logs.SkipLoggingConfigurationFlags())
+	for _, name := range fss.Order {
+		cmd.Flags().AddFlagSet(fss.FlagSets[name])
+	}
+	cliflag.SetUsageAndHelpFunc(cmd, fss, 100)
+	return cmd
+}

@@ -1,0 +1,493 @@
+package nodeagent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	v1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/kubernetes/pkg/fieldpath"
+	"k8s.io/kubernetes/third_party/forked/golang/expansion"
+
+	"github.com/kplex/kplex/tenant"
+)
+
+// containerConfig turns a container of the pod into what CRI creates.
+func (w *podWorker) containerConfig(ctx context.Context, pod *v1.Pod, c *v1.Container, attempt uint32, init bool) (*runtimeapi.ContainerConfig, error) {
+	env, err := w.env(ctx, pod, c)
+	if err != nil {
+		return nil, err
+	}
+	mounts, err := w.mounts(ctx, pod, c)
+	if err != nil {
+		return nil, err
+	}
+	var devices []*runtimeapi.Device
+	var cdi []*runtimeapi.CDIDevice
+	var deviceAnnotations map[string]string
+	if w.agent.devices != nil && hasExtended(c.Resources) {
+		alloc, err := w.agent.devices.Allocate(ctx, string(pod.UID), c.Name, extendedOf(c.Resources))
+		if err != nil {
+			return nil, fmt.Errorf("allocating devices: %w", err)
+		}
+		for k, v := range alloc.Envs {
+			env = append(env, &runtimeapi.KeyValue{Key: k, Value: []byte(v)})
+		}
+		mounts = append(mounts, alloc.Mounts...)
+		devices = alloc.Devices
+		cdi = alloc.CDIDevices
+		deviceAnnotations = alloc.Annotations
+	}
+	mapping := expansion.MappingFuncFor(envMap(env))
+	expand := func(in []string) []string {
+		out := make([]string, len(in))
+		for i, s := range in {
+			out[i] = expansion.Expand(s, mapping)
+		}
+		return out
+	}
+	labels := w.labels(pod)
+	labels[labelContainer] = c.Name
+	if init {
+		labels[labelInit] = "true"
+	}
+	annotations := simulatedAnnotations(pod)
+	for k, v := range deviceAnnotations {
+		annotations[k] = v
+	}
+	annotations["io.kubernetes.container.restartCount"] = itoa(int(attempt))
+	cfg := &runtimeapi.ContainerConfig{
+		Metadata:    &runtimeapi.ContainerMetadata{Name: c.Name, Attempt: attempt},
+		Image:       &runtimeapi.ImageSpec{Image: c.Image},
+		Command:     expand(c.Command),
+		Args:        expand(c.Args),
+		WorkingDir:  c.WorkingDir,
+		Envs:        env,
+		Mounts:      mounts,
+		Devices:     devices,
+		CDIDevices:  cdi,
+		Labels:      labels,
+		Annotations: annotations,
+		LogPath:     filepath.Join(c.Name, itoa(int(attempt))+".log"),
+		Stdin:       c.Stdin,
+		StdinOnce:   c.StdinOnce,
+		Tty:         c.TTY,
+		Linux:       &runtimeapi.LinuxContainerConfig{Resources: linuxResources(c.Resources), SecurityContext: securityContext(pod, c)},
+	}
+	return cfg, nil
+}
+
+func hasExtended(r v1.ResourceRequirements) bool { return len(extendedOf(r)) > 0 }
+
+// extendedOf are the requests a device plugin serves: domain-qualified
+// names outside kubernetes.io, as the kubelet's.
+func extendedOf(r v1.ResourceRequirements) v1.ResourceList {
+	out := v1.ResourceList{}
+	for name, q := range r.Limits {
+		n := string(name)
+		if strings.Contains(n, "/") && !strings.HasPrefix(n, "requests.") && !strings.Contains(n, "kubernetes.io/") && !q.IsZero() {
+			out[name] = q
+		}
+	}
+	return out
+}
+
+func envMap(env []*runtimeapi.KeyValue) map[string]string {
+	m := make(map[string]string, len(env))
+	for _, kv := range env {
+		m[kv.Key] = string(kv.Value)
+	}
+	return m
+}
+
+// linuxResources maps requests and limits to cgroup settings, as the
+// kubelet does: shares from the CPU request, a CFS quota from its limit.
+func linuxResources(r v1.ResourceRequirements) *runtimeapi.LinuxContainerResources {
+	out := &runtimeapi.LinuxContainerResources{CpuShares: 2}
+	if q, ok := r.Requests[v1.ResourceCPU]; ok {
+		out.CpuShares = max(2, q.MilliValue()*1024/1000)
+	} else if q, ok := r.Limits[v1.ResourceCPU]; ok {
+		out.CpuShares = max(2, q.MilliValue()*1024/1000)
+	}
+	if q, ok := r.Limits[v1.ResourceCPU]; ok {
+		out.CpuPeriod = 100000
+		out.CpuQuota = max(1000, q.MilliValue()*100000/1000)
+	}
+	if q, ok := r.Limits[v1.ResourceMemory]; ok {
+		out.MemoryLimitInBytes = q.Value()
+	}
+	return out
+}
+
+func securityContext(pod *v1.Pod, c *v1.Container) *runtimeapi.LinuxContainerSecurityContext {
+	out := &runtimeapi.LinuxContainerSecurityContext{
+		NamespaceOptions: &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE, Pid: runtimeapi.NamespaceMode_CONTAINER, Ipc: runtimeapi.NamespaceMode_POD},
+	}
+	if !pod.Spec.HostNetwork {
+		out.NamespaceOptions.Network = runtimeapi.NamespaceMode_POD
+	}
+	if psc := pod.Spec.SecurityContext; psc != nil && psc.RunAsUser != nil {
+		out.RunAsUser = &runtimeapi.Int64Value{Value: *psc.RunAsUser}
+	}
+	if sc := c.SecurityContext; sc != nil {
+		if sc.Privileged != nil {
+			out.Privileged = *sc.Privileged
+		}
+		if sc.RunAsUser != nil {
+			out.RunAsUser = &runtimeapi.Int64Value{Value: *sc.RunAsUser}
+		}
+		if sc.ReadOnlyRootFilesystem != nil {
+			out.ReadonlyRootfs = *sc.ReadOnlyRootFilesystem
+		}
+	}
+	return out
+}
+
+// get reads an object of the pod's own tenant: env and volumes come from
+// there and nowhere else.
+func (w *podWorker) get(ctx context.Context, namespace, resource, name string, into any) error {
+	raw, err := w.agent.tenants.Get().AbsPath(tenant.Path(w.tenant), "api/v1/namespaces", namespace, resource, name).DoRaw(ctx)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(raw, into)
+}
+
+func (w *podWorker) configMap(ctx context.Context, namespace, name string) (*v1.ConfigMap, error) {
+	var cm v1.ConfigMap
+	if err := w.get(ctx, namespace, "configmaps", name, &cm); err != nil {
+		return nil, err
+	}
+	return &cm, nil
+}
+
+func (w *podWorker) secret(ctx context.Context, namespace, name string) (map[string][]byte, error) {
+	var s v1.Secret
+	if err := w.get(ctx, namespace, "secrets", name, &s); err != nil {
+		return nil, err
+	}
+	return s.Data, nil
+}
+
+// env resolves a container's environment: envFrom, then env in order, with
+// $(VAR) references to earlier variables expanded.
+func (w *podWorker) env(ctx context.Context, pod *v1.Pod, c *v1.Container) ([]*runtimeapi.KeyValue, error) {
+	vars := map[string]string{}
+	var order []string
+	set := func(k, v string) {
+		if _, ok := vars[k]; !ok {
+			order = append(order, k)
+		}
+		vars[k] = v
+	}
+	for _, from := range c.EnvFrom {
+		switch {
+		case from.ConfigMapRef != nil:
+			cm, err := w.configMap(ctx, pod.Namespace, from.ConfigMapRef.Name)
+			if err != nil {
+				if apierrors.IsNotFound(err) && optional(from.ConfigMapRef.Optional) {
+					continue
+				}
+				return nil, fmt.Errorf("envFrom configmap %q: %w", from.ConfigMapRef.Name, err)
+			}
+			for k, v := range cm.Data {
+				set(from.Prefix+k, v)
+			}
+		case from.SecretRef != nil:
+			data, err := w.secret(ctx, pod.Namespace, from.SecretRef.Name)
+			if err != nil {
+				if apierrors.IsNotFound(err) && optional(from.SecretRef.Optional) {
+					continue
+				}
+				return nil, fmt.Errorf("envFrom secret %q: %w", from.SecretRef.Name, err)
+			}
+			for k, v := range data {
+				set(from.Prefix+k, string(v))
+			}
+		}
+	}
+	mapping := expansion.MappingFuncFor(vars)
+	for _, e := range c.Env {
+		if e.ValueFrom == nil {
+			set(e.Name, expansion.Expand(e.Value, mapping))
+			continue
+		}
+		v, ok, err := w.envValue(ctx, pod, e)
+		if err != nil {
+			return nil, fmt.Errorf("env %s: %w", e.Name, err)
+		}
+		if ok {
+			set(e.Name, v)
+		}
+	}
+	out := make([]*runtimeapi.KeyValue, 0, len(order))
+	for _, k := range order {
+		out = append(out, &runtimeapi.KeyValue{Key: k, Value: []byte(vars[k])})
+	}
+	return out, nil
+}
+
+func optional(b *bool) bool { return b != nil && *b }
+
+func (w *podWorker) envValue(ctx context.Context, pod *v1.Pod, e v1.EnvVar) (string, bool, error) {
+	from := e.ValueFrom
+	switch {
+	case from.FieldRef != nil:
+		switch from.FieldRef.FieldPath {
+		case "spec.nodeName":
+			return pod.Spec.NodeName, true, nil
+		case "spec.serviceAccountName":
+			return pod.Spec.ServiceAccountName, true, nil
+		case "status.hostIP", "status.podIP":
+			return w.agent.cfg.NodeIP, true, nil
+		case "status.hostIPs", "status.podIPs":
+			return w.agent.cfg.NodeIP, true, nil
+		}
+		v, err := fieldpath.ExtractFieldPathAsString(pod, from.FieldRef.FieldPath)
+		return v, err == nil, err
+	case from.ConfigMapKeyRef != nil:
+		ref := from.ConfigMapKeyRef
+		cm, err := w.configMap(ctx, pod.Namespace, ref.Name)
+		if err != nil {
+			if apierrors.IsNotFound(err) && optional(ref.Optional) {
+				return "", false, nil
+			}
+			return "", false, fmt.Errorf("configmap %q: %w", ref.Name, err)
+		}
+		v, ok := cm.Data[ref.Key]
+		if !ok && !optional(ref.Optional) {
+			return "", false, fmt.Errorf("configmap %q has no key %q", ref.Name, ref.Key)
+		}
+		return v, ok, nil
+	case from.SecretKeyRef != nil:
+		ref := from.SecretKeyRef
+		data, err := w.secret(ctx, pod.Namespace, ref.Name)
+		if err != nil {
+			if apierrors.IsNotFound(err) && optional(ref.Optional) {
+				return "", false, nil
+			}
+			return "", false, fmt.Errorf("secret %q: %w", ref.Name, err)
+		}
+		v, ok := data[ref.Key]
+		if !ok && !optional(ref.Optional) {
+			return "", false, fmt.Errorf("secret %q has no key %q", ref.Name, ref.Key)
+		}
+		return string(v), ok, nil
+	}
+	return "", false, nil
+}
+
+func volumesDir(rootDir string, uid types.UID) string {
+	return filepath.Join(rootDir, "pods", string(uid), "volumes")
+}
+
+func removeVolumes(rootDir string, uid types.UID) {
+	removeAll(filepath.Join(rootDir, "pods", string(uid)))
+}
+
+func removeAll(path string) { _ = os.RemoveAll(path) }
+
+// mounts prepares the pod's volumes that c mounts: emptyDir and hostPath
+// directories, and files of configMap, secret, downwardAPI and projected
+// volumes (service account tokens included), read from the pod's tenant.
+func (w *podWorker) mounts(ctx context.Context, pod *v1.Pod, c *v1.Container) ([]*runtimeapi.Mount, error) {
+	var out []*runtimeapi.Mount
+	for _, m := range c.VolumeMounts {
+		var vol *v1.Volume
+		for i := range pod.Spec.Volumes {
+			if pod.Spec.Volumes[i].Name == m.Name {
+				vol = &pod.Spec.Volumes[i]
+			}
+		}
+		if vol == nil {
+			return nil, fmt.Errorf("volumeMount %q: no volume of this name", m.Name)
+		}
+		host, err := w.volume(ctx, pod, vol)
+		if err != nil {
+			return nil, fmt.Errorf("volume %q: %w", vol.Name, err)
+		}
+		if m.SubPath != "" {
+			host = filepath.Join(host, m.SubPath)
+			if err := os.MkdirAll(host, 0o755); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, &runtimeapi.Mount{ContainerPath: m.MountPath, HostPath: host, Readonly: m.ReadOnly})
+	}
+	return out, nil
+}
+
+func (w *podWorker) volume(ctx context.Context, pod *v1.Pod, vol *v1.Volume) (string, error) {
+	if vol.HostPath != nil {
+		if vol.HostPath.Type != nil && (*vol.HostPath.Type == v1.HostPathDirectoryOrCreate) {
+			if err := os.MkdirAll(vol.HostPath.Path, 0o755); err != nil {
+				return "", err
+			}
+		}
+		return vol.HostPath.Path, nil
+	}
+	dir := filepath.Join(volumesDir(w.agent.cfg.RootDir, pod.UID), vol.Name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	files := map[string][]byte{}
+	switch {
+	case vol.EmptyDir != nil:
+		return dir, nil
+	case vol.ConfigMap != nil:
+		cm, err := w.configMap(ctx, pod.Namespace, vol.ConfigMap.Name)
+		if err != nil {
+			if apierrors.IsNotFound(err) && optional(vol.ConfigMap.Optional) {
+				return dir, nil
+			}
+			return "", err
+		}
+		addKeys(files, stringBytes(cm.Data), cm.BinaryData, vol.ConfigMap.Items)
+	case vol.Secret != nil:
+		data, err := w.secret(ctx, pod.Namespace, vol.Secret.SecretName)
+		if err != nil {
+			if apierrors.IsNotFound(err) && optional(vol.Secret.Optional) {
+				return dir, nil
+			}
+			return "", err
+		}
+		addKeys(files, data, nil, vol.Secret.Items)
+	case vol.DownwardAPI != nil:
+		if err := addDownward(files, pod, vol.DownwardAPI.Items); err != nil {
+			return "", err
+		}
+	case vol.Projected != nil:
+		for _, src := range vol.Projected.Sources {
+			if err := w.project(ctx, pod, src, files); err != nil {
+				return "", err
+			}
+		}
+	default:
+		return "", fmt.Errorf("volume type not supported by kplex-nodeagent")
+	}
+	for name, data := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			return "", err
+		}
+	}
+	return dir, nil
+}
+
+func stringBytes(m map[string]string) map[string][]byte {
+	out := make(map[string][]byte, len(m))
+	for k, v := range m {
+		out[k] = []byte(v)
+	}
+	return out
+}
+
+func addKeys(files map[string][]byte, data, binary map[string][]byte, items []v1.KeyToPath) {
+	all := map[string][]byte{}
+	for k, v := range data {
+		all[k] = v
+	}
+	for k, v := range binary {
+		all[k] = v
+	}
+	if len(items) == 0 {
+		for k, v := range all {
+			files[k] = v
+		}
+		return
+	}
+	for _, it := range items {
+		if v, ok := all[it.Key]; ok {
+			files[it.Path] = v
+		}
+	}
+}
+
+func addDownward(files map[string][]byte, pod *v1.Pod, items []v1.DownwardAPIVolumeFile) error {
+	for _, it := range items {
+		if it.FieldRef == nil {
+			continue
+		}
+		v, err := fieldpath.ExtractFieldPathAsString(pod, it.FieldRef.FieldPath)
+		if err != nil {
+			return err
+		}
+		files[it.Path] = []byte(v)
+	}
+	return nil
+}
+
+// project adds one source of a projected volume. A service account token
+// is requested from the pod's tenant, bound to the pod.
+func (w *podWorker) project(ctx context.Context, pod *v1.Pod, src v1.VolumeProjection, files map[string][]byte) error {
+	switch {
+	case src.ConfigMap != nil:
+		cm, err := w.configMap(ctx, pod.Namespace, src.ConfigMap.Name)
+		if err != nil {
+			if apierrors.IsNotFound(err) && optional(src.ConfigMap.Optional) {
+				return nil
+			}
+			return err
+		}
+		addKeys(files, stringBytes(cm.Data), cm.BinaryData, src.ConfigMap.Items)
+	case src.Secret != nil:
+		data, err := w.secret(ctx, pod.Namespace, src.Secret.Name)
+		if err != nil {
+			if apierrors.IsNotFound(err) && optional(src.Secret.Optional) {
+				return nil
+			}
+			return err
+		}
+		addKeys(files, data, nil, src.Secret.Items)
+	case src.DownwardAPI != nil:
+		return addDownward(files, pod, src.DownwardAPI.Items)
+	case src.ServiceAccountToken != nil:
+		token, err := w.token(ctx, pod, src.ServiceAccountToken)
+		if err != nil {
+			return fmt.Errorf("service account token: %w", err)
+		}
+		files[src.ServiceAccountToken.Path] = []byte(token)
+	}
+	return nil
+}
+
+func (w *podWorker) token(ctx context.Context, pod *v1.Pod, p *v1.ServiceAccountTokenProjection) (string, error) {
+	sa := pod.Spec.ServiceAccountName
+	if sa == "" {
+		sa = "default"
+	}
+	req := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+		ExpirationSeconds: p.ExpirationSeconds,
+		BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
+	}}
+	if p.Audience != "" {
+		req.Spec.Audiences = []string{p.Audience}
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return "", err
+	}
+	raw, err := w.agent.tenants.Post().AbsPath(tenant.Path(w.tenant), "api/v1/namespaces", pod.Namespace, "serviceaccounts", sa, "token").
+		SetHeader("Content-Type", "application/json").Body(body).DoRaw(ctx)
+	if err != nil {
+		return "", err
+	}
+	var out authenticationv1.TokenRequest
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return "", err
+	}
+	return out.Status.Token, nil
+}
+
+var _ = metav1.Now

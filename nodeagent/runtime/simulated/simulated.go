@@ -1,0 +1,412 @@
+// Package simulated is a container runtime that runs nothing: an in-memory
+// CRI runtime service and image service for the node agent's scale tests and
+// for machines without containerd. The agent drives it through the same CRI
+// calls it makes to containerd, so everything above the runtime is the real
+// code path.
+//
+// Containers run until stopped, except where a pod will not restart them
+// (restartPolicy Never or OnFailure, passed by the agent as the container
+// annotation RestartPolicyAnnotation): those exit 0 after a short run, so
+// Jobs complete. ExitAfterAnnotation and ExitCodeAnnotation, copied by the
+// agent from the pod's annotations, set the run time and exit code of any
+// container.
+package simulated
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	internalapi "k8s.io/cri-api/pkg/apis"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+const (
+	// RuntimeName is what the runtime reports as its name and what the node
+	// shows as its container runtime.
+	RuntimeName = "kplex-simulated"
+	// RestartPolicyAnnotation carries the pod's restartPolicy to the runtime.
+	RestartPolicyAnnotation = "kplex.io/restart-policy"
+	// ExitAfterAnnotation is how long a simulated container runs (a Go duration).
+	ExitAfterAnnotation = "kplex.io/simulate-exit-after"
+	// ExitCodeAnnotation is the exit code a simulated container ends with.
+	ExitCodeAnnotation = "kplex.io/simulate-exit-code"
+
+	// DefaultRunToCompletion is how long a container that will not be
+	// restarted runs when no annotation says otherwise.
+	DefaultRunToCompletion = time.Second
+)
+
+// Runtime is a simulated CRI runtime and image service. The zero value is
+// not usable; call New.
+type Runtime struct {
+	// Methods the agent never calls stay unimplemented and panic if called.
+	internalapi.RuntimeService
+
+	mu         sync.Mutex
+	next       int
+	sandboxes  map[string]*sandbox
+	containers map[string]*container
+	now        func() time.Time
+}
+
+type sandbox struct {
+	id        string
+	config    *runtimeapi.PodSandboxConfig
+	state     runtimeapi.PodSandboxState
+	createdAt time.Time
+}
+
+type container struct {
+	id         string
+	sandboxID  string
+	config     *runtimeapi.ContainerConfig
+	logPath    string
+	state      runtimeapi.ContainerState
+	createdAt  time.Time
+	startedAt  time.Time
+	finishedAt time.Time
+	exitCode   int32
+	reason     string
+	exit       *time.Timer
+}
+
+var _ internalapi.RuntimeService = &Runtime{}
+var _ internalapi.ImageManagerService = Images{}
+
+// New returns an empty simulated runtime.
+func New() *Runtime {
+	return &Runtime{sandboxes: map[string]*sandbox{}, containers: map[string]*container{}, now: time.Now}
+}
+
+func (r *Runtime) newID(kind string) string {
+	r.next++
+	return fmt.Sprintf("sim-%s-%d", kind, r.next)
+}
+
+func notFound(kind, id string) error {
+	return status.Errorf(codes.NotFound, "%s %q not found", kind, id)
+}
+
+// Version reports the simulated runtime's name.
+func (r *Runtime) Version(context.Context, string) (*runtimeapi.VersionResponse, error) {
+	return &runtimeapi.VersionResponse{Version: "0.1.0", RuntimeName: RuntimeName, RuntimeVersion: "0.1.0", RuntimeApiVersion: "v1"}, nil
+}
+
+// Status reports the runtime and its network ready.
+func (r *Runtime) Status(context.Context, bool) (*runtimeapi.StatusResponse, error) {
+	return &runtimeapi.StatusResponse{Status: &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{
+		{Type: runtimeapi.RuntimeReady, Status: true},
+		{Type: runtimeapi.NetworkReady, Status: true},
+	}}}, nil
+}
+
+// RunPodSandbox records a ready sandbox.
+func (r *Runtime) RunPodSandbox(_ context.Context, config *runtimeapi.PodSandboxConfig, _ string) (string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := &sandbox{id: r.newID("pod"), config: config, state: runtimeapi.PodSandboxState_SANDBOX_READY, createdAt: r.now()}
+	r.sandboxes[s.id] = s
+	return s.id, nil
+}
+
+// StopPodSandbox stops the sandbox's containers and the sandbox.
+func (r *Runtime) StopPodSandbox(_ context.Context, id string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.sandboxes[id]
+	if !ok {
+		return nil // CRI: stopping a missing sandbox succeeds
+	}
+	for _, c := range r.containers {
+		if c.sandboxID == id {
+			r.exitLocked(c, 137, "Error")
+		}
+	}
+	s.state = runtimeapi.PodSandboxState_SANDBOX_NOTREADY
+	return nil
+}
+
+// RemovePodSandbox forgets the sandbox and its containers.
+func (r *Runtime) RemovePodSandbox(_ context.Context, id string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for cid, c := range r.containers {
+		if c.sandboxID == id {
+			r.exitLocked(c, 137, "Error")
+			delete(r.containers, cid)
+		}
+	}
+	delete(r.sandboxes, id)
+	return nil
+}
+
+// PodSandboxStatus reports a sandbox; its IP is left empty, as for a
+// host-network sandbox.
+func (r *Runtime) PodSandboxStatus(_ context.Context, id string, _ bool) (*runtimeapi.PodSandboxStatusResponse, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.sandboxes[id]
+	if !ok {
+		return nil, notFound("sandbox", id)
+	}
+	return &runtimeapi.PodSandboxStatusResponse{Status: &runtimeapi.PodSandboxStatus{
+		Id: s.id, Metadata: s.config.Metadata, State: s.state, CreatedAt: s.createdAt.UnixNano(),
+		Labels: s.config.Labels, Annotations: s.config.Annotations,
+	}}, nil
+}
+
+// ListPodSandbox lists sandboxes that match filter.
+func (r *Runtime) ListPodSandbox(_ context.Context, filter *runtimeapi.PodSandboxFilter) ([]*runtimeapi.PodSandbox, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*runtimeapi.PodSandbox
+	for _, s := range r.sandboxes {
+		if filter != nil {
+			if filter.Id != "" && filter.Id != s.id {
+				continue
+			}
+			if filter.State != nil && filter.State.State != s.state {
+				continue
+			}
+			if !matches(filter.LabelSelector, s.config.Labels) {
+				continue
+			}
+		}
+		out = append(out, &runtimeapi.PodSandbox{Id: s.id, Metadata: s.config.Metadata, State: s.state, CreatedAt: s.createdAt.UnixNano(), Labels: s.config.Labels, Annotations: s.config.Annotations})
+	}
+	return out, nil
+}
+
+// CreateContainer records a created container in a ready sandbox.
+func (r *Runtime) CreateContainer(_ context.Context, sandboxID string, config *runtimeapi.ContainerConfig, sandboxConfig *runtimeapi.PodSandboxConfig) (string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.sandboxes[sandboxID]
+	if !ok {
+		return "", notFound("sandbox", sandboxID)
+	}
+	if s.state != runtimeapi.PodSandboxState_SANDBOX_READY {
+		return "", status.Errorf(codes.FailedPrecondition, "sandbox %q is not ready", sandboxID)
+	}
+	c := &container{id: r.newID("ctr"), sandboxID: sandboxID, config: config, state: runtimeapi.ContainerState_CONTAINER_CREATED, createdAt: r.now()}
+	if sandboxConfig != nil && sandboxConfig.LogDirectory != "" && config.LogPath != "" {
+		c.logPath = filepath.Join(sandboxConfig.LogDirectory, config.LogPath)
+	}
+	r.containers[c.id] = c
+	return c.id, nil
+}
+
+// StartContainer runs a created container; see the package comment for
+// when it exits.
+func (r *Runtime) StartContainer(_ context.Context, id string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, ok := r.containers[id]
+	if !ok {
+		return notFound("container", id)
+	}
+	if c.state != runtimeapi.ContainerState_CONTAINER_CREATED {
+		return status.Errorf(codes.FailedPrecondition, "container %q is not in created state", id)
+	}
+	c.state = runtimeapi.ContainerState_CONTAINER_RUNNING
+	c.startedAt = r.now()
+	if c.logPath != "" {
+		writeLog(c.logPath, c.startedAt, fmt.Sprintf("simulated container %s started", c.config.GetMetadata().GetName()))
+	}
+	if after, code, ok := exitPlan(c.config.Annotations); ok {
+		c.exit = time.AfterFunc(after, func() {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			reason := "Completed"
+			if code != 0 {
+				reason = "Error"
+			}
+			r.exitLocked(c, code, reason)
+		})
+	}
+	return nil
+}
+
+// exitPlan says whether and when a started container exits by itself.
+func exitPlan(annotations map[string]string) (time.Duration, int32, bool) {
+	var code int32
+	if v, err := strconv.Atoi(annotations[ExitCodeAnnotation]); err == nil {
+		code = int32(v)
+	}
+	if v, err := time.ParseDuration(annotations[ExitAfterAnnotation]); err == nil {
+		return v, code, true
+	}
+	if p := annotations[RestartPolicyAnnotation]; p != "" && p != "Always" {
+		return DefaultRunToCompletion, code, true
+	}
+	return 0, 0, false
+}
+
+func (r *Runtime) exitLocked(c *container, code int32, reason string) {
+	if c.exit != nil {
+		c.exit.Stop()
+	}
+	switch c.state {
+	case runtimeapi.ContainerState_CONTAINER_RUNNING:
+		c.finishedAt = r.now()
+	case runtimeapi.ContainerState_CONTAINER_CREATED:
+		c.finishedAt = r.now()
+		c.startedAt = c.finishedAt
+	default:
+		return
+	}
+	c.state = runtimeapi.ContainerState_CONTAINER_EXITED
+	c.exitCode = code
+	c.reason = reason
+}
+
+// StopContainer stops a container as if it honoured SIGTERM.
+func (r *Runtime) StopContainer(_ context.Context, id string, _ int64) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c, ok := r.containers[id]; ok {
+		r.exitLocked(c, 0, "Completed")
+	}
+	return nil
+}
+
+// RemoveContainer forgets a container.
+func (r *Runtime) RemoveContainer(_ context.Context, id string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c, ok := r.containers[id]; ok {
+		r.exitLocked(c, 137, "Error")
+		delete(r.containers, id)
+	}
+	return nil
+}
+
+// ListContainers lists containers that match filter.
+func (r *Runtime) ListContainers(_ context.Context, filter *runtimeapi.ContainerFilter) ([]*runtimeapi.Container, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*runtimeapi.Container
+	for _, c := range r.containers {
+		if filter != nil {
+			if filter.Id != "" && filter.Id != c.id {
+				continue
+			}
+			if filter.PodSandboxId != "" && filter.PodSandboxId != c.sandboxID {
+				continue
+			}
+			if filter.State != nil && filter.State.State != c.state {
+				continue
+			}
+			if !matches(filter.LabelSelector, c.config.Labels) {
+				continue
+			}
+		}
+		out = append(out, &runtimeapi.Container{
+			Id: c.id, PodSandboxId: c.sandboxID, Metadata: c.config.Metadata, Image: c.config.Image, ImageRef: c.config.GetImage().GetImage(),
+			State: c.state, CreatedAt: c.createdAt.UnixNano(), Labels: c.config.Labels, Annotations: c.config.Annotations,
+		})
+	}
+	return out, nil
+}
+
+// ContainerStatus reports a container.
+func (r *Runtime) ContainerStatus(_ context.Context, id string, _ bool) (*runtimeapi.ContainerStatusResponse, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, ok := r.containers[id]
+	if !ok {
+		return nil, notFound("container", id)
+	}
+	st := &runtimeapi.ContainerStatus{
+		Id: c.id, Metadata: c.config.Metadata, State: c.state, CreatedAt: c.createdAt.UnixNano(),
+		Image: c.config.Image, ImageRef: c.config.GetImage().GetImage(), ExitCode: c.exitCode, Reason: c.reason,
+		Labels: c.config.Labels, Annotations: c.config.Annotations, LogPath: c.logPath,
+	}
+	if !c.startedAt.IsZero() {
+		st.StartedAt = c.startedAt.UnixNano()
+	}
+	if !c.finishedAt.IsZero() {
+		st.FinishedAt = c.finishedAt.UnixNano()
+	}
+	return &runtimeapi.ContainerStatusResponse{Status: st}, nil
+}
+
+// ExecSync succeeds with no output in a running container: probes pass.
+func (r *Runtime) ExecSync(_ context.Context, id string, _ []string, _ time.Duration) ([]byte, []byte, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, ok := r.containers[id]
+	if !ok {
+		return nil, nil, notFound("container", id)
+	}
+	if c.state != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		return nil, nil, status.Errorf(codes.FailedPrecondition, "container %q is not running", id)
+	}
+	return nil, nil, nil
+}
+
+// Exec is not offered: a simulated container has no process to attach to.
+func (r *Runtime) Exec(context.Context, *runtimeapi.ExecRequest) (*runtimeapi.ExecResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "the simulated runtime runs no processes: exec is not available")
+}
+
+// Close does nothing.
+func (r *Runtime) Close(context.Context) error { return nil }
+
+func matches(selector, labels map[string]string) bool {
+	for k, v := range selector {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// writeLog appends one line in the CRI log format.
+func writeLog(path string, at time.Time, line string) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "%s stdout F %s\n", at.UTC().Format(time.RFC3339Nano), line)
+}
+
+// Images is a simulated image service in which every image is present.
+type Images struct{}
+
+// ListImages lists nothing.
+func (Images) ListImages(context.Context, *runtimeapi.ImageFilter) ([]*runtimeapi.Image, error) {
+	return nil, nil
+}
+
+// ImageStatus reports every image present.
+func (Images) ImageStatus(_ context.Context, image *runtimeapi.ImageSpec, _ bool) (*runtimeapi.ImageStatusResponse, error) {
+	return &runtimeapi.ImageStatusResponse{Image: &runtimeapi.Image{Id: "sim:" + image.GetImage(), RepoTags: []string{image.GetImage()}}}, nil
+}
+
+// PullImage succeeds at once.
+func (Images) PullImage(_ context.Context, image *runtimeapi.ImageSpec, _ *runtimeapi.AuthConfig, _ *runtimeapi.PodSandboxConfig) (string, error) {
+	return "sim:" + image.GetImage(), nil
+}
+
+// RemoveImage does nothing.
+func (Images) RemoveImage(context.Context, *runtimeapi.ImageSpec) error { return nil }
+
+// ImageFsInfo reports nothing.
+func (Images) ImageFsInfo(context.Context) (*runtimeapi.ImageFsInfoResponse, error) {
+	return &runtimeapi.ImageFsInfoResponse{}, nil
+}
+
+// Close does nothing.
+func (Images) Close(context.Context) error { return nil }
