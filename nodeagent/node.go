@@ -19,10 +19,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/component-base/version"
 	"k8s.io/component-helpers/apimachinery/lease"
+	nodeutil "k8s.io/component-helpers/node/util"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
@@ -241,6 +243,8 @@ func (n *nodeStatus) sync(ctx context.Context, stopping bool) error {
 			}
 		}
 	}
+	updated := node.DeepCopy()
+	node, updated = updated, node
 	node.Status.Capacity = st.Capacity
 	node.Status.Allocatable = st.Allocatable
 	node.Status.Conditions = st.Conditions
@@ -248,7 +252,9 @@ func (n *nodeStatus) sync(ctx context.Context, stopping bool) error {
 	node.Status.DaemonEndpoints = st.DaemonEndpoints
 	node.Status.NodeInfo = st.NodeInfo
 	node.Status.DeclaredFeatures = st.DeclaredFeatures
-	if _, err := nodes.UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
+	// A patch, as the kubelet's: other writers of the node (taints, pool
+	// labels) do not make the heartbeat fail.
+	if _, _, err := nodeutil.PatchNodeStatus(n.client.CoreV1(), types.NodeName(n.name), updated, node); err != nil {
 		return fmt.Errorf("writing node %s status: %w", n.name, err)
 	}
 	n.lastWritten, n.lastWriteAt = st, time.Now()

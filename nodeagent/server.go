@@ -108,7 +108,17 @@ func (s *server) tlsConfig() (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading the serving certificate: %w", err)
 	}
-	return &tls.Config{Certificates: []tls.Certificate{pair}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12}, nil
+	return &tls.Config{
+		Certificates: []tls.Certificate{pair}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12,
+		// The CA signs users' certificates too: only the apiserver's may
+		// name a tenant here.
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 || cs.PeerCertificates[0].Subject.CommonName != nodeconn.ClientName {
+				return fmt.Errorf("client certificate is not the apiserver's (%s)", nodeconn.ClientName)
+			}
+			return nil
+		},
+	}, nil
 }
 
 // find returns the worker of a tenant's pod on one of this process's nodes.

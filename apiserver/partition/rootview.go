@@ -17,7 +17,14 @@ import (
 )
 
 // RootView decides which of root's objects of a resource a tenant reads.
-type RootView func(tenantName string, m metav1.Object) bool
+type RootView struct {
+	// Admits says whether tenantName reads m.
+	Admits func(tenantName string, m metav1.Object) bool
+	// Adjust, when set, changes an object a tenant reads by name (not by
+	// list or watch) before it is returned, in the request's context: the
+	// apiserver's own lookups made on a tenant's behalf read it there.
+	Adjust func(ctx context.Context, tenantName string, obj runtime.Object)
+}
 
 // RootViews name resources (by storage prefix, such as "/minions" for
 // nodes) that tenants do not have of their own: a tenant reads the objects
@@ -28,12 +35,12 @@ type RootViews map[string]RootView
 var viewedResource = map[string]schema.GroupResource{"/minions": {Resource: "nodes"}}
 
 func (s *store) rootView(ctx context.Context) (string, RootView) {
-	if s.view == nil {
-		return "", nil
+	if s.view.Admits == nil {
+		return "", RootView{}
 	}
 	name := tenant.FromContext(ctx)
 	if name == tenant.Root || name == tenant.Wildcard {
-		return "", nil
+		return "", RootView{}
 	}
 	return name, s.view
 }
@@ -54,8 +61,11 @@ func (s *store) viewGet(ctx context.Context, name string, view RootView, key str
 	if err := s.Interface.Get(ctx, rootKey, opts, objPtr); err != nil {
 		return err
 	}
-	if m, err := meta.Accessor(objPtr); err != nil || !view(name, m) {
+	if m, err := meta.Accessor(objPtr); err != nil || !view.Admits(name, m) {
 		return storage.NewKeyNotFoundError(key, 0)
+	}
+	if view.Adjust != nil {
+		view.Adjust(ctx, name, objPtr)
 	}
 	return nil
 }
@@ -74,7 +84,7 @@ func (s *store) viewList(ctx context.Context, name string, view RootView, key st
 	}
 	kept := items[:0]
 	for _, obj := range items {
-		if m, err := meta.Accessor(obj); err == nil && view(name, m) {
+		if m, err := meta.Accessor(obj); err == nil && view.Admits(name, m) {
 			kept = append(kept, obj)
 		}
 	}
@@ -99,7 +109,7 @@ func (s *store) viewWatch(ctx context.Context, name string, view RootView, key s
 		if err != nil || (e.Type != watch.Added && e.Type != watch.Modified && e.Type != watch.Deleted) {
 			return e, true
 		}
-		visible, was := view(name, m), shown[m.GetName()]
+		visible, was := view.Admits(name, m), shown[m.GetName()]
 		switch {
 		case e.Type == watch.Deleted:
 			delete(shown, m.GetName())

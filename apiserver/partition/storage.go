@@ -52,7 +52,7 @@ func (s *store) key(ctx context.Context, key string, read bool) (string, error) 
 }
 
 func (s *store) Create(ctx context.Context, key string, obj, out runtime.Object, ttl uint64) error {
-	if _, view := s.rootView(ctx); view != nil {
+	if _, view := s.rootView(ctx); view.Admits != nil {
 		return s.refuseWrite(key)
 	}
 	k, err := s.key(ctx, key, false)
@@ -67,7 +67,7 @@ func (s *store) Create(ctx context.Context, key string, obj, out runtime.Object,
 
 func (s *store) Delete(ctx context.Context, key string, out runtime.Object, preconditions *storage.Preconditions,
 	validateDeletion storage.ValidateObjectFunc, cachedExistingObject runtime.Object, opts storage.DeleteOptions) error {
-	if _, view := s.rootView(ctx); view != nil {
+	if _, view := s.rootView(ctx); view.Admits != nil {
 		return s.refuseWrite(key)
 	}
 	k, err := s.key(ctx, key, false)
@@ -78,7 +78,7 @@ func (s *store) Delete(ctx context.Context, key string, out runtime.Object, prec
 }
 
 func (s *store) Watch(ctx context.Context, key string, opts storage.ListOptions) (watch.Interface, error) {
-	if name, view := s.rootView(ctx); view != nil {
+	if name, view := s.rootView(ctx); view.Admits != nil {
 		return s.viewWatch(ctx, name, view, key, opts)
 	}
 	k, err := s.key(ctx, key, true)
@@ -89,7 +89,7 @@ func (s *store) Watch(ctx context.Context, key string, opts storage.ListOptions)
 }
 
 func (s *store) Get(ctx context.Context, key string, opts storage.GetOptions, objPtr runtime.Object) error {
-	if name, view := s.rootView(ctx); view != nil {
+	if name, view := s.rootView(ctx); view.Admits != nil {
 		return s.viewGet(ctx, name, view, key, opts, objPtr)
 	}
 	k, err := s.key(ctx, key, false)
@@ -104,7 +104,7 @@ func (s *store) Get(ctx context.Context, key string, opts storage.GetOptions, ob
 }
 
 func (s *store) GetList(ctx context.Context, key string, opts storage.ListOptions, listObj runtime.Object) error {
-	if name, view := s.rootView(ctx); view != nil {
+	if name, view := s.rootView(ctx); view.Admits != nil {
 		return s.viewList(ctx, name, view, key, opts, listObj)
 	}
 	k, err := s.key(ctx, key, true)
@@ -122,7 +122,7 @@ func (s *store) GetList(ctx context.Context, key string, opts storage.ListOption
 
 func (s *store) GuaranteedUpdate(ctx context.Context, key string, destination runtime.Object, ignoreNotFound bool,
 	preconditions *storage.Preconditions, tryUpdate storage.UpdateFunc, cachedExistingObject runtime.Object) error {
-	if _, view := s.rootView(ctx); view != nil {
+	if _, view := s.rootView(ctx); view.Admits != nil {
 		return s.refuseWrite(key)
 	}
 	k, err := s.key(ctx, key, false)

@@ -1,6 +1,8 @@
 package pki
 
 import (
+	"github.com/kplex/kplex/tenant/nodeconn"
+
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -26,17 +28,25 @@ type Files struct {
 	Dir string
 }
 
-func (f Files) CACert() string            { return filepath.Join(f.Dir, "ca.crt") }
-func (f Files) CAKey() string             { return filepath.Join(f.Dir, "ca.key") }
-func (f Files) ServingCert() string       { return filepath.Join(f.Dir, "apiserver.crt") }
-func (f Files) ServingKey() string        { return filepath.Join(f.Dir, "apiserver.key") }
-func (f Files) AdminCert() string         { return filepath.Join(f.Dir, "admin.crt") }
-func (f Files) AdminKey() string          { return filepath.Join(f.Dir, "admin.key") }
+func (f Files) CACert() string      { return filepath.Join(f.Dir, "ca.crt") }
+func (f Files) CAKey() string       { return filepath.Join(f.Dir, "ca.key") }
+func (f Files) ServingCert() string { return filepath.Join(f.Dir, "apiserver.crt") }
+func (f Files) ServingKey() string  { return filepath.Join(f.Dir, "apiserver.key") }
+func (f Files) AdminCert() string   { return filepath.Join(f.Dir, "admin.crt") }
+func (f Files) AdminKey() string    { return filepath.Join(f.Dir, "admin.key") }
+func (f Files) KubeletClientCert() string {
+	return filepath.Join(f.Dir, "apiserver-kubelet-client.crt")
+}
+func (f Files) KubeletClientKey() string  { return filepath.Join(f.Dir, "apiserver-kubelet-client.key") }
 func (f Files) ServiceAccountKey() string { return filepath.Join(f.Dir, "sa.key") }
 func (f Files) TenantTokenKey() string    { return filepath.Join(f.Dir, "tenant-token.key") }
 
 // AdminUser is the common name of the admin client certificate.
 const AdminUser = "kplex-admin"
+
+// KubeletClientUser is the common name of the apiserver's client
+// certificate toward node agents.
+const KubeletClientUser = nodeconn.ClientName
 
 const validity = 10 * 365 * 24 * time.Hour
 
@@ -59,6 +69,15 @@ func Ensure(f Files, hosts []string) error {
 	}
 	if err := ensureSigned(f.AdminCert(), f.AdminKey(), caCert, caKey, admin); err != nil {
 		return fmt.Errorf("admin certificate: %w", err)
+	}
+	// The apiserver's identity toward node agents, which serve logs and
+	// exec to it alone.
+	kubeletClient := &x509.Certificate{
+		Subject:     pkix.Name{CommonName: KubeletClientUser, Organization: []string{"system:masters"}},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	if err := ensureSigned(f.KubeletClientCert(), f.KubeletClientKey(), caCert, caKey, kubeletClient); err != nil {
+		return fmt.Errorf("kubelet client certificate: %w", err)
 	}
 	if _, err := ensureKey(f.ServiceAccountKey()); err != nil {
 		return fmt.Errorf("service-account key: %w", err)

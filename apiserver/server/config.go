@@ -80,6 +80,9 @@ func NewConfig() *Config {
 	kube.SecureServing.BindAddress = net.ParseIP("127.0.0.1")
 	kube.ServiceClusterIPRanges = DefaultServiceClusterIPRange
 	kube.Authorization.Modes = []string{"RBAC"}
+	// Node agents report their IP and their name, which need not resolve:
+	// reach them by IP first, as kubeadm does.
+	kube.KubeletConfig.PreferredAddressTypes = []string{"InternalIP", "ExternalIP", "Hostname", "InternalDNS", "ExternalDNS"}
 	namespaces := namespacelifecycle.New()
 	adm := kube.Admission.GenericAdmission
 	namespaces.Register(adm.Plugins)
@@ -207,6 +210,11 @@ func (c *Config) applyDataDirDefaults() {
 	}
 	if len(s.Authentication.ServiceAccounts.Issuers) == 0 {
 		s.Authentication.ServiceAccounts.Issuers = []string{"https://kubernetes.default.svc.cluster.local"}
+	}
+	if s.KubeletConfig.TLSClientConfig.CertFile == "" {
+		// The identity node agents serve logs and exec to.
+		s.KubeletConfig.TLSClientConfig.CertFile = files.KubeletClientCert()
+		s.KubeletConfig.TLSClientConfig.KeyFile = files.KubeletClientKey()
 	}
 	if c.Listener != nil {
 		s.SecureServing.Listener = c.Listener

@@ -18,11 +18,15 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apiserver/pkg/authentication/request/bearertoken"
 	"k8s.io/apiserver/pkg/authentication/request/union"
+	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/generic"
 	genericapiserver "k8s.io/apiserver/pkg/server"
+	"k8s.io/apiserver/pkg/server/egressselector"
 	"k8s.io/apiserver/pkg/server/healthz"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
@@ -32,6 +36,7 @@ import (
 	apiregistrationv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
 	"k8s.io/kubernetes/cmd/kube-apiserver/app"
 	"k8s.io/kubernetes/pkg/api/legacyscheme"
+	api "k8s.io/kubernetes/pkg/apis/core"
 	kubeserviceaccount "k8s.io/kubernetes/pkg/serviceaccount"
 
 	"github.com/kplex/kplex/apiserver/admission/tenantmux"
@@ -47,6 +52,7 @@ import (
 	"github.com/kplex/kplex/apiserver/tenantrbac"
 	"github.com/kplex/kplex/client/pools"
 	"github.com/kplex/kplex/tenant"
+	"github.com/kplex/kplex/tenant/nodeconn"
 )
 
 // Server is a running kplex apiserver.
@@ -229,6 +235,22 @@ func (s *Server) partition(c *app.Config) error {
 	if issuer := c.KubeAPIs.ControlPlane.Extra.ServiceAccountIssuer; issuer != nil {
 		c.KubeAPIs.ControlPlane.Extra.ServiceAccountIssuer = tenantauth.TokenGenerator(issuer)
 	}
+	// Every connection to a node agent names the tenant it is for.
+	kubelet := &c.KubeAPIs.Extra.KubeletClientConfig
+	lookup := kubelet.Lookup
+	kubelet.Lookup = func(nc egressselector.NetworkContext) (utilnet.DialFunc, error) {
+		var base nodeconn.DialFunc
+		if lookup != nil {
+			d, err := lookup(nc)
+			if err != nil {
+				return nil, err
+			}
+			if d != nil {
+				base = nodeconn.DialFunc(d)
+			}
+		}
+		return utilnet.DialFunc(nodeconn.Dialer(base)), nil
+	}
 	generics := []*genericapiserver.Config{c.KubeAPIs.ControlPlane.Generic, &c.ApiExtensions.GenericConfig.Config, &c.Aggregator.GenericConfig.Config}
 	inflight := fairness.NewInflight(s.cfg.Fairness.MaxInflight, int(s.cfg.Fairness.QueueLengthLimit))
 	for _, g := range generics {
@@ -312,10 +334,36 @@ func (s *Server) crdOptions(c app.CompletedConfig) tenantcrd.Options {
 // pods may use. Until the pools are known, a tenant sees the nodes in no
 // pool only.
 func (s *Server) rootViews() partition.RootViews {
-	return partition.RootViews{"/minions": func(tenantName string, m metav1.Object) bool {
-		c := s.pools.Load()
-		return c != nil && c.MayUse(tenantName, m.GetLabels())
+	return partition.RootViews{"/minions": {
+		Admits: func(tenantName string, m metav1.Object) bool {
+			c := s.pools.Load()
+			return c != nil && c.MayUse(tenantName, m.GetLabels())
+		},
+		Adjust: tenantNodeAddress,
 	}}
+}
+
+// streamingSubresources reach a pod's node agent.
+var streamingSubresources = map[string]bool{"log": true, "exec": true, "attach": true, "portforward": true}
+
+// tenantNodeAddress gives the node, as the apiserver reads it to reach the
+// node agent for a tenant's pod (logs, exec), the per-tenant host name
+// under which the kubelet client's dialer names the tenant to the agent
+// (tenant/nodeconn). Nothing else reads this address.
+func tenantNodeAddress(ctx context.Context, tenantName string, obj runtime.Object) {
+	info, ok := genericapirequest.RequestInfoFrom(ctx)
+	node, isNode := obj.(*api.Node)
+	if !ok || !isNode || info.Resource != "pods" || !streamingSubresources[info.Subresource] {
+		return
+	}
+	for _, t := range []api.NodeAddressType{api.NodeInternalIP, api.NodeExternalIP, api.NodeHostName, api.NodeInternalDNS, api.NodeExternalDNS} {
+		for _, a := range node.Status.Addresses {
+			if a.Type == t {
+				node.Status.Addresses = []api.NodeAddress{{Type: api.NodeHostName, Address: nodeconn.Hostname(tenantName, a.Address)}}
+				return
+			}
+		}
+	}
 }
 
 func (s *Server) startLifecycle(hook genericapiserver.PostStartHookContext, etcdPrefix string, started *atomic.Pointer[lifecycle.Controller]) error {

@@ -92,18 +92,13 @@ func confine(requested string, a authorizer.Attributes) (string, bool) {
 }
 
 // connectsOut reports whether a subresource makes the apiserver open a
-// connection to an address taken from the tenant's own objects (a Node's,
-// a Service's or a Pod's): proxy, and the kubelet calls of pods. Tenants get
-// them back when nodes are shared infrastructure and the route to a node
-// comes from the management plane.
-func connectsOut(resource, subresource string) bool {
-	switch subresource {
-	case "proxy":
-		return true
-	case "log", "exec", "attach", "portforward":
-		return resource == "pods"
-	}
-	return false
+// connection to an address taken from the tenant's own objects (a
+// Service's endpoints, a Pod's IP, which the tenant can write): proxy. The
+// kubelet calls of pods (log, exec, attach, portforward) reach the node
+// agent at the address of the management plane's Node, which a tenant can
+// neither write nor pick outside its pools (TenantNodeFence).
+func connectsOut(_, subresource string) bool {
+	return subresource == "proxy"
 }
 
 // Privileged reports whether u is in system:masters.

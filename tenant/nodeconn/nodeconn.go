@@ -26,6 +26,10 @@ import (
 	"github.com/kplex/kplex/tenant"
 )
 
+// ClientName is the common name of the apiserver's client certificate
+// toward node agents; an agent serves no one else.
+const ClientName = "kube-apiserver-kubelet-client"
+
 // marker separates the tenant from the real host in a per-tenant host name.
 const marker = ".kplex-tenant."
 

@@ -32,6 +32,8 @@ func main() {
 	flag.IntVar(&sopts.Tenants, "scheduler-tenants", sopts.Tenants, "--scheduler: tenants, each with --pods-per-tenant pending pods")
 	flag.IntVar(&sopts.PodsPerTenant, "pods-per-tenant", sopts.PodsPerTenant, "--scheduler: pods per tenant")
 	flag.IntVar(&sopts.Nodes, "nodes", sopts.Nodes, "--scheduler: simulated nodes (Node objects), in dedicated and shared pools")
+	nodeAgentBench := flag.Bool("nodeagent", false, "measure kplex-nodeagent instead: pod start with the simulated runtime and containerd, N simulated nodes' heartbeats and RSS (make bench-nodeagent)")
+	naopts := addNodeAgentFlags(flag.CommandLine)
 	runEtcd := flag.String("run-etcd", "", "internal: run an embedded etcd with its data in this directory and print its client URL")
 	flood := flag.String("flood", "", "internal: flood this URL until standard input ends")
 	floodCA := flag.String("flood-ca", "", "internal: the flood's CA file")
@@ -56,6 +58,14 @@ func main() {
 	if *schedulerBench {
 		if err := runSchedulerBench(opts.BinDir, sopts); err != nil {
 			fmt.Fprintln(os.Stderr, "bench-scheduler:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *nodeAgentBench {
+		naopts.BinDir, naopts.ApiserverFlags = opts.BinDir, opts.ApiserverFlags
+		if err := runNodeAgentBench(naopts); err != nil {
+			fmt.Fprintln(os.Stderr, "bench-nodeagent:", err)
 			os.Exit(1)
 		}
 		return

@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -218,7 +219,8 @@ func (r *Runtime) StartContainer(_ context.Context, id string) error {
 	c.state = runtimeapi.ContainerState_CONTAINER_RUNNING
 	c.startedAt = r.now()
 	if c.logPath != "" {
-		writeLog(c.logPath, c.startedAt, fmt.Sprintf("simulated container %s started", c.config.GetMetadata().GetName()))
+		meta := r.sandboxes[c.sandboxID].config.GetMetadata()
+		writeLog(c.logPath, c.startedAt, fmt.Sprintf("simulated container %s of pod %s/%s started", c.config.GetMetadata().GetName(), meta.GetNamespace(), meta.GetName()))
 	}
 	if after, code, ok := exitPlan(c.config.Annotations); ok {
 		c.exit = time.AfterFunc(after, func() {
@@ -338,8 +340,9 @@ func (r *Runtime) ContainerStatus(_ context.Context, id string, _ bool) (*runtim
 	return &runtimeapi.ContainerStatusResponse{Status: st}, nil
 }
 
-// ExecSync succeeds with no output in a running container: probes pass.
-func (r *Runtime) ExecSync(_ context.Context, id string, _ []string, _ time.Duration) ([]byte, []byte, error) {
+// ExecSync succeeds in a running container, so probes pass; it runs echo,
+// and nothing else, so that exec can be tested end to end.
+func (r *Runtime) ExecSync(_ context.Context, id string, cmd []string, _ time.Duration) ([]byte, []byte, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	c, ok := r.containers[id]
@@ -348,6 +351,9 @@ func (r *Runtime) ExecSync(_ context.Context, id string, _ []string, _ time.Dura
 	}
 	if c.state != runtimeapi.ContainerState_CONTAINER_RUNNING {
 		return nil, nil, status.Errorf(codes.FailedPrecondition, "container %q is not running", id)
+	}
+	if len(cmd) > 0 && cmd[0] == "echo" {
+		return []byte(strings.Join(cmd[1:], " ") + "\n"), nil, nil
 	}
 	return nil, nil, nil
 }
