@@ -95,20 +95,20 @@ type scaleRun struct {
 	window   time.Duration
 	sample   time.Duration
 
-	registered, ready        int
-	allRegistered, allReady  time.Duration // agent start to the last node
-	readyTimes               []time.Duration
-	leases                   int // of the agent's nodes, seen in the window
-	onTime                   int // leases never older than the lease duration
-	renewed                  int // leases renewed at least once in the window
-	gaps                     []time.Duration
-	worst                    []time.Duration // per lease: longest gap or age seen
-	samples                  int
-	listTime                 []time.Duration
-	rss, rss1                int64
-	agentCPU, apiserverCPU   float64 // cores, over the window
-	apiserverRSS             int64
-	agentErrs, baselineErrs  logErrors
+	registered, ready       int
+	allRegistered, allReady time.Duration // agent start to the last node
+	readyTimes              []time.Duration
+	leases                  int // of the agent's nodes, seen in the window
+	onTime                  int // leases never older than the lease duration
+	renewed                 int // leases renewed at least once in the window
+	gaps                    []time.Duration
+	worst                   []time.Duration // per lease: longest gap or age seen
+	samples                 int
+	listTime                []time.Duration
+	rss, rss1               int64
+	agentCPU, apiserverCPU  float64 // cores, over the window
+	apiserverRSS            int64
+	agentErrs, baselineErrs logErrors
 }
 
 // logErrors counts a klog log's error and warning lines.
