@@ -3,6 +3,7 @@ package nodeagent
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -53,6 +54,9 @@ type Config struct {
 	Port int
 	// Address is the address the port binds to.
 	Address string
+	// Listener, when set, is where logs and exec are served instead of
+	// Address:Port, and Port is its port (kplex up picks a free one).
+	Listener net.Listener
 	// ClientCAFile verifies the apiserver's client certificate; TLSCertFile
 	// and TLSPrivateKeyFile are the agent's serving certificate (generated
 	// self-signed when empty).

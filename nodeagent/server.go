@@ -37,6 +37,9 @@ type server struct {
 }
 
 func newServer(cfg *Config, agents []*Agent) (*server, error) {
+	if cfg.Listener != nil {
+		cfg.Port = cfg.Listener.Addr().(*net.TCPAddr).Port
+	}
 	if cfg.Port != 0 && cfg.ClientCAFile == "" {
 		return nil, errors.New("--client-ca-file is required: the agent serves logs and exec to the apiserver only, known by its client certificate (or --port=0 to serve nothing)")
 	}
@@ -46,16 +49,18 @@ func newServer(cfg *Config, agents []*Agent) (*server, error) {
 type tenantKey struct{}
 
 func (s *server) serve(ctx context.Context) error {
-	if s.cfg.Port == 0 {
+	if s.cfg.Port == 0 && s.cfg.Listener == nil {
 		return nil
 	}
 	tlsConfig, err := s.tlsConfig()
 	if err != nil {
 		return err
 	}
-	l, err := net.Listen("tcp", net.JoinHostPort(s.cfg.Address, strconv.Itoa(s.cfg.Port)))
-	if err != nil {
-		return fmt.Errorf("listening on --port %d: %w", s.cfg.Port, err)
+	l := s.cfg.Listener
+	if l == nil {
+		if l, err = net.Listen("tcp", net.JoinHostPort(s.cfg.Address, strconv.Itoa(s.cfg.Port))); err != nil {
+			return fmt.Errorf("listening on --port %d: %w", s.cfg.Port, err)
+		}
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /containerLogs/{namespace}/{pod}/{container}", s.logs)

@@ -7,6 +7,7 @@ package up
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,11 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 
 	"github.com/kplex/kplex/apiserver/pki"
@@ -25,6 +31,7 @@ import (
 	"github.com/kplex/kplex/client/kubeconfig"
 	"github.com/kplex/kplex/controllers/activation"
 	"github.com/kplex/kplex/controllers/manager"
+	"github.com/kplex/kplex/nodeagent"
 	schedulerserver "github.com/kplex/kplex/scheduler/server"
 	"github.com/kplex/kplex/tenant"
 )
@@ -37,6 +44,8 @@ type flagpole struct {
 	Wait            time.Duration
 	QuietPeriod     time.Duration
 	Scheduler       bool
+	Runtime         string
+	RuntimeEndpoint string
 	writeKubeconfig bool
 }
 
@@ -62,6 +71,8 @@ func NewCommand(g *cli.Global, streams cli.Streams) *cobra.Command {
 	fs.DurationVar(&flags.Wait, "wait", 2*time.Minute, "how long to wait for kplex to be ready")
 	fs.DurationVar(&flags.QuietPeriod, "controllers-quiet-period", activation.DefaultQuietPeriod, "stop a tenant's controller after it had no work for this long")
 	fs.BoolVar(&flags.Scheduler, "scheduler", true, "run kplex-scheduler in this process; false when it runs on its own (with leader election)")
+	fs.StringVar(&flags.Runtime, "runtime", runtimeSimulated, `the local node agent's runtime: "simulated" (pods run nowhere, for trying kplex), "containerd" (real containers through CRI at --container-runtime-endpoint), or "none" (no local node)`)
+	fs.StringVar(&flags.RuntimeEndpoint, "container-runtime-endpoint", nodeagent.DefaultContainerdEndpoint, "containerd's CRI socket, for --runtime containerd")
 	fs.BoolVar(&flags.writeKubeconfig, "write-kubeconfig", true, "write the kplex-root context")
 	_ = fs.MarkHidden("write-kubeconfig")
 	return cmd
@@ -86,6 +97,9 @@ func runBackground(ctx context.Context, g *cli.Global, streams cli.Streams, flag
 	if err := checkNotRunning(flags.DataDir); err != nil {
 		return err
 	}
+	if _, err := flags.nodeAgentConfig(""); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(flags.DataDir, 0o700); err != nil {
 		return fmt.Errorf("creating data directory: %w", err)
 	}
@@ -101,7 +115,8 @@ func runBackground(ctx context.Context, g *cli.Global, streams cli.Streams, flag
 	}
 	args := []string{"up", "--foreground", "--write-kubeconfig=false",
 		"--data-dir", flags.DataDir, "--secure-port", strconv.Itoa(flags.SecurePort),
-		"--controllers-quiet-period", flags.QuietPeriod.String(), "--scheduler=" + strconv.FormatBool(flags.Scheduler)}
+		"--controllers-quiet-period", flags.QuietPeriod.String(), "--scheduler=" + strconv.FormatBool(flags.Scheduler),
+		"--runtime", flags.Runtime, "--container-runtime-endpoint", flags.RuntimeEndpoint}
 	if len(flags.EtcdServers) > 0 {
 		args = append(args, "--etcd-servers", strings.Join(flags.EtcdServers, ","))
 	}
@@ -131,6 +146,13 @@ func runBackground(ctx context.Context, g *cli.Global, streams cli.Streams, flag
 		if err != nil {
 			_ = child.Process.Signal(syscall.SIGTERM)
 			return fmt.Errorf("kplex was not ready within %s: %w; see %s", flags.Wait, err, logPath)
+		}
+	}
+	if flags.Runtime != runtimeNone {
+		st.Start(fmt.Sprintf("Waiting for the local node (runtime %s)", flags.Runtime))
+		if err := waitNodeReady(waitCtx, files.AdminConfig(url(flags.SecurePort))); err != nil {
+			_ = child.Process.Signal(syscall.SIGTERM)
+			return fmt.Errorf("the local node was not ready within %s: %w; see %s", flags.Wait, err, logPath)
 		}
 	}
 	_ = child.Process.Release()
@@ -173,7 +195,7 @@ func runForeground(ctx context.Context, g *cli.Global, streams cli.Streams, flag
 	if err != nil {
 		return fmt.Errorf("reading the CA the controllers publish: %w", err)
 	}
-	controllers := make(chan error, 2)
+	controllers := make(chan error, 3)
 	go func() {
 		err := manager.Run(ctx, manager.Options{Loopback: s.AdminConfig(), RootCA: ca, QuietPeriod: flags.QuietPeriod})
 		controllers <- fmt.Errorf("controller manager stopped: %v", err)
@@ -188,6 +210,16 @@ func runForeground(ctx context.Context, g *cli.Global, streams cli.Streams, flag
 		go func() {
 			err := schedulerserver.RunInProcess(ctx, schedulerKubeconfig)
 			controllers <- fmt.Errorf("scheduler stopped: %v", err)
+		}()
+	}
+	if flags.Runtime != runtimeNone {
+		agent, err := flags.nodeAgentConfig(cfg.PKI().CACert())
+		if err != nil {
+			return err
+		}
+		go func() {
+			err := nodeagent.Run(ctx, agent, s.AdminConfig())
+			controllers <- fmt.Errorf("node agent stopped: %v", err)
 		}()
 	}
 	if flags.writeKubeconfig {
@@ -211,6 +243,68 @@ func runForeground(ctx context.Context, g *cli.Global, streams cli.Streams, flag
 	}
 }
 
+// waitNodeReady waits until a node reports Ready.
+func waitNodeReady(ctx context.Context, cfg *rest.Config) error {
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	return wait.PollUntilContextCancel(ctx, 250*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		nodes, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, nil
+		}
+		for _, n := range nodes.Items {
+			for _, cond := range n.Status.Conditions {
+				if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
+					return true, nil
+				}
+			}
+		}
+		return false, nil
+	})
+}
+
+// The local node agent's runtimes.
+const (
+	runtimeSimulated  = "simulated"
+	runtimeContainerd = "containerd"
+	runtimeNone       = "none"
+)
+
+// nodeAgentConfig is the local node's: this host, reached on loopback by
+// the apiserver, its data in the data directory.
+func (flags *flagpole) nodeAgentConfig(caFile string) (*nodeagent.Config, error) {
+	cfg := nodeagent.NewConfig()
+	switch flags.Runtime {
+	case runtimeNone:
+		return nil, nil
+	case runtimeSimulated:
+		cfg.RuntimeEndpoint = nodeagent.RuntimeSimulated
+	case runtimeContainerd:
+		socket := strings.TrimPrefix(flags.RuntimeEndpoint, "unix://")
+		if _, err := os.Stat(socket); err != nil {
+			return nil, fmt.Errorf("--runtime containerd: no containerd socket at %s (start containerd, or give --container-runtime-endpoint): %w", socket, err)
+		}
+		cfg.RuntimeEndpoint = flags.RuntimeEndpoint
+	default:
+		return nil, fmt.Errorf("--runtime %q: want simulated, containerd or none", flags.Runtime)
+	}
+	if caFile == "" {
+		return cfg, nil
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("listening for the local node agent: %w", err)
+	}
+	cfg.Listener = l
+	cfg.NodeIP = "127.0.0.1"
+	cfg.ClientCAFile = caFile
+	cfg.RootDir = filepath.Join(flags.DataDir, "nodeagent")
+	cfg.DevicePluginDir = filepath.Join(cfg.RootDir, "device-plugins")
+	return cfg, cfg.Validate()
+}
+
 func writeRootContext(g *cli.Global, files pki.Files, url string) error {
 	var entry kubeconfig.Entry
 	var err error
@@ -229,7 +323,7 @@ func writeRootContext(g *cli.Global, files pki.Files, url string) error {
 
 func printReady(g *cli.Global, streams cli.Streams, flags *flagpole, logPath string) {
 	fmt.Fprintf(g.Chatter(streams), `kplex is up at %s (data in %s, log in %s).
-The management plane is context %s. Next:
+The management plane is context %s; its nodes: kubectl --context %[4]s get nodes. Next:
   kplex create cluster demo
   kubectl --context kplex-demo get ns
 `, url(flags.SecurePort), flags.DataDir, logPath, kubeconfig.ContextName(tenant.Root))

@@ -178,24 +178,37 @@ func TestE2EResourceQuotaPerTenant(t *testing.T) {
 	}
 }
 
-// TestE2EJobCompletesPerTenant: `kubectl create job` makes a pod; once the
-// pod has succeeded (no node runs pods yet: the test reports it, as a
-// kubelet would), `kubectl wait` sees the job complete, in that tenant
-// only.
+// TestE2EJobCompletesPerTenant: `kubectl create job` makes a pod, which
+// the local node agent runs (simulated runtime) to completion, and `kubectl
+// wait` sees the job complete; tenant B's same-named job, whose container
+// exits 1, fails in B only.
 func TestE2EJobCompletesPerTenant(t *testing.T) {
 	m := newMachine(t)
-	m.up()
+	m.up("--runtime=simulated")
 	a, b := "--context=kplex-job-a", "--context=kplex-job-b"
 	m.must(m.kplex("create", "cluster", "job-a"))
 	m.must(m.kplex("create", "cluster", "job-b"))
-	for _, ctx := range []string{a, b} {
-		m.must(m.kubectl(ctx, "create", "job", "once", "--image=busybox", "--", "true"))
-	}
-	pod := m.eventuallyWithin(60*time.Second, "job-a's job pod", a, "get", "pods", "-l", "job-name=once", "-o", "jsonpath={.items[0].metadata.name}")
-	m.must(m.kubectl(a, "patch", "pod", pod, "--subresource=status", "--type=merge",
-		"-p", `{"status":{"phase":"Succeeded","containerStatuses":[{"name":"once","image":"busybox","imageID":"","ready":false,"restartCount":0,"state":{"terminated":{"exitCode":0,"reason":"Completed"}}}]}}`))
-	m.must(m.kubectl(a, "wait", "--for=condition=complete", "job/once", "--timeout=60s"))
+	m.eventuallyWithin(30*time.Second, "job-a's default ServiceAccount", a, "get", "serviceaccount", "default")
+	m.eventuallyWithin(30*time.Second, "job-b's default ServiceAccount", b, "get", "serviceaccount", "default")
+	m.must(m.kubectl(a, "create", "job", "once", "--image=busybox", "--", "true"))
+	m.must(m.runStdin(`apiVersion: batch/v1
+kind: Job
+metadata: {name: once}
+spec:
+  backoffLimit: 0
+  template:
+    metadata:
+      annotations: {kplex.io/simulate-exit-code: "1"}
+    spec:
+      restartPolicy: Never
+      containers: [{name: once, image: busybox, command: ["false"]}]
+`, "kubectl", b, "apply", "-f", "-"))
+	m.must(m.kubectl(a, "wait", "--for=condition=complete", "job/once", "--timeout=90s"))
+	m.must(m.kubectl(b, "wait", "--for=condition=failed", "job/once", "--timeout=90s"))
 	if got := m.must(m.kubectl(b, "get", "job", "once", "-o", "jsonpath={.status.succeeded}")); got != "" && got != "0" {
-		t.Errorf("job-b's job shows %q succeeded after job-a's completed", got)
+		t.Errorf("job-b's job shows %q succeeded; its container exits 1", got)
+	}
+	if got := m.must(m.kubectl(a, "get", "job", "once", "-o", "jsonpath={.status.failed}")); got != "" && got != "0" {
+		t.Errorf("job-a's job shows %q failed after job-b's failed", got)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -113,8 +114,13 @@ func (m *machine) mustFail(out, errOut string, err error) string {
 	return errOut
 }
 
+// up brings kplex up. Tests that place pods on nodes of their own making
+// run it without the local node agent, unless they ask for a --runtime.
 func (m *machine) up(flags ...string) {
 	m.t.Helper()
+	if !slices.ContainsFunc(flags, func(f string) bool { return strings.HasPrefix(f, "--runtime") }) {
+		flags = append(flags, "--runtime=none")
+	}
 	m.must(m.kplex(append([]string{"up", "--data-dir", m.dataDir, "--secure-port", strconv.Itoa(m.port)}, flags...)...))
 }
 
