@@ -169,6 +169,19 @@ func (a *Agent) podChanged(tenantName string, uid types.UID, pod *v1.Pod) {
 	w.update(pod)
 }
 
+// isLive reports whether a pod of this node is still to run: known and not
+// gone from the API.
+func (a *Agent) isLive(uid string) bool {
+	a.mu.Lock()
+	w, ok := a.workers[types.UID(uid)]
+	a.mu.Unlock()
+	if !ok {
+		return false
+	}
+	_, gone := w.latest()
+	return !gone
+}
+
 func (a *Agent) workerDone(uid types.UID) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -196,12 +209,7 @@ func (a *Agent) adoptOrphans(ctx context.Context) {
 		a.removeSandbox(ctx, s.Id, 0)
 	}
 	if a.devices != nil {
-		a.devices.Retain(func(uid string) bool {
-			a.mu.Lock()
-			defer a.mu.Unlock()
-			_, ok := a.workers[types.UID(uid)]
-			return ok
-		})
+		a.devices.Retain(a.isLive)
 	}
 }
 

@@ -36,7 +36,13 @@ func (w *podWorker) containerConfig(ctx context.Context, pod *v1.Pod, c *v1.Cont
 	if w.agent.devices != nil && hasExtended(c.Resources) {
 		alloc, err := w.agent.devices.Allocate(ctx, string(pod.UID), c.Name, extendedOf(c.Resources))
 		if err != nil {
-			return nil, fmt.Errorf("allocating devices: %w", err)
+			// Pods deleted a moment ago may still hold devices their workers
+			// have not given back: reclaim them first, as the kubelet does.
+			w.agent.devices.Retain(w.agent.isLive)
+			alloc, err = w.agent.devices.Allocate(ctx, string(pod.UID), c.Name, extendedOf(c.Resources))
+		}
+		if err != nil {
+			return nil, admissionError{fmt.Errorf("allocating devices: %w", err)}
 		}
 		for k, v := range alloc.Envs {
 			env = append(env, &runtimeapi.KeyValue{Key: k, Value: []byte(v)})
@@ -84,6 +90,13 @@ func (w *podWorker) containerConfig(ctx context.Context, pod *v1.Pod, c *v1.Cont
 	}
 	return cfg, nil
 }
+
+// admissionError means the pod cannot run on this node at all: the kubelet
+// fails such a pod (UnexpectedAdmissionError) so that its controller
+// places a new one, rather than retrying here.
+type admissionError struct{ error }
+
+func (e admissionError) Unwrap() error { return e.error }
 
 func hasExtended(r v1.ResourceRequirements) bool { return len(extendedOf(r)) > 0 }
 
@@ -316,8 +329,12 @@ func (w *podWorker) mounts(ctx context.Context, pod *v1.Pod, c *v1.Container) ([
 		}
 		if m.SubPath != "" {
 			host = filepath.Join(host, m.SubPath)
-			if err := os.MkdirAll(host, 0o755); err != nil {
-				return nil, err
+			// A subPath names a file of a configMap or secret volume, or a
+			// directory to create.
+			if _, err := os.Stat(host); os.IsNotExist(err) {
+				if err := os.MkdirAll(host, 0o755); err != nil {
+					return nil, err
+				}
 			}
 		}
 		out = append(out, &runtimeapi.Mount{ContainerPath: m.MountPath, HostPath: host, Readonly: m.ReadOnly})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	goruntime "runtime"
 	"strings"
@@ -143,9 +144,8 @@ func (n *nodeStatus) register(ctx context.Context) error {
 	for k, v := range want.Labels {
 		updated.Labels[k] = v
 	}
-	if n.cfg.Pool == "" && n.cfg.Tenant == "" {
-		delete(updated.Labels, schedulingv1alpha1.PoolLabel)
-	}
+	// Without --pool or --tenant the label stays: a node fenced to a tenant
+	// is unfenced by an operator, never by a restart with other flags.
 	for _, t := range want.Spec.Taints {
 		if !hasTaint(updated.Spec.Taints, t) {
 			updated.Spec.Taints = append(updated.Spec.Taints, t)
@@ -342,8 +342,22 @@ func osImage() string {
 	return goruntime.GOOS
 }
 
-// outboundIP is the address the host uses to reach others, or loopback.
-func outboundIP() string {
+// outboundIP is the address the host reaches the apiserver from, else the
+// first up interface's IPv4 address, else loopback.
+func outboundIP(apiserver string) string {
+	if u, err := url.Parse(apiserver); err == nil && u.Host != "" {
+		host := u.Host
+		if _, _, err := net.SplitHostPort(host); err != nil {
+			host = net.JoinHostPort(host, "443")
+		}
+		// A UDP "connection" sends nothing; it only picks the route.
+		if conn, err := net.Dial("udp", host); err == nil {
+			defer conn.Close()
+			if a, ok := conn.LocalAddr().(*net.UDPAddr); ok && !a.IP.IsUnspecified() {
+				return a.IP.String()
+			}
+		}
+	}
 	ifaces, err := net.Interfaces()
 	if err != nil {
 		return "127.0.0.1"

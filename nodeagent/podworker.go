@@ -2,6 +2,8 @@ package nodeagent
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+	nodev1 "k8s.io/api/node/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -45,11 +48,13 @@ type podWorker struct {
 	gone bool
 	wake chan struct{}
 
-	probes     map[string]*probeState // by container name
-	waiting    map[string]*v1.ContainerStateWaiting
-	lastStatus *v1.PodStatus
-	lastRV     string
-	deleted    bool
+	probes  map[string]*probeState // by container name
+	waiting map[string]*v1.ContainerStateWaiting
+	// admissionFailure, once set, fails the pod: it cannot run here.
+	admissionFailure string
+	lastStatus       *v1.PodStatus
+	lastRV           string
+	deleted          bool
 }
 
 func newPodWorker(a *Agent, tenantName string, pod *v1.Pod) *podWorker {
@@ -243,6 +248,10 @@ func (w *podWorker) sync(ctx context.Context, pod *v1.Pod, gone bool) (idle, don
 	w.writeStatus(ctx, pod, st)
 	if st.Phase == v1.PodSucceeded || st.Phase == v1.PodFailed {
 		w.killPod(ctx, 0)
+		if w.agent.devices != nil {
+			// A finished pod's devices are free for the next.
+			w.agent.devices.Release(string(w.uid))
+		}
 		return true, false
 	}
 	return false, false
@@ -263,18 +272,32 @@ func (w *podWorker) ensureSandbox(ctx context.Context, pod *v1.Pod, obs *observe
 	if err := os.MkdirAll(cfg.LogDirectory, 0o755); err != nil {
 		return "", fmt.Errorf("creating the pod's log directory: %w", err)
 	}
-	id, err := w.agent.runtime.Service.RunPodSandbox(ctx, cfg, runtimeHandler(pod))
+	handler, err := w.runtimeHandler(ctx, pod)
+	if err != nil {
+		return "", err
+	}
+	id, err := w.agent.runtime.Service.RunPodSandbox(ctx, cfg, handler)
 	if err != nil {
 		return "", err
 	}
 	return id, nil
 }
 
-func runtimeHandler(pod *v1.Pod) string {
-	if pod.Spec.RuntimeClassName != nil {
-		return *pod.Spec.RuntimeClassName
+// runtimeHandler is the CRI handler of the pod's RuntimeClass, read from
+// the pod's tenant; "" is the runtime's default.
+func (w *podWorker) runtimeHandler(ctx context.Context, pod *v1.Pod) (string, error) {
+	if pod.Spec.RuntimeClassName == nil || *pod.Spec.RuntimeClassName == "" {
+		return "", nil
 	}
-	return ""
+	raw, err := w.agent.tenants.Get().AbsPath(tenant.Path(w.tenant), "apis/node.k8s.io/v1/runtimeclasses", *pod.Spec.RuntimeClassName).DoRaw(ctx)
+	if err != nil {
+		return "", fmt.Errorf("RuntimeClass %q: %w", *pod.Spec.RuntimeClassName, err)
+	}
+	var rc nodev1.RuntimeClass
+	if err := json.Unmarshal(raw, &rc); err != nil {
+		return "", fmt.Errorf("RuntimeClass %q: %w", *pod.Spec.RuntimeClassName, err)
+	}
+	return rc.Handler, nil
 }
 
 func (w *podWorker) logDir(pod *v1.Pod) string {
@@ -326,8 +349,12 @@ func (w *podWorker) syncContainers(ctx context.Context, pod *v1.Pod, obs *observ
 		switch {
 		case st == nil:
 			return w.start(ctx, pod, c, sandboxID, 0, true)
-		case st.State == runtimeapi.ContainerState_CONTAINER_RUNNING, st.State == runtimeapi.ContainerState_CONTAINER_CREATED:
+		case st.State == runtimeapi.ContainerState_CONTAINER_RUNNING:
 			return false
+		case st.State == runtimeapi.ContainerState_CONTAINER_CREATED:
+			// A start failed half way: remove it and start again.
+			_ = w.agent.runtime.Service.RemoveContainer(ctx, st.Id)
+			return true
 		case st.ExitCode == 0:
 			continue
 		case pod.Spec.RestartPolicy == v1.RestartPolicyNever:
@@ -396,6 +423,12 @@ func (w *podWorker) start(ctx context.Context, pod *v1.Pod, c *v1.Container, san
 		return false
 	}
 	cfg, err := w.containerConfig(ctx, pod, c, attempt, init)
+	var admission admissionError
+	if errors.As(err, &admission) {
+		logger.Error(err, "Pod cannot run on this node")
+		w.admissionFailure = fmt.Sprintf("Allocate failed due to %v, which is unexpected", admission.error)
+		return true
+	}
 	if err != nil {
 		logger.Error(err, "Preparing container")
 		w.waiting[c.Name] = &v1.ContainerStateWaiting{Reason: "CreateContainerConfigError", Message: err.Error()}

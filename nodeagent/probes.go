@@ -9,10 +9,15 @@ import (
 	"strconv"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
+
+	"github.com/kplex/kplex/nodeagent/runtime/simulated"
 )
 
 // probeState is what the agent remembers of one container instance's
@@ -111,6 +116,9 @@ func (w *podWorker) runProbe(ctx context.Context, pod *v1.Pod, c *v1.Container, 
 
 func (w *podWorker) runHandler(ctx context.Context, pod *v1.Pod, c *v1.Container, st *runtimeapi.ContainerStatus, p *v1.Probe) error {
 	timeout := time.Duration(max(p.TimeoutSeconds, 1)) * time.Second
+	if p.Exec == nil && w.agent.runtime.Scheme == simulated.RuntimeName {
+		return nil // a simulated container listens nowhere; its probes pass
+	}
 	switch {
 	case p.Exec != nil:
 		_, _, err := w.agent.runtime.Service.ExecSync(ctx, st.Id, p.Exec.Command, timeout)
@@ -162,6 +170,27 @@ func (w *podWorker) runHandler(ctx context.Context, pod *v1.Pod, c *v1.Container
 			return err
 		}
 		return conn.Close()
+	case p.GRPC != nil:
+		host := w.agent.cfg.NodeIP
+		conn, err := grpc.NewClient(net.JoinHostPort(host, strconv.Itoa(int(p.GRPC.Port))), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		reqCtx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		service := ""
+		if p.GRPC.Service != nil {
+			service = *p.GRPC.Service
+		}
+		resp, err := healthpb.NewHealthClient(conn).Check(reqCtx, &healthpb.HealthCheckRequest{Service: service})
+		if err != nil {
+			return err
+		}
+		if resp.Status != healthpb.HealthCheckResponse_SERVING {
+			return fmt.Errorf("gRPC probe: service %q is %s", service, resp.Status)
+		}
+		return nil
 	}
 	return nil
 }

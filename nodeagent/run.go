@@ -34,7 +34,7 @@ func run(ctx context.Context, cfg *Config, kubeconfig *rest.Config, simulatedRun
 		return err
 	}
 	if cfg.NodeIP == "" {
-		cfg.NodeIP = outboundIP()
+		cfg.NodeIP = outboundIP(kubeconfig.Host)
 	}
 	kubeconfig = rest.CopyConfig(kubeconfig)
 	nodes := max(cfg.SimulateNodes, 1)
@@ -74,8 +74,16 @@ func run(ctx context.Context, cfg *Config, kubeconfig *rest.Config, simulatedRun
 				name = fmt.Sprintf("%s-%d", cfg.NodeName, i)
 			}
 			var devices Devices
-			if cfg.SimulatedGPUs > 0 {
+			switch {
+			case cfg.SimulatedGPUs > 0:
 				devices = newSimulatedGPUs(name, cfg.SimulatedGPUs)
+			case cfg.SimulateNodes == 0:
+				// One simulated node still hosts device plugins, such as
+				// kplex-deviceplugin's simulated GPUs.
+				var err error
+				if devices, err = startDevices(ctx, cfg); err != nil {
+					return err
+				}
 			}
 			rt := Runtime{Service: simulated.New(), Images: simulated.Images{}, HostNetworkOnly: true, Scheme: simulated.RuntimeName}
 			if simulatedRuntime != nil {
@@ -110,11 +118,19 @@ func run(ctx context.Context, cfg *Config, kubeconfig *rest.Config, simulatedRun
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The first failure stops the process: a node that cannot run is not
+	// left registered as if it could.
 	errc := make(chan error, 1)
+	fail := func(err error) {
+		select {
+		case errc <- err:
+		default:
+		}
+		cancel()
+	}
 	go func() {
 		if err := srv.serve(ctx); err != nil {
-			errc <- err
-			cancel()
+			fail(err)
 		}
 	}()
 
@@ -124,7 +140,7 @@ func run(ctx context.Context, cfg *Config, kubeconfig *rest.Config, simulatedRun
 		go func() {
 			defer wg.Done()
 			if err := a.run(ctx); err != nil && ctx.Err() == nil {
-				klog.FromContext(ctx).Error(err, "Node agent stopped", "node", a.name)
+				fail(fmt.Errorf("node %s: %w", a.name, err))
 			}
 		}()
 	}

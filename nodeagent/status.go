@@ -88,7 +88,11 @@ func (w *podWorker) computeStatus(pod *v1.Pod, obs *observed, terminating bool) 
 	default:
 		st.Phase = v1.PodPending
 	}
+	if w.admissionFailure != "" {
+		st.Phase, st.Reason, st.Message = v1.PodFailed, "UnexpectedAdmissionError", w.admissionFailure
+	}
 	if old.Phase == v1.PodSucceeded || old.Phase == v1.PodFailed {
+		st.Reason, st.Message = old.Reason, old.Message
 		st.Phase = old.Phase // terminal phases never change back
 	}
 	terminal := st.Phase == v1.PodSucceeded || st.Phase == v1.PodFailed

@@ -1,8 +1,6 @@
 package pki
 
 import (
-	"github.com/kplex/kplex/tenant/nodeconn"
-
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -21,6 +19,8 @@ import (
 	"k8s.io/client-go/rest"
 	certutil "k8s.io/client-go/util/cert"
 	"k8s.io/client-go/util/keyutil"
+
+	"github.com/kplex/kplex/tenant/nodeconn"
 )
 
 // Files names the files of a kplex PKI directory.

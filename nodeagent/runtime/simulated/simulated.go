@@ -366,6 +366,18 @@ func (r *Runtime) Exec(context.Context, *runtimeapi.ExecRequest) (*runtimeapi.Ex
 // Close does nothing.
 func (r *Runtime) Close(context.Context) error { return nil }
 
+// ContainerConfig returns what a container was created with (its env,
+// mounts and devices), or nil: a simulated container shows nothing of it
+// otherwise.
+func (r *Runtime) ContainerConfig(id string) *runtimeapi.ContainerConfig {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c, ok := r.containers[id]; ok {
+		return c.config
+	}
+	return nil
+}
+
 func matches(selector, labels map[string]string) bool {
 	for k, v := range selector {
 		if labels[k] != v {
