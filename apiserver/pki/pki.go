@@ -201,6 +201,16 @@ func encodeCertPEM(cert *x509.Certificate) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: certutil.CertificateBlockType, Bytes: cert.Raw})
 }
 
+// ServiceAccountSigner reads the key that signs service account tokens,
+// for the controller manager's token controller.
+func (f Files) ServiceAccountSigner() (any, error) {
+	key, err := keyutil.PrivateKeyFromFile(f.ServiceAccountKey())
+	if err != nil {
+		return nil, fmt.Errorf("reading the service account key: %w", err)
+	}
+	return key, nil
+}
+
 // AdminConfig is a root client config for the server at url, authenticated
 // with the admin certificate.
 func (f Files) AdminConfig(url string) *rest.Config {

@@ -195,9 +195,13 @@ func runForeground(ctx context.Context, g *cli.Global, streams cli.Streams, flag
 	if err != nil {
 		return fmt.Errorf("reading the CA the controllers publish: %w", err)
 	}
+	saKey, err := cfg.PKI().ServiceAccountSigner()
+	if err != nil {
+		return err
+	}
 	controllers := make(chan error, 3)
 	go func() {
-		err := manager.Run(ctx, manager.Options{Loopback: s.AdminConfig(), RootCA: ca, QuietPeriod: flags.QuietPeriod})
+		err := manager.Run(ctx, manager.Options{Loopback: s.AdminConfig(), RootCA: ca, QuietPeriod: flags.QuietPeriod, ServiceAccountKey: saKey})
 		controllers <- fmt.Errorf("controller manager stopped: %v", err)
 	}()
 	if flags.Scheduler {

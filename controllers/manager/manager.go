@@ -81,6 +81,10 @@ type Options struct {
 	// Nodes configure the node lifecycle controller; its Loopback is
 	// Loopback's.
 	Nodes nodelifecycle.Options
+	// ServiceAccountKey signs the tokens of service-account-token Secrets
+	// (the apiserver's service account key). Without it the token
+	// controller does not run, as in kube-controller-manager.
+	ServiceAccountKey any
 }
 
 // Manager runs the tenant controllers.
@@ -113,7 +117,7 @@ func (m *Manager) build(ctx context.Context) (*activation.Activator, []*crossten
 	core, apps, batch := m.cross.CoreV1().RESTClient(), m.cross.AppsV1().RESTClient(), m.cross.BatchV1().RESTClient()
 	sa := serviceaccount.Caches{
 		Namespaces:      crosstenant.NewCache(crosstenant.ListWatch(core, "namespaces"), &corev1.Namespace{}),
-		ServiceAccounts: crosstenant.NewCache(crosstenant.ListWatchSelected(core, "serviceaccounts", serviceaccount.ServiceAccountSelector), &corev1.ServiceAccount{}),
+		ServiceAccounts: crosstenant.NewCache(crosstenant.ListWatch(core, "serviceaccounts"), &corev1.ServiceAccount{}),
 		ConfigMaps:      crosstenant.NewCache(crosstenant.ListWatchSelected(core, "configmaps", serviceaccount.ConfigMapSelector), &corev1.ConfigMap{}),
 	}
 	w := workloads.Caches{
@@ -171,12 +175,7 @@ func (m *Manager) build(ctx context.Context) (*activation.Activator, []*crossten
 		Endpoints: ep.Endpoints, EndpointSlices: ep.EndpointSlices, Nodes: ep.Nodes,
 		Metadata: gc,
 	}
-	a, err := activation.New(activation.Options{
-		Loopback:    m.opts.Loopback,
-		Caches:      views,
-		Tenants:     func() []string { return sa.Namespaces.ListIndexFuncValues(crosstenant.ByTenant) },
-		QuietPeriod: m.opts.QuietPeriod,
-	},
+	specs := []activation.Spec{
 		serviceaccount.ServiceAccounts(sa), serviceaccount.RootCAPublisher(sa, m.opts.RootCA),
 		namespace.Spec(sa.Namespaces),
 		garbagecollector.Spec(gc),
@@ -185,11 +184,30 @@ func (m *Manager) build(ctx context.Context) (*activation.Activator, []*crossten
 		workloads.CronJobs(w), workloads.TTLAfterFinished(w),
 		endpoints.Endpoints(ep), endpoints.EndpointSlices(ep),
 		disruption.Spec(pdb), podGC, workloads.DaemonSets(w, ep.Nodes),
-	)
+	}
+	caches := append([]*crosstenant.Cache{sa.Namespaces, sa.ServiceAccounts, sa.ConfigMaps, w.Pods, w.ReplicaSets, w.Deployments, w.Jobs, w.CronJobs, w.StatefulSets, w.ControllerRevisions, w.DaemonSets, quotas, services, claims, ep.Endpoints, ep.EndpointSlices, ep.Nodes, pdb.PodDisruptionBudgets, pdb.ReplicationControllers}, gc.List()...)
+	if m.opts.ServiceAccountKey != nil {
+		tokens := serviceaccount.TokenCaches{
+			ServiceAccounts: sa.ServiceAccounts,
+			Secrets:         crosstenant.NewCache(crosstenant.ListWatchSelected(core, "secrets", serviceaccount.TokenSecretSelector), &corev1.Secret{}),
+		}
+		spec, err := serviceaccount.Tokens(tokens, m.opts.ServiceAccountKey, m.opts.RootCA)
+		if err != nil {
+			return nil, nil, err
+		}
+		specs = append(specs, spec)
+		caches = append(caches, tokens.Secrets)
+		views.Secrets = tokens.Secrets
+	}
+	a, err := activation.New(activation.Options{
+		Loopback:    m.opts.Loopback,
+		Caches:      views,
+		Tenants:     func() []string { return sa.Namespaces.ListIndexFuncValues(crosstenant.ByTenant) },
+		QuietPeriod: m.opts.QuietPeriod,
+	}, specs...)
 	if err != nil {
 		return nil, nil, err
 	}
-	caches := append([]*crosstenant.Cache{sa.Namespaces, sa.ServiceAccounts, sa.ConfigMaps, w.Pods, w.ReplicaSets, w.Deployments, w.Jobs, w.CronJobs, w.StatefulSets, w.ControllerRevisions, w.DaemonSets, quotas, services, claims, ep.Endpoints, ep.EndpointSlices, ep.Nodes, pdb.PodDisruptionBudgets, pdb.ReplicationControllers}, gc.List()...)
 	return a, caches, nil
 }
 

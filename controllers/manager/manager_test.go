@@ -163,16 +163,16 @@ func TestIntegrationServiceAccountsAndRootCAPerTenant(t *testing.T) {
 
 	// The manager's caches hold only what they select: the wildcard
 	// endpoint honours field selectors.
-	if _, err := a.CoreV1().ServiceAccounts("x").Create(context.Background(), &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "bot"}}, metav1.CreateOptions{}); err != nil {
+	if _, err := a.CoreV1().Secrets("x").Create(context.Background(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "plain"}, StringData: map[string]string{"k": "v"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	sas, err := servertest.Client(t, e.CrossTenantConfig()).CoreV1().ServiceAccounts("").List(context.Background(), metav1.ListOptions{FieldSelector: serviceaccount.ServiceAccountSelector.String()})
+	secrets, err := servertest.Client(t, e.CrossTenantConfig()).CoreV1().Secrets("").List(context.Background(), metav1.ListOptions{FieldSelector: serviceaccount.TokenSecretSelector.String()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, sa := range sas.Items {
-		if sa.Name != "default" {
-			t.Errorf("a cross-tenant list selecting %s returned %s/%s", serviceaccount.ServiceAccountSelector, sa.Namespace, sa.Name)
+	for _, s := range secrets.Items {
+		if s.Type != corev1.SecretTypeServiceAccountToken {
+			t.Errorf("a cross-tenant list selecting %s returned %s/%s of type %s", serviceaccount.TokenSecretSelector, s.Namespace, s.Name, s.Type)
 		}
 	}
 

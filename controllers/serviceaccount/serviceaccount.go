@@ -30,14 +30,11 @@ const DefaultName = "default"
 // shared cache need not hold any other.
 var ConfigMapSelector = fields.OneTermEqualSelector("metadata.name", rootcacertpublisher.RootCACertConfigMapName)
 
-// ServiceAccountSelector selects the only ServiceAccounts the controller
-// ensures.
-var ServiceAccountSelector = fields.OneTermEqualSelector("metadata.name", DefaultName)
-
 // Caches are the cross-tenant caches the two controllers read.
 type Caches struct {
 	Namespaces *crosstenant.Cache
-	// ServiceAccounts may hold only `default` ones (ServiceAccountSelector).
+	// ServiceAccounts holds every ServiceAccount (the token controller
+	// reads them all; most are `default` ones anyway).
 	ServiceAccounts *crosstenant.Cache
 	// ConfigMaps may hold only kube-root-ca.crt ones (ConfigMapSelector).
 	ConfigMaps *crosstenant.Cache

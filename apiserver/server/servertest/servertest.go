@@ -184,11 +184,15 @@ func (e *Env) RunControllers(t testing.TB) (stop func()) {
 	if err != nil {
 		t.Fatalf("reading the server's CA: %v", err)
 	}
+	key, err := server.PKIFiles(e.DataDir).ServiceAccountSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := manager.Run(ctx, manager.Options{Loopback: e.Admin, RootCA: ca}); err != nil && ctx.Err() == nil {
+		if err := manager.Run(ctx, manager.Options{Loopback: e.Admin, RootCA: ca, ServiceAccountKey: key}); err != nil && ctx.Err() == nil {
 			klog.ErrorS(err, "Controller manager stopped")
 		}
 	}()

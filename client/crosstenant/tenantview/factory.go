@@ -76,11 +76,13 @@ type Caches struct {
 	PolicyBindings     *crosstenant.Cache
 	ServiceAccounts    *crosstenant.Cache
 	ConfigMaps         *crosstenant.Cache
+	// Secrets may hold only service-account-token Secrets.
+	Secrets *crosstenant.Cache
 }
 
 // HasSynced reports whether every cache has synced.
 func (c *Caches) HasSynced() bool {
-	for _, x := range []*crosstenant.Cache{c.Pods, c.ReplicaSets, c.Deployments, c.Jobs, c.CronJobs, c.StatefulSets, c.ControllerRevisions, c.DaemonSets, c.ReplicationControllers, c.PodDisruptionBudgets, c.Services, c.PersistentVolumeClaims, c.ResourceQuotas, c.ResourceClaims, c.Endpoints, c.EndpointSlices, c.DeviceClasses, c.Nodes, c.Namespaces, c.LimitRanges, c.MutatingWebhooks, c.ValidatingWebhooks, c.Policies, c.PolicyBindings, c.ServiceAccounts, c.ConfigMaps} {
+	for _, x := range []*crosstenant.Cache{c.Pods, c.ReplicaSets, c.Deployments, c.Jobs, c.CronJobs, c.StatefulSets, c.ControllerRevisions, c.DaemonSets, c.ReplicationControllers, c.PodDisruptionBudgets, c.Services, c.PersistentVolumeClaims, c.ResourceQuotas, c.ResourceClaims, c.Endpoints, c.EndpointSlices, c.DeviceClasses, c.Nodes, c.Namespaces, c.LimitRanges, c.MutatingWebhooks, c.ValidatingWebhooks, c.Policies, c.PolicyBindings, c.ServiceAccounts, c.ConfigMaps, c.Secrets} {
 		if x != nil && !x.HasSynced() {
 			return false
 		}
@@ -162,8 +164,8 @@ func (f *Factory) ForResource(r schema.GroupVersionResource) (informers.GenericI
 	return generic{inf: f.informer(c), resource: r.GroupResource()}, nil
 }
 
-// whole returns the cache of whole objects of r; the ServiceAccounts and
-// ConfigMaps caches hold selected objects only and are never one.
+// whole returns the cache of whole objects of r; the ConfigMaps and
+// Secrets caches hold selected objects only and are never one.
 func (f *Factory) whole(r schema.GroupVersionResource) (*crosstenant.Cache, bool) {
 	c := f.caches
 	var out *crosstenant.Cache
@@ -365,6 +367,10 @@ func (v coreV1) ResourceQuotas() corev1informers.TypedResourceQuotaInformer {
 
 func (v coreV1) ServiceAccounts() corev1informers.TypedServiceAccountInformer {
 	return newTyped[corev1informers.ServiceAccountIndexInformer](v.f.informer(v.f.caches.ServiceAccounts), corev1listers.NewServiceAccountLister)
+}
+
+func (v coreV1) Secrets() corev1informers.TypedSecretInformer {
+	return newTyped[corev1informers.SecretIndexInformer](v.f.informer(v.f.caches.Secrets), corev1listers.NewSecretLister)
 }
 
 func (v coreV1) ConfigMaps() corev1informers.TypedConfigMapInformer {

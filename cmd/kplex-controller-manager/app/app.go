@@ -17,6 +17,7 @@ import (
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/client-go/util/keyutil"
 	cliflag "k8s.io/component-base/cli/flag"
 	"k8s.io/component-base/cli/globalflag"
 	componentbaseconfig "k8s.io/component-base/config"
@@ -38,6 +39,9 @@ type Options struct {
 	Kubeconfig  string
 	Context     string
 	RootCAFile  string
+	// ServiceAccountKeyFile signs the tokens of service-account-token
+	// Secrets; empty leaves them unfilled.
+	ServiceAccountKeyFile string
 	QuietPeriod time.Duration
 	// MetricsBindAddress serves /metrics (Prometheus) and /healthz over
 	// plain HTTP; empty serves nothing.
@@ -77,6 +81,7 @@ func (o *Options) AddFlags(fss *cliflag.NamedFlagSets) {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "path to a kubeconfig of the kplex management plane (root, e.g. context kplex-root) with system:masters rights; empty uses the in-cluster config")
 	fs.StringVar(&o.Context, "context", o.Context, "kubeconfig context to use; empty uses the current context")
 	fs.StringVar(&o.RootCAFile, "root-ca-file", o.RootCAFile, "CA bundle published as kube-root-ca.crt in every namespace of every tenant; empty uses the kubeconfig's CA")
+	fs.StringVar(&o.ServiceAccountKeyFile, "service-account-private-key-file", o.ServiceAccountKeyFile, "PEM private key that signs the tokens of service-account-token Secrets (the apiserver's sa.key); empty runs no token controller")
 	fs.DurationVar(&o.QuietPeriod, "quiet-period", o.QuietPeriod, "stop a tenant's controller after it saw no relevant event and made no API call for this long")
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress, "address (host:port) to serve /metrics and /healthz on, over plain HTTP; empty serves neither")
 	nodes := fss.FlagSet("node lifecycle")
@@ -179,7 +184,13 @@ func (o *Options) managerOptions() (manager.Options, error) {
 	if len(ca) == 0 {
 		return manager.Options{}, errors.New("no CA to publish: give --root-ca-file (the apiserver's ca.crt)")
 	}
-	return manager.Options{Loopback: cfg, RootCA: ca, QuietPeriod: o.QuietPeriod, LeaderElection: o.LeaderElection, Nodes: o.Nodes}, nil
+	var saKey any
+	if o.ServiceAccountKeyFile != "" {
+		if saKey, err = keyutil.PrivateKeyFromFile(o.ServiceAccountKeyFile); err != nil {
+			return manager.Options{}, fmt.Errorf("--service-account-private-key-file: %w", err)
+		}
+	}
+	return manager.Options{Loopback: cfg, RootCA: ca, QuietPeriod: o.QuietPeriod, LeaderElection: o.LeaderElection, Nodes: o.Nodes, ServiceAccountKey: saKey}, nil
 }
 
 // serveMetrics serves the process's metrics (goroutines, memory, work
