@@ -15,7 +15,7 @@ GO_TEST_FLAGS  ?= -count=1 -timeout 40m
 
 export KPLEX_BIN_DIR := $(BIN)
 
-.PHONY: build up down test test-unit test-e2e bench bench-scheduler clean
+.PHONY: build up down test test-unit test-e2e bench bench-scheduler bench-nodeagent clean
 
 build: ## build every binary into ./bin
 	@echo "go build -o $(BIN)/ ./cmd/...  ($(VERSION))"
@@ -39,6 +39,7 @@ test-e2e: build ## e2e tests only
 BENCH_TENANTS ?= 1000
 BENCH_FLAGS   ?=
 BENCH_SCHEDULER_FLAGS ?=
+BENCH_NODEAGENT_FLAGS ?=
 bench: build ## tenant cost and provisioning vs a dedicated kube-apiserver + etcd, as a table (BENCH_TENANTS=10000 for more)
 	@echo "go build -o $(BIN)/kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver  (baseline)"
 	@go build -ldflags '$(LDFLAGS)' -o $(BIN)/kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
@@ -51,6 +52,10 @@ bench-scheduler: build ## kplex-scheduler vs vanilla kube-scheduler: 1,000 tenan
 	@go build -ldflags '$(LDFLAGS)' -o $(BIN)/kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler
 	go build -o $(BIN)/kplex-bench ./test/bench
 	$(BIN)/kplex-bench --bin-dir=$(BIN) --scheduler $(BENCH_SCHEDULER_FLAGS)
+
+bench-nodeagent: build ## kplex-nodeagent: pod bound → Running (simulated runtime, and containerd when available), 5,000 simulated nodes' registration, heartbeats and RSS, as a table
+	go build -o $(BIN)/kplex-bench ./test/bench
+	$(BIN)/kplex-bench --bin-dir=$(BIN) --nodeagent $(BENCH_NODEAGENT_FLAGS)
 
 clean:
 	rm -rf $(BIN)

@@ -49,6 +49,8 @@ type NodeAgentOptions struct {
 	RegisterTimeout              time.Duration
 	// Baseline runs an agent with one simulated node first, for its RSS.
 	Baseline bool
+	// Dump, when set, is a CSV file of every lease renewal seen.
+	Dump string
 }
 
 const benchImage = "kplex.local/busybox:1.35"
@@ -69,6 +71,7 @@ func addNodeAgentFlags(fs *flag.FlagSet) *NodeAgentOptions {
 	fs.DurationVar(&o.LeaseDuration, "nodeagent-lease-duration", o.LeaseDuration, "--nodeagent: the scale agent's --node-lease-duration")
 	fs.DurationVar(&o.RegisterTimeout, "nodeagent-register-timeout", o.RegisterTimeout, "--nodeagent: how long the simulated nodes may take to be Ready")
 	fs.BoolVar(&o.Baseline, "nodeagent-baseline", o.Baseline, "--nodeagent: first run an agent of one simulated node, for its RSS")
+	fs.StringVar(&o.Dump, "nodeagent-dump", o.Dump, "--nodeagent: write every lease renewal seen (lease, previous and new renewTime, gap) to this CSV file")
 	return o
 }
 
@@ -102,11 +105,15 @@ type scaleRun struct {
 	onTime                  int // leases never older than the lease duration
 	renewed                 int // leases renewed at least once in the window
 	gaps                    []time.Duration
+	windowGaps              []time.Duration // gaps whose first renewal was in the window
 	worst                   []time.Duration // per lease: longest gap or age seen
 	samples                 int
 	listTime                []time.Duration
 	rss, rss1               int64
-	agentCPU, apiserverCPU  float64 // cores, over the window
+	peakRSS                 int64 // the agent's, sampled while nodes registered
+	stopTime                time.Duration
+	markedNotReady          int // nodes not Ready once the agent stopped
+	registerCPU, windowCPU  cpuUse
 	apiserverRSS            int64
 	agentErrs, baselineErrs logErrors
 }
@@ -114,7 +121,9 @@ type scaleRun struct {
 // logErrors counts a klog log's error and warning lines.
 type logErrors struct {
 	errors, warnings int
-	first            []string // the first distinct error messages
+	// stopping are the errors logged once the agent was told to stop.
+	stopping int
+	first    []string // the first distinct error messages
 }
 
 func runNodeAgentBench(o *NodeAgentOptions) error {
@@ -266,9 +275,35 @@ func procStatus(pid int, field string) (string, error) {
 	return "", fmt.Errorf("no %s in /proc/%d/status", field, pid)
 }
 
-// cpuSeconds is the user and system CPU time process p has used.
-func cpuSeconds(p *process) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+// cpuUse is the CPU the agent, the apiserver and this process (which runs
+// etcd) used over a span, in cores.
+type cpuUse struct{ agent, apiserver, bench float64 }
+
+// cpuMeter starts measuring cpuUse; calling the result ends it.
+func cpuMeter(agent, apiserver *process) func() cpuUse {
+	pids := []int{agent.cmd.Process.Pid, apiserver.cmd.Process.Pid, os.Getpid()}
+	var before [3]float64
+	for i, pid := range pids {
+		before[i], _ = cpuSeconds(pid)
+	}
+	began := time.Now()
+	return func() cpuUse {
+		var after [3]float64
+		for i, pid := range pids {
+			after[i], _ = cpuSeconds(pid)
+		}
+		d := time.Since(began).Seconds()
+		return cpuUse{(after[0] - before[0]) / d, (after[1] - before[1]) / d, (after[2] - before[2]) / d}
+	}
+}
+
+func (c cpuUse) String() string {
+	return fmt.Sprintf("%.2f, %.2f, %.2f", c.agent, c.apiserver, c.bench)
+}
+
+// cpuSeconds is the user and system CPU time process pid has used.
+func cpuSeconds(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
 	}
@@ -277,7 +312,7 @@ func cpuSeconds(p *process) (float64, error) {
 	s := string(b)
 	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
 	if len(f) < 13 {
-		return 0, fmt.Errorf("short /proc/%d/stat", p.cmd.Process.Pid)
+		return 0, fmt.Errorf("short /proc/%d/stat", pid)
 	}
 	u, err1 := strconv.ParseFloat(f[11], 64)
 	st, err2 := strconv.ParseFloat(f[12], 64)
@@ -498,8 +533,10 @@ func (b *nodeAgentBench) simulatedPods(ctx context.Context) (*podStartRun, error
 	if err := deletePods(ctx, c, 0, time.Minute); err != nil {
 		progress("simulated runtime: cleaning up: %v", err)
 	}
+	time.Sleep(time.Second) // the agent's last deletes, so stopping it cancels none
+	stopped := time.Now()
 	agent.stop()
-	run.agentErrs = scanLog(logPath)
+	run.agentErrs = scanLog(logPath, stopped)
 	return run, nil
 }
 
@@ -541,8 +578,10 @@ func (b *nodeAgentBench) containerdPods(ctx context.Context) (*podStartRun, erro
 	if err := deletePods(ctx, c, 1, 3*time.Minute); err != nil {
 		progress("containerd: cleaning up: %v", err)
 	}
+	time.Sleep(time.Second)
+	stopped := time.Now()
 	agent.stop()
-	run.agentErrs = scanLog(logPath)
+	run.agentErrs = scanLog(logPath, stopped)
 	return run, nil
 }
 
@@ -623,11 +662,12 @@ func (b *nodeAgentBench) scale(ctx context.Context) (*scaleRun, error) {
 		}
 		time.Sleep(2 * o.RenewInterval) // a few renewals and status syncs
 		r.rss1, err = agent.rss()
+		stopped := time.Now()
 		agent.stop()
 		if err != nil {
 			return nil, err
 		}
-		r.baselineErrs = scanLog(logPath)
+		r.baselineErrs = scanLog(logPath, stopped)
 	}
 
 	const prefix = "bench-scale"
@@ -643,6 +683,7 @@ func (b *nodeAgentBench) scale(ctx context.Context) (*scaleRun, error) {
 		return nil, err
 	}
 	defer agent.stop()
+	registerCPU := cpuMeter(agent, b.apiserver)
 	deadline := began.Add(o.RegisterTimeout)
 	lastReport := began
 	for {
@@ -657,13 +698,15 @@ func (b *nodeAgentBench) scale(ctx context.Context) (*scaleRun, error) {
 			progress("scale: only %d registered, %d of %d Ready after %s; measuring heartbeats anyway", added, ready, o.Nodes, o.RegisterTimeout)
 			break
 		}
+		rss, _ := agent.rss()
+		r.peakRSS = max(r.peakRSS, rss)
 		if time.Since(lastReport) >= 10*time.Second {
 			lastReport = time.Now()
-			rss, _ := agent.rss()
 			progress("scale: %s: %d registered, %d Ready (agent RSS %.0f MiB)", time.Since(began).Round(time.Second), added, ready, mib(rss))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	r.registerCPU = registerCPU()
 	nw.mu.Lock()
 	r.registered, r.ready = len(nw.added), len(nw.ready)
 	r.allRegistered, _ = lastOf(nw.added, began)
@@ -680,8 +723,20 @@ func (b *nodeAgentBench) scale(ctx context.Context) (*scaleRun, error) {
 	if r.apiserverRSS, err = b.apiserver.rss(); err != nil {
 		return nil, err
 	}
+	stopped := time.Now()
 	agent.stop()
-	r.agentErrs = scanLog(logPath)
+	r.stopTime = time.Since(stopped)
+	r.agentErrs = scanLog(logPath, stopped)
+	// On stop the agent marks its nodes NotReady (within 10 s).
+	nodes, err := b.root.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	for i := range nodes.Items {
+		if strings.HasPrefix(nodes.Items[i].Name, prefix+"-") && !nodeReady(&nodes.Items[i]) {
+			r.markedNotReady++
+		}
+	}
 	return r, nil
 }
 
@@ -698,14 +753,18 @@ type leaseTrack struct {
 // longer: a node is NotReady once that passes the lease duration.
 func (b *nodeAgentBench) sampleLeases(ctx context.Context, r *scaleRun, prefix string, agent *process) error {
 	tracks := map[string]*leaseTrack{}
-	agentCPU0, err := cpuSeconds(agent)
-	if err != nil {
-		return err
+	var dump *bufio.Writer
+	if b.opts.Dump != "" {
+		f, err := os.Create(b.opts.Dump)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		dump = bufio.NewWriter(f)
+		defer dump.Flush()
+		fmt.Fprintln(dump, "lease,previous_renew,renew,gap_seconds,seen")
 	}
-	apiCPU0, err := cpuSeconds(b.apiserver)
-	if err != nil {
-		return err
-	}
+	windowCPU := cpuMeter(agent, b.apiserver)
 	began := time.Now()
 	tick := time.NewTicker(r.sample)
 	defer tick.Stop()
@@ -733,7 +792,13 @@ func (b *nodeAgentBench) sampleLeases(ctx context.Context, r *scaleRun, prefix s
 				if !t.last.IsZero() {
 					gap := renew.Sub(t.last)
 					r.gaps = append(r.gaps, gap)
+					if !t.last.Before(began) {
+						r.windowGaps = append(r.windowGaps, gap)
+					}
 					t.worst = max(t.worst, gap)
+					if dump != nil {
+						fmt.Fprintf(dump, "%s,%s,%s,%.3f,%s\n", l.Name, t.last.Format(time.RFC3339Nano), renew.Format(time.RFC3339Nano), gap.Seconds(), now.Format(time.RFC3339Nano))
+					}
 				}
 				t.last = renew
 				t.renewals++
@@ -745,13 +810,7 @@ func (b *nodeAgentBench) sampleLeases(ctx context.Context, r *scaleRun, prefix s
 		}
 		<-tick.C
 	}
-	elapsed := time.Since(began).Seconds()
-	if c, err := cpuSeconds(agent); err == nil {
-		r.agentCPU = (c - agentCPU0) / elapsed
-	}
-	if c, err := cpuSeconds(b.apiserver); err == nil {
-		r.apiserverCPU = (c - apiCPU0) / elapsed
-	}
+	r.windowCPU = windowCPU()
 	r.leases = len(tracks)
 	for _, t := range tracks {
 		r.worst = append(r.worst, t.worst)
@@ -772,8 +831,9 @@ func renewTime(l *coordinationv1.Lease) time.Time {
 	return l.Spec.RenewTime.Time
 }
 
-// scanLog counts klog's error (E…) and warning (W…) lines of a log.
-func scanLog(path string) logErrors {
+// scanLog counts klog's error (E…) and warning (W…) lines of a log, and
+// the errors logged from stopped on.
+func scanLog(path string, stopped time.Time) logErrors {
 	var out logErrors
 	f, err := os.Open(path)
 	if err != nil {
@@ -791,6 +851,10 @@ func scanLog(path string) logErrors {
 		switch line[0] {
 		case 'E':
 			out.errors++
+			if at, ok := klogTime(line, stopped); ok && !at.Before(stopped.Truncate(time.Microsecond)) {
+				out.stopping++
+				continue
+			}
 			// "E1129 14:34:00.123456   123 file.go:12] message…"
 			msg := line
 			if i := strings.Index(line, "] "); i >= 0 {
@@ -799,7 +863,7 @@ func scanLog(path string) logErrors {
 			if i := strings.Index(msg, `" `); i >= 0 {
 				msg = msg[:i+1] // the message, without its key-value pairs
 			}
-			if !seen[msg] && len(out.first) < 5 {
+			if !seen[msg] && len(out.first) < 6 {
 				seen[msg] = true
 				out.first = append(out.first, line)
 			}
@@ -810,8 +874,21 @@ func scanLog(path string) logErrors {
 	return out
 }
 
+// klogTime reads the time of a klog header, "E1129 14:34:00.123456 …",
+// in the year and zone of near.
+func klogTime(line string, near time.Time) (time.Time, bool) {
+	if len(line) < 21 {
+		return time.Time{}, false
+	}
+	t, err := time.ParseInLocation("0102 15:04:05.000000", line[1:21], near.Location())
+	if err != nil {
+		return time.Time{}, false
+	}
+	return t.AddDate(near.Year(), 0, 0), true
+}
+
 func (e logErrors) String() string {
-	return fmt.Sprintf("%d errors, %d warnings", e.errors, e.warnings)
+	return fmt.Sprintf("%d errors (%d of them once told to stop), %d warnings", e.errors, e.stopping, e.warnings)
 }
 
 func printNodeAgentTable(w io.Writer, o *NodeAgentOptions, sim, ctr *podStartRun, s *scaleRun) {
@@ -840,6 +917,8 @@ func printNodeAgentTable(w io.Writer, o *NodeAgentOptions, sim, ctr *podStartRun
 		rows = append(rows,
 			[]string{fmt.Sprintf("%d simulated nodes, one process: agent start → all Ready", s.nodes), readyFigure(s), "", "", fmt.Sprintf("%d Ready: %s", s.nodes, verdict(s.ready == s.nodes))},
 			[]string{"  agent start → node Ready p50 / p99; → last registered", ms(percentile(s.readyTimes, 0.5)) + " / " + ms(percentile(s.readyTimes, 0.99)) + "; " + ms(s.allRegistered), "", "", ""},
+			[]string{"  CPU while registering: agent, apiserver, bench with etcd (cores)", s.registerCPU.String(), "", "", ""},
+			[]string{"  agent RSS peak while registering", fmt.Sprintf("%.0f MiB", mib(s.peakRSS)), "", "", ""},
 		)
 		pct := 0.0
 		if s.nodes > 0 {
@@ -851,6 +930,9 @@ func printNodeAgentTable(w io.Writer, o *NodeAgentOptions, sim, ctr *podStartRun
 			[]string{fmt.Sprintf("  renewal gap p50 / p99 / max (renew interval %s)", s.interval),
 				ms(percentile(s.gaps, 0.5)) + " / " + ms(percentile(s.gaps, 0.99)) + " / " + ms(slices.Max(append([]time.Duration{0}, s.gaps...))),
 				"", fmt.Sprintf("p99 %.2f× the interval", float64(percentile(s.gaps, 0.99))/float64(s.interval)), ""},
+			[]string{"  same, renewals whose previous one was in the window too",
+				ms(percentile(s.windowGaps, 0.5)) + " / " + ms(percentile(s.windowGaps, 0.99)) + " / " + ms(slices.Max(append([]time.Duration{0}, s.windowGaps...))),
+				"", fmt.Sprintf("p99 %.2f× the interval", float64(percentile(s.windowGaps, 0.99))/float64(s.interval)), ""},
 			[]string{"  per lease, longest gap or age seen, p99 / max", ms(percentile(s.worst, 0.99)) + " / " + ms(slices.Max(append([]time.Duration{0}, s.worst...))), "", "", ""},
 			[]string{"  leases seen / renewed in the window (renewals counted)", fmt.Sprintf("%d / %d (%d)", s.leases, s.renewed, len(s.gaps)), "", "", ""},
 			[]string{"  bench's lease list p50 (sampling is late by this much)", ms(percentile(s.listTime, 0.5)), "", "", ""},
@@ -869,9 +951,10 @@ func printNodeAgentTable(w io.Writer, o *NodeAgentOptions, sim, ctr *podStartRun
 		}
 		rows = append(rows,
 			[]string{perLabel, fmt.Sprintf("%.1f KiB", per/1024), "", "", ""},
-			[]string{"  CPU over the window: agent, apiserver (cores)", fmt.Sprintf("%.2f, %.2f", s.agentCPU, s.apiserverCPU), "", "", ""},
+			[]string{"  CPU over the window: agent, apiserver, bench with etcd (cores)", s.windowCPU.String(), "", "", ""},
 			[]string{"  apiserver RSS at the end", fmt.Sprintf("%.0f MiB", mib(s.apiserverRSS)), "", "", ""},
 			[]string{"  agent log", s.agentErrs.String(), "", "", ""},
+			[]string{"  agent stop (SIGINT → exit): time; nodes it left NotReady", fmt.Sprintf("%s; %d of %d", ms(s.stopTime), s.markedNotReady, s.nodes), "", "", ""},
 		)
 	}
 	printRows(w, rows)

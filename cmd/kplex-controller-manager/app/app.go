@@ -36,13 +36,13 @@ import (
 
 // Options are the command's flags.
 type Options struct {
-	Kubeconfig  string
-	Context     string
-	RootCAFile  string
+	Kubeconfig string
+	Context    string
+	RootCAFile string
 	// ServiceAccountKeyFile signs the tokens of service-account-token
 	// Secrets; empty leaves them unfilled.
 	ServiceAccountKeyFile string
-	QuietPeriod time.Duration
+	QuietPeriod           time.Duration
 	// MetricsBindAddress serves /metrics (Prometheus) and /healthz over
 	// plain HTTP; empty serves nothing.
 	MetricsBindAddress string
