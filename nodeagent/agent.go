@@ -139,6 +139,9 @@ func (a *Agent) run(ctx context.Context) error {
 		if err := a.node.sync(ctx, false); err != nil && ctx.Err() == nil {
 			logger.Error(err, "Writing node status")
 		}
+		if err := a.node.syncFileLabels(ctx); err != nil && ctx.Err() == nil {
+			logger.Error(err, "Writing node labels")
+		}
 		select {
 		case <-ctx.Done():
 			stop, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)

@@ -26,6 +26,7 @@ const (
 	DefaultSyncFrequency         = time.Second
 	DefaultRootDir               = "/var/lib/kplex-nodeagent"
 	DefaultDevicePluginDir       = "/var/lib/kubelet/device-plugins"
+	DefaultNodeLabelsDir         = "/etc/kplex/node-labels.d"
 	DefaultContainerdEndpoint    = "unix:///run/containerd/containerd.sock"
 	RuntimeSimulated             = "simulated"
 	DefaultSimulatedCPU          = "32"
@@ -70,7 +71,10 @@ type Config struct {
 	// DevicePluginDir is where the device-plugin registration socket
 	// (kubelet.sock) is served.
 	DevicePluginDir string
-	MaxPods         int
+	// NodeLabelsDir holds files of key=value lines that become the node's
+	// labels (GPU feature labels from kplex-deviceplugin); "" reads none.
+	NodeLabelsDir string
+	MaxPods       int
 	// LeaseDuration and RenewInterval are the node Lease's; the node's
 	// status is written on change and at least every NodeStatusReport.
 	LeaseDuration    time.Duration
@@ -99,6 +103,7 @@ func NewConfig() *Config {
 		RuntimeEndpoint:  DefaultContainerdEndpoint,
 		RootDir:          DefaultRootDir,
 		DevicePluginDir:  DefaultDevicePluginDir,
+		NodeLabelsDir:    DefaultNodeLabelsDir,
 		MaxPods:          DefaultMaxPods,
 		LeaseDuration:    DefaultLeaseDuration,
 		RenewInterval:    DefaultRenewInterval,
@@ -126,6 +131,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.RuntimeEndpoint, "container-runtime-endpoint", c.RuntimeEndpoint, `The CRI endpoint (containerd's socket), or "simulated" for the built-in simulated runtime.`)
 	fs.StringVar(&c.RootDir, "root-dir", c.RootDir, "Where pod volumes and container logs are kept.")
 	fs.StringVar(&c.DevicePluginDir, "device-plugin-dir", c.DevicePluginDir, "Where the device-plugin registration socket kubelet.sock is served.")
+	fs.StringVar(&c.NodeLabelsDir, "node-labels-dir", c.NodeLabelsDir, "Directory of files with key=value lines applied as the node's labels (kplex-deviceplugin writes GPU feature labels there); empty reads none.")
 	fs.IntVar(&c.MaxPods, "max-pods", c.MaxPods, "The number of pods this node can run.")
 	fs.DurationVar(&c.LeaseDuration, "node-lease-duration", c.LeaseDuration, "The node Lease's duration.")
 	fs.DurationVar(&c.RenewInterval, "node-lease-renew-interval", c.RenewInterval, "How often the node Lease is renewed.")

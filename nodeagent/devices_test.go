@@ -129,7 +129,8 @@ func TestIntegrationDevicePluginsThroughTheAgent(t *testing.T) {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	rt := simulated.New()
-	startAgent(t, env, "node-1", rt, func(c *Config) { c.DevicePluginDir = dir })
+	labelsDir := t.TempDir()
+	startAgent(t, env, "node-1", rt, func(c *Config) { c.DevicePluginDir = dir; c.NodeLabelsDir = labelsDir })
 	plugin := startWidgetPlugin(t, dir)
 	eventually(t, "node advertises 2 widgets", func() (bool, error) {
 		n, err := root.CoreV1().Nodes().Get(ctx, "node-1", metav1.GetOptions{})
@@ -138,6 +139,32 @@ func TestIntegrationDevicePluginsThroughTheAgent(t *testing.T) {
 		}
 		q := n.Status.Allocatable[widget]
 		return q.Value() == 2, fmt.Errorf("allocatable %v", n.Status.Allocatable)
+	})
+
+	// Feature labels from a file in --node-labels-dir join the node's, and
+	// leave with their line; the node's other labels stay.
+	labelsFile := filepath.Join(labelsDir, "widgets")
+	if err := os.WriteFile(labelsFile, []byte("# from a feature discovery\nexample.com/widget.product=W-1000\nexample.com/widget.count=2\nnot a label\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	nodeLabels := func() map[string]string {
+		n, err := root.CoreV1().Nodes().Get(ctx, "node-1", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n.Labels
+	}
+	eventually(t, "labels from the file", func() (bool, error) {
+		l := nodeLabels()
+		return l["example.com/widget.product"] == "W-1000" && l["example.com/widget.count"] == "2", fmt.Errorf("%v", l)
+	})
+	if err := os.WriteFile(labelsFile, []byte("example.com/widget.product=W-1000\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a removed line's label gone", func() (bool, error) {
+		l := nodeLabels()
+		_, has := l["example.com/widget.count"]
+		return !has && l["example.com/widget.product"] == "W-1000" && l["kubernetes.io/hostname"] == "node-1", fmt.Errorf("%v", l)
 	})
 
 	for _, name := range []string{"p1", "p2", "p3"} {

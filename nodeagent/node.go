@@ -47,6 +47,9 @@ type nodeStatus struct {
 	capacity func() v1.ResourceList
 	runtime  func(context.Context) (version string, ready error)
 
+	// fileLabels are the labels last applied from --node-labels-dir.
+	fileLabels map[string]string
+
 	lastWritten  v1.NodeStatus
 	lastWriteAt  time.Time
 	registeredAs *v1.Node

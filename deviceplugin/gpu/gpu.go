@@ -24,6 +24,9 @@ type Device struct {
 	ComputeMajor, ComputeMinor int
 	// MIGEnabled says MIG mode is on.
 	MIGEnabled bool
+	// MIGCapable says the device answers NVML's MIG mode query, i.e. it
+	// supports MIG (A100, A30, H100 and later datacenter GPUs).
+	MIGCapable bool
 	// NUMANode is the device's NUMA node, -1 when unknown.
 	NUMANode int
 }
