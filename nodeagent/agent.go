@@ -65,6 +65,10 @@ type Agent struct {
 
 	backoff *flowcontrol.Backoff
 
+	// slots bound how many of the process's agents register (or mark
+	// their node not ready on stop) at once.
+	slots slots
+
 	mu      sync.Mutex
 	workers map[types.UID]*podWorker
 	ctx     context.Context
@@ -125,7 +129,10 @@ func (a *Agent) run(ctx context.Context) error {
 	if err := os.MkdirAll(filepath.Join(a.cfg.RootDir, "pods"), 0o755); err != nil {
 		return fmt.Errorf("preparing %s: %w", a.cfg.RootDir, err)
 	}
-	if err := retry(ctx, func() error { return a.node.register(ctx) }); err != nil {
+	// Thousands of simulated nodes register a few at a time: all at once,
+	// they open thousands of connections and none gets Ready before all
+	// are registered.
+	if err := a.slots.do(ctx, func() error { return retry(ctx, func() error { return a.node.register(ctx) }) }); err != nil {
 		return err
 	}
 	go a.node.heartbeat(ctx, a.root)
@@ -144,9 +151,9 @@ func (a *Agent) run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			stop, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			stop, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
 			defer cancel()
-			if err := a.node.sync(stop, true); err != nil {
+			if err := a.slots.do(stop, func() error { return a.node.sync(stop, true) }); err != nil {
 				logger.Error(err, "Marking node not ready on stop")
 			}
 			return nil
@@ -276,6 +283,23 @@ func newPodSource(cross kubernetes.Interface, selector string, agents []*Agent) 
 		}
 	})
 	return s, nil
+}
+
+// slots is a counting semaphore; nil lets everyone through.
+type slots chan struct{}
+
+func newSlots(n int) slots { return make(slots, n) }
+
+func (s slots) do(ctx context.Context, f func() error) error {
+	if s != nil {
+		select {
+		case s <- struct{}{}:
+			defer func() { <-s }()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return f()
 }
 
 func retry(ctx context.Context, f func() error) error {

@@ -9,6 +9,7 @@ import (
 	"os"
 	goruntime "runtime"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -50,9 +51,11 @@ type nodeStatus struct {
 	// fileLabels are the labels last applied from --node-labels-dir.
 	fileLabels map[string]string
 
-	lastWritten  v1.NodeStatus
-	lastWriteAt  time.Time
-	registeredAs *v1.Node
+	lastWritten v1.NodeStatus
+	lastWriteAt time.Time
+	// nodeUID is the registered Node's, read by the lease controller's
+	// goroutine to own the Lease.
+	nodeUID atomic.Value // types.UID
 }
 
 // ensureTenantPool makes the dedicated pool a node fenced to one tenant
@@ -129,7 +132,7 @@ func (n *nodeStatus) register(ctx context.Context) error {
 	nodes := n.client.CoreV1().Nodes()
 	created, err := nodes.Create(ctx, want, metav1.CreateOptions{})
 	if err == nil {
-		n.registeredAs = created
+		n.nodeUID.Store(created.UID)
 		klog.FromContext(ctx).Info("Registered node", "node", n.name)
 		return nil
 	}
@@ -159,7 +162,7 @@ func (n *nodeStatus) register(ctx context.Context) error {
 			return fmt.Errorf("updating node %s: %w", n.name, err)
 		}
 	}
-	n.registeredAs = updated
+	n.nodeUID.Store(updated.UID)
 	klog.FromContext(ctx).Info("Node already registered: adopted it", "node", n.name)
 	return nil
 }
@@ -285,8 +288,10 @@ func sameStatus(a, b v1.NodeStatus) bool {
 func (n *nodeStatus) heartbeat(ctx context.Context, c kubernetes.Interface) {
 	ctrl := lease.NewController(clock.RealClock{}, c, n.name, int32(n.cfg.LeaseDuration/time.Second), nil, n.cfg.RenewInterval, n.name, NodeLeaseNamespace,
 		func(l *coordinationv1.Lease) error {
-			if len(l.OwnerReferences) == 0 && n.registeredAs != nil {
-				l.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: n.name, UID: n.registeredAs.UID}}
+			// Owned by the node as registered now: a node deleted and
+			// registered again owns its Lease anew.
+			if uid, ok := n.nodeUID.Load().(types.UID); ok && (len(l.OwnerReferences) != 1 || l.OwnerReferences[0].UID != uid) {
+				l.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: n.name, UID: uid}}
 			}
 			return nil
 		})

@@ -108,6 +108,10 @@ func run(ctx context.Context, cfg *Config, kubeconfig *rest.Config, simulatedRun
 		selector = fields.OneTermEqualSelector("spec.nodeName", cfg.NodeName).String()
 	}
 
+	registering := newSlots(32)
+	for _, a := range agents {
+		a.slots = registering
+	}
 	source, err := newPodSource(cross, selector, agents)
 	if err != nil {
 		return err

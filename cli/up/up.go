@@ -6,6 +6,7 @@ package up
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -31,6 +32,8 @@ import (
 	"github.com/kplex/kplex/client/kubeconfig"
 	"github.com/kplex/kplex/controllers/activation"
 	"github.com/kplex/kplex/controllers/manager"
+	"github.com/kplex/kplex/deviceplugin/gpu"
+	deviceserver "github.com/kplex/kplex/deviceplugin/server"
 	"github.com/kplex/kplex/nodeagent"
 	schedulerserver "github.com/kplex/kplex/scheduler/server"
 	"github.com/kplex/kplex/tenant"
@@ -45,6 +48,7 @@ type flagpole struct {
 	QuietPeriod     time.Duration
 	Scheduler       bool
 	Runtime         string
+	SimulateGPUs    string
 	RuntimeEndpoint string
 	writeKubeconfig bool
 }
@@ -72,6 +76,7 @@ func NewCommand(g *cli.Global, streams cli.Streams) *cobra.Command {
 	fs.DurationVar(&flags.QuietPeriod, "controllers-quiet-period", activation.DefaultQuietPeriod, "stop a tenant's controller after it had no work for this long")
 	fs.BoolVar(&flags.Scheduler, "scheduler", true, "run kplex-scheduler in this process; false when it runs on its own (with leader election)")
 	fs.StringVar(&flags.Runtime, "runtime", runtimeSimulated, `the local node agent's runtime: "simulated" (pods run nowhere, for trying kplex), "containerd" (real containers through CRI at --container-runtime-endpoint), or "none" (no local node)`)
+	fs.StringVar(&flags.SimulateGPUs, "simulate-gpus", "", "give the local node simulated GPUs through kplex-deviceplugin's simulated backend, e.g. h100x8 (one of "+strings.Join(gpu.SimulatedSpecs(), ", ")+")")
 	fs.StringVar(&flags.RuntimeEndpoint, "container-runtime-endpoint", nodeagent.DefaultContainerdEndpoint, "containerd's CRI socket, for --runtime containerd")
 	fs.BoolVar(&flags.writeKubeconfig, "write-kubeconfig", true, "write the kplex-root context")
 	_ = fs.MarkHidden("write-kubeconfig")
@@ -116,7 +121,7 @@ func runBackground(ctx context.Context, g *cli.Global, streams cli.Streams, flag
 	args := []string{"up", "--foreground", "--write-kubeconfig=false",
 		"--data-dir", flags.DataDir, "--secure-port", strconv.Itoa(flags.SecurePort),
 		"--controllers-quiet-period", flags.QuietPeriod.String(), "--scheduler=" + strconv.FormatBool(flags.Scheduler),
-		"--runtime", flags.Runtime, "--container-runtime-endpoint", flags.RuntimeEndpoint}
+		"--runtime", flags.Runtime, "--container-runtime-endpoint", flags.RuntimeEndpoint, "--simulate-gpus", flags.SimulateGPUs}
 	if len(flags.EtcdServers) > 0 {
 		args = append(args, "--etcd-servers", strings.Join(flags.EtcdServers, ","))
 	}
@@ -199,7 +204,7 @@ func runForeground(ctx context.Context, g *cli.Global, streams cli.Streams, flag
 	if err != nil {
 		return err
 	}
-	controllers := make(chan error, 3)
+	controllers := make(chan error, 4)
 	go func() {
 		err := manager.Run(ctx, manager.Options{Loopback: s.AdminConfig(), RootCA: ca, QuietPeriod: flags.QuietPeriod, ServiceAccountKey: saKey})
 		controllers <- fmt.Errorf("controller manager stopped: %v", err)
@@ -225,6 +230,12 @@ func runForeground(ctx context.Context, g *cli.Global, streams cli.Streams, flag
 			err := nodeagent.Run(ctx, agent, s.AdminConfig())
 			controllers <- fmt.Errorf("node agent stopped: %v", err)
 		}()
+		if flags.SimulateGPUs != "" {
+			go func() {
+				err := deviceserver.Run(ctx, deviceserver.Options{DevicePluginDir: agent.DevicePluginDir, Simulate: flags.SimulateGPUs, LabelsFile: filepath.Join(agent.NodeLabelsDir, "nvidia-gpu")})
+				controllers <- fmt.Errorf("GPU device plugin stopped: %v", err)
+			}()
+		}
 	}
 	if flags.writeKubeconfig {
 		if err := writeRootContext(g, cfg.PKI(), s.URL()); err != nil {
@@ -282,6 +293,9 @@ func (flags *flagpole) nodeAgentConfig(caFile string) (*nodeagent.Config, error)
 	cfg := nodeagent.NewConfig()
 	switch flags.Runtime {
 	case runtimeNone:
+		if flags.SimulateGPUs != "" {
+			return nil, errors.New("--simulate-gpus needs a local node: --runtime simulated or containerd")
+		}
 		return nil, nil
 	case runtimeSimulated:
 		cfg.RuntimeEndpoint = nodeagent.RuntimeSimulated
@@ -294,6 +308,11 @@ func (flags *flagpole) nodeAgentConfig(caFile string) (*nodeagent.Config, error)
 	default:
 		return nil, fmt.Errorf("--runtime %q: want simulated, containerd or none", flags.Runtime)
 	}
+	if flags.SimulateGPUs != "" {
+		if _, _, err := gpu.NewSimulated(flags.SimulateGPUs); err != nil {
+			return nil, fmt.Errorf("--simulate-gpus: %w", err)
+		}
+	}
 	if caFile == "" {
 		return cfg, nil
 	}
@@ -305,7 +324,9 @@ func (flags *flagpole) nodeAgentConfig(caFile string) (*nodeagent.Config, error)
 	cfg.NodeIP = "127.0.0.1"
 	cfg.ClientCAFile = caFile
 	cfg.RootDir = filepath.Join(flags.DataDir, "nodeagent")
-	cfg.DevicePluginDir = filepath.Join(cfg.RootDir, "device-plugins")
+	// Unix socket paths are short: keep the data directory's prefix small.
+	cfg.DevicePluginDir = filepath.Join(flags.DataDir, "dp")
+	cfg.NodeLabelsDir = filepath.Join(cfg.RootDir, "node-labels.d")
 	return cfg, cfg.Validate()
 }
 

@@ -51,8 +51,12 @@ func withinTenant(f cache.IndexFunc) cache.IndexFunc {
 	}
 }
 
-// TenantIndexNames are the names AddTenantIndexers added.
+// TenantIndexNames are the names AddTenantIndexers added. client-go hands
+// out its own map of indexers, which AddTenantIndexers writes: read it
+// under the same lock.
 func (c *Cache) TenantIndexNames() []string {
+	c.indexMu.Lock()
+	defer c.indexMu.Unlock()
 	var out []string
 	for name := range c.Indexer.GetIndexers() {
 		if name != ByTenant && name != ByTenantNamespace {

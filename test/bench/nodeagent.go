@@ -216,11 +216,13 @@ func protobuf(cfg *rest.Config) *rest.Config {
 }
 
 // startAgent runs bin/kplex-nodeagent against the management plane, its log
-// (stderr) in <work>/<name>.log and its root directory in <work>/<name>.
+// (stderr) in <work>/<name>.log, its root directory in <work>/<name> and
+// its device-plugin socket in <work>/<name>-device-plugins (not the host's).
 func (b *nodeAgentBench) startAgent(name string, extra ...string) (*process, string, error) {
 	logPath := filepath.Join(b.work, name+".log")
 	args := append([]string{"--kubeconfig", b.kubeconfig, "--hostname-override", name, "--port", "0",
-		"--root-dir", filepath.Join(b.work, name), "--node-ip", "127.0.0.1"}, extra...)
+		"--root-dir", filepath.Join(b.work, name), "--device-plugin-dir", filepath.Join(b.work, name+"-device-plugins"),
+		"--node-ip", "127.0.0.1"}, extra...)
 	p, err := start(logPath, filepath.Join(b.opts.BinDir, "kplex-nodeagent"), args...)
 	return p, logPath, err
 }
@@ -555,8 +557,7 @@ func (b *nodeAgentBench) containerdPods(ctx context.Context) (*podStartRun, erro
 		}
 	}()
 	progress("containerd: started with its images in %s (snapshotter %s)", time.Since(began).Round(time.Millisecond), ctrd.Snapshotter)
-	agent, logPath, err := b.startAgent(node, "--container-runtime-endpoint", ctrd.Endpoint,
-		"--device-plugin-dir", filepath.Join(b.work, node+"-device-plugins"))
+	agent, logPath, err := b.startAgent(node, "--container-runtime-endpoint", ctrd.Endpoint)
 	if err != nil {
 		return nil, err
 	}
@@ -954,7 +955,7 @@ func printNodeAgentTable(w io.Writer, o *NodeAgentOptions, sim, ctr *podStartRun
 			[]string{"  CPU over the window: agent, apiserver, bench with etcd (cores)", s.windowCPU.String(), "", "", ""},
 			[]string{"  apiserver RSS at the end", fmt.Sprintf("%.0f MiB", mib(s.apiserverRSS)), "", "", ""},
 			[]string{"  agent log", s.agentErrs.String(), "", "", ""},
-			[]string{"  agent stop (SIGINT → exit): time; nodes it left NotReady", fmt.Sprintf("%s; %d of %d", ms(s.stopTime), s.markedNotReady, s.nodes), "", "", ""},
+			[]string{"  agent stop (SIGINT → exit): time; nodes NotReady after it (it marks them)", fmt.Sprintf("%s; %d of %d", ms(s.stopTime), s.markedNotReady, s.nodes), "", "", ""},
 		)
 	}
 	printRows(w, rows)
