@@ -54,7 +54,7 @@ format, and writes the node's GPU feature labels (nvidia.com/gpu.product, ...)
 for the agent to apply.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Args:         cobra.NoArgs,
+		Args:          cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			verflag.PrintAndExitIfRequested()
 			if err := logsapi.ValidateAndApply(logging, nil); err != nil {
