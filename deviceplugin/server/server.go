@@ -42,6 +42,9 @@ type Options struct {
 	LabelsFile string
 	// Simulator, when set, receives the simulated backend's fault injector.
 	Simulator func(*gpu.Simulator)
+	// RecoveryCheck is how long a faulted GPU must answer cleanly before it
+	// is healthy again; zero is the backend's default (30 s).
+	RecoveryCheck time.Duration
 }
 
 // Run serves the plugin until ctx ends.
@@ -57,10 +60,13 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.FailOnInitError != nil {
 		cfg.Flags.FailOnInitError = *opts.FailOnInitError
 	}
-	slogger := slog.New(logr.ToSlogHandler(logger))
+	backendOpts := []gpu.Option{gpu.WithLogger(slog.New(logr.ToSlogHandler(logger)))}
+	if opts.RecoveryCheck != 0 {
+		backendOpts = append(backendOpts, gpu.WithRecheckInterval(opts.RecoveryCheck))
+	}
 	var backend gpu.Backend
 	if opts.Simulate != "" {
-		b, sim, err := gpu.NewSimulated(opts.Simulate, gpu.WithLogger(slogger))
+		b, sim, err := gpu.NewSimulated(opts.Simulate, backendOpts...)
 		if err != nil {
 			return fmt.Errorf("--simulate %s: %w", opts.Simulate, err)
 		}
@@ -69,7 +75,7 @@ func Run(ctx context.Context, opts Options) error {
 		}
 		backend = b
 	} else {
-		backend = gpu.NewNVML(nvml.New(), gpu.WithLogger(slogger))
+		backend = gpu.NewNVML(nvml.New(), backendOpts...)
 	}
 	p, err := plugin.New(plugin.Options{Dir: opts.DevicePluginDir, Config: cfg, Backend: backend})
 	if err != nil {
