@@ -26,10 +26,10 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/retry"
-	resourcehelper "k8s.io/component-helpers/resource"
 	"k8s.io/klog/v2"
 
 	schedulingv1alpha1 "github.com/kplex/kplex/apis/scheduling/v1alpha1"
+	"github.com/kplex/kplex/capacity"
 	"github.com/kplex/kplex/client/crosstenant"
 	"github.com/kplex/kplex/client/crosstenant/tenantns"
 	"github.com/kplex/kplex/client/pools"
@@ -45,14 +45,18 @@ type Options struct {
 	Loopback *rest.Config
 	// Period between reconciles; 0 is DefaultPeriod.
 	Period time.Duration
+	// OnReport, if set, receives each reconcile's capacity report (the
+	// controller manager exports it as metrics).
+	OnReport func(*capacity.Report)
 }
 
 type controller struct {
-	root  kubernetes.Interface
-	dyn   dynamic.Interface
-	pools *pools.Cache
-	nodes cache.SharedIndexInformer
-	pods  cache.SharedIndexInformer
+	onReport func(*capacity.Report)
+	root     kubernetes.Interface
+	dyn      dynamic.Interface
+	pools    *pools.Cache
+	nodes    cache.SharedIndexInformer
+	pods     cache.SharedIndexInformer
 }
 
 // Run reconciles every Period until ctx ends.
@@ -63,7 +67,7 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.Period <= 0 {
 		opts.Period = DefaultPeriod
 	}
-	c := &controller{}
+	c := &controller{onReport: opts.OnReport}
 	var err error
 	if c.root, err = kubernetes.NewForConfig(opts.Loopback); err != nil {
 		return err
@@ -106,57 +110,36 @@ func Run(ctx context.Context, opts Options) error {
 	}
 }
 
-type key struct{ tenant, pool string }
-
 func (c *controller) reconcile(ctx context.Context) error {
-	nodePool := map[string]string{}
-	status := map[string]*schedulingv1alpha1.NodePoolStatus{}
+	var nodes []*corev1.Node
 	for _, obj := range c.nodes.GetStore().List() {
 		n := obj.(*corev1.Node)
-		name := c.pools.PoolOf(n.Labels)
-		nodePool[n.Name] = name
-		p := c.pools.Pool(name)
-		if p == nil {
-			continue
+		nodes = append(nodes, n)
+		if p := c.pools.Pool(c.pools.PoolOf(n.Labels)); p != nil {
+			if err := c.applyTemplate(ctx, n, p); err != nil {
+				return err
+			}
 		}
-		if err := c.applyTemplate(ctx, n, p); err != nil {
-			return err
-		}
-		s := poolStatus(status, name)
-		s.Nodes++
-		add(s.Allocatable, n.Status.Allocatable)
 	}
-	used := map[key]corev1.ResourceList{}
+	var pods []*corev1.Pod
 	for _, obj := range c.pods.GetStore().List() {
-		pod := obj.(*corev1.Pod)
-		if pod.Spec.NodeName == "" {
-			continue
-		}
-		// The node says the pool; the pod's annotation is its tenant's to
-		// write.
-		name := nodePool[pod.Spec.NodeName]
-		if name == "" {
-			continue
-		}
-		requests := resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{})
-		add(poolStatus(status, name).Requested, requests)
-		k := key{crosstenant.TenantOf(pod), name}
-		if used[k] == nil {
-			used[k] = corev1.ResourceList{}
-		}
-		add(used[k], requests)
+		pods = append(pods, obj.(*corev1.Pod))
+	}
+	report := capacity.Compute(nodes, pods, c.pools.Pools(), c.pools.Quotas())
+	if c.onReport != nil {
+		c.onReport(report)
 	}
 	for _, obj := range c.pools.Pools() {
-		s := status[obj.Name]
-		if s == nil {
-			s = &schedulingv1alpha1.NodePoolStatus{}
+		s := &schedulingv1alpha1.NodePoolStatus{}
+		if p := report.Pool(obj.Name); p != nil && p.Nodes > 0 {
+			s = &schedulingv1alpha1.NodePoolStatus{Nodes: int32(p.Nodes), Allocatable: p.Allocatable, Requested: p.Requested}
 		}
 		if err := c.writeStatus(ctx, schedulingv1alpha1.NodePoolsResource, obj.Name, &obj.Status, s); err != nil {
 			return err
 		}
 	}
 	for _, q := range c.pools.Quotas() {
-		s := quotaStatus(q, used)
+		s := quotaStatus(q, report)
 		if err := c.writeStatus(ctx, schedulingv1alpha1.TenantQuotasResource, q.Name, &q.Status, s); err != nil {
 			return err
 		}
@@ -164,40 +147,26 @@ func (c *controller) reconcile(ctx context.Context) error {
 	return nil
 }
 
-func poolStatus(m map[string]*schedulingv1alpha1.NodePoolStatus, name string) *schedulingv1alpha1.NodePoolStatus {
-	s := m[name]
-	if s == nil {
-		s = &schedulingv1alpha1.NodePoolStatus{Allocatable: corev1.ResourceList{}, Requested: corev1.ResourceList{}}
-		m[name] = s
-	}
-	return s
-}
-
-func add(into, l corev1.ResourceList) {
-	for name, q := range l {
-		sum := into[name]
-		sum.Add(q)
-		into[name] = sum
-	}
-}
-
 // quotaStatus is, for each pool the quota names, what the tenant's pods
 // there request of the resources it bounds, and how much of that is
 // beyond the nominal quota (borrowed).
-func quotaStatus(q *schedulingv1alpha1.TenantQuota, used map[key]corev1.ResourceList) *schedulingv1alpha1.TenantQuotaStatus {
+func quotaStatus(q *schedulingv1alpha1.TenantQuota, report *capacity.Report) *schedulingv1alpha1.TenantQuotaStatus {
 	s := &schedulingv1alpha1.TenantQuotaStatus{}
 	for _, pq := range q.Spec.Pools {
 		u := schedulingv1alpha1.PoolUsage{Name: pq.Name, Used: corev1.ResourceList{}, Borrowed: corev1.ResourceList{}}
-		for _, rq := range pq.Resources {
-			have := used[key{q.Name, pq.Name}][rq.Name]
-			u.Used[rq.Name] = have
-			if have.Cmp(rq.NominalQuota) > 0 {
-				borrowed := have.DeepCopy()
-				borrowed.Sub(rq.NominalQuota)
-				u.Borrowed[rq.Name] = borrowed
-			} else {
-				u.Borrowed[rq.Name] = *resource.NewQuantity(0, rq.NominalQuota.Format)
+		var tp capacity.TenantPool
+		for _, row := range report.TenantPools {
+			if row.Tenant == q.Name && row.Pool == pq.Name {
+				tp = row
 			}
+		}
+		for _, rq := range pq.Resources {
+			have, ok := tp.Requested[rq.Name]
+			if !ok {
+				have = *resource.NewQuantity(0, rq.NominalQuota.Format)
+			}
+			u.Used[rq.Name] = have
+			u.Borrowed[rq.Name] = tp.Borrowed[rq.Name]
 		}
 		s.Pools = append(s.Pools, u)
 	}
