@@ -144,7 +144,7 @@ func TestIntegrationDevicePluginsThroughTheAgent(t *testing.T) {
 	// Feature labels from a file in --node-labels-dir join the node's, and
 	// leave with their line; the node's other labels stay.
 	labelsFile := filepath.Join(labelsDir, "widgets")
-	if err := os.WriteFile(labelsFile, []byte("# from a feature discovery\nexample.com/widget.product=W-1000\nexample.com/widget.count=2\nnot a label\n"), 0o644); err != nil {
+	if err := os.WriteFile(labelsFile, []byte("# from a feature discovery\nexample.com/widget.product=W-1000\nexample.com/widget.count=2\nnot a label\nkplex.io/pool=stolen\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	nodeLabels := func() map[string]string {
@@ -158,6 +158,9 @@ func TestIntegrationDevicePluginsThroughTheAgent(t *testing.T) {
 		l := nodeLabels()
 		return l["example.com/widget.product"] == "W-1000" && l["example.com/widget.count"] == "2", fmt.Errorf("%v", l)
 	})
+	if pool, ok := nodeLabels()["kplex.io/pool"]; ok {
+		t.Errorf("a label file put the node in pool %q: kplex.io/ labels are not a file's to set", pool)
+	}
 	if err := os.WriteFile(labelsFile, []byte("example.com/widget.product=W-1000\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}

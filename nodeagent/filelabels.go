@@ -48,6 +48,10 @@ func readLabelFiles(ctx context.Context, dir string) map[string]string {
 				continue
 			}
 			k, v, _ := strings.Cut(line, "=")
+			if reserved(k) {
+				klog.FromContext(ctx).Info("Skipping a label kplex or Kubernetes owns", "file", e.Name(), "label", k)
+				continue
+			}
 			if len(validation.IsQualifiedName(k)) > 0 || len(validation.IsValidLabelValue(v)) > 0 {
 				klog.FromContext(ctx).Info("Skipping invalid label line", "file", e.Name(), "line", line)
 				continue
@@ -57,6 +61,21 @@ func readLabelFiles(ctx context.Context, dir string) map[string]string {
 		f.Close()
 	}
 	return out
+}
+
+// reserved are the label domains a label file may not set: kplex's own
+// (kplex.io/pool decides who may use the node) and Kubernetes'.
+func reserved(key string) bool {
+	domain, _, ok := strings.Cut(key, "/")
+	if !ok {
+		return false
+	}
+	for _, d := range []string{"kplex.io", "kubernetes.io", "k8s.io"} {
+		if domain == d || strings.HasSuffix(domain, "."+d) {
+			return true
+		}
+	}
+	return false
 }
 
 // syncFileLabels brings the node's labels from --node-labels-dir up to

@@ -38,6 +38,10 @@ func run(ctx context.Context, cfg *Config, kubeconfig *rest.Config, simulatedRun
 	}
 	kubeconfig = rest.CopyConfig(kubeconfig)
 	nodes := max(cfg.SimulateNodes, 1)
+	if cfg.SimulateNodes > 0 {
+		// The host's label files describe the host, not simulated nodes.
+		cfg.NodeLabelsDir = ""
+	}
 	// A kubelet's 50 requests per second, for each node the process runs.
 	kubeconfig.QPS, kubeconfig.Burst = float32(50*nodes), 100*nodes
 	root, err := kubernetes.NewForConfig(kubeconfig)

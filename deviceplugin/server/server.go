@@ -86,9 +86,9 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.LabelsFile == "" {
 		return <-errc
 	}
-	// Publish labels once the GPUs are known, and again if they change
-	// (a MIG mode switch, a driver update after a restart of the backend).
+	// Publish labels once the GPUs are known (and the sharing settled).
 	var written map[string]string
+	published := false
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -107,14 +107,16 @@ func Run(ctx context.Context, opts Options) error {
 		}
 		strategy, replicas, renamed := p.Sharing()
 		l := labels.Labels(devs, info, labels.Sharing{Strategy: strategy, Replicas: replicas, RenameByDefault: renamed})
-		if maps.Equal(l, written) {
+		// Written once at least: a node whose GPUs are gone must not keep
+		// the labels (and the pool) of a previous run.
+		if published && maps.Equal(l, written) {
 			continue
 		}
 		if err := labels.WriteFile(opts.LabelsFile, l); err != nil {
 			logger.Error(err, "Writing GPU labels", "file", opts.LabelsFile)
 			continue
 		}
-		written = l
+		written, published = l, true
 		logger.Info("Published GPU labels", "file", opts.LabelsFile, "gpus", len(devs), "product", l["nvidia.com/gpu.product"])
 	}
 }
