@@ -5,6 +5,7 @@ import (
 	"io"
 
 	"github.com/spf13/pflag"
+	"k8s.io/client-go/rest"
 
 	"github.com/kplex/kplex/cli/status"
 	"github.com/kplex/kplex/client/kubeconfig"
@@ -39,14 +40,22 @@ func (g *Global) Status(s Streams) *status.Status {
 	return status.New(g.Chatter(s))
 }
 
-// Tenants returns a client of the kplex server of the kplex-root context,
-// read from --kubeconfig and, when that file has none, from the default
-// kubeconfig: contexts may be written to a file of their own.
-func (g *Global) Tenants() (*tenants.Client, error) {
+// RootConfig returns the client config of the kplex-root context (the
+// management plane, admin credentials), read from --kubeconfig and, when
+// that file has none, from the default kubeconfig: contexts may be
+// written to a file of their own.
+func (g *Global) RootConfig() (*rest.Config, error) {
 	cfg, err := kubeconfig.RootConfig(g.Kubeconfig)
 	if errors.Is(err, kubeconfig.ErrNotRunning) && g.Kubeconfig != "" {
 		cfg, err = kubeconfig.RootConfig("")
 	}
+	return cfg, err
+}
+
+// Tenants returns a client of the kplex server of the kplex-root context
+// (see RootConfig).
+func (g *Global) Tenants() (*tenants.Client, error) {
+	cfg, err := g.RootConfig()
 	if err != nil {
 		return nil, err
 	}

@@ -16,10 +16,13 @@ import (
 
 	"github.com/kplex/kplex/cli"
 	createcluster "github.com/kplex/kplex/cli/create/cluster"
+	"github.com/kplex/kplex/cli/dashboard"
 	deletecluster "github.com/kplex/kplex/cli/delete/cluster"
 	"github.com/kplex/kplex/cli/down"
 	getclusters "github.com/kplex/kplex/cli/get/clusters"
 	"github.com/kplex/kplex/cli/getcredentials"
+	toppools "github.com/kplex/kplex/cli/top/pools"
+	toptenants "github.com/kplex/kplex/cli/top/tenants"
 	"github.com/kplex/kplex/cli/up"
 )
 
@@ -65,11 +68,14 @@ func NewCommand(streams cli.Streams) *cobra.Command {
 	del.AddCommand(deletecluster.NewCommand(g, streams))
 	get := &cobra.Command{Use: "get", Short: "List clusters", Args: cobra.NoArgs}
 	get.AddCommand(getclusters.NewCommand(g, streams))
+	top := &cobra.Command{Use: "top", Short: "Show GPUs, CPU and memory requested, allocatable and within quota, per pool or tenant", Args: cobra.NoArgs}
+	top.AddCommand(toppools.NewCommand(g, streams), toptenants.NewCommand(g, streams))
 	cmd.AddCommand(
 		up.NewCommand(g, streams),
 		down.NewCommand(g, streams),
 		create, del, get,
 		getcredentials.NewCommand(g, streams),
+		top, dashboard.NewCommand(g, streams),
 		&cobra.Command{
 			Use: "version", Short: "Print the Kubernetes version kplex serves", Args: cobra.NoArgs,
 			Run: func(*cobra.Command, []string) { fmt.Fprintln(streams.Out, version.Get().GitVersion) },
