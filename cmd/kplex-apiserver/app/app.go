@@ -4,34 +4,23 @@ package app
 
 import (
 	"context"
-	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
-	genericapiserver "k8s.io/apiserver/pkg/server"
 	cliflag "k8s.io/component-base/cli/flag"
-	"k8s.io/component-base/cli/globalflag"
-	"k8s.io/component-base/logs"
 	logsapi "k8s.io/component-base/logs/api/v1"
 	"k8s.io/component-base/version/verflag"
 	"k8s.io/klog/v2"
 
 	"github.com/kplex/kplex/apiserver/server"
+	"github.com/kplex/kplex/cmd/internal/component"
 )
 
 // Main runs the command and exits non-zero on failure.
-func Main() {
-	if err := Run(genericapiserver.SetupSignalContext(), os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "kplex-apiserver:", err)
-		os.Exit(1)
-	}
-}
+func Main() { component.Main(NewCommand) }
 
 // Run runs kplex-apiserver with args until ctx ends or the server fails.
 func Run(ctx context.Context, args []string) error {
-	cmd := NewCommand()
-	cmd.SetArgs(args)
-	return cmd.ExecuteContext(ctx)
+	return component.Run(ctx, NewCommand(), args)
 }
 
 // NewCommand returns the kplex-apiserver command.
@@ -52,12 +41,7 @@ func NewCommand() *cobra.Command {
 		},
 	}
 	cfg.AddFlags(&fss)
-	verflag.AddFlags(fss.FlagSet("global"))
-	globalflag.AddGlobalFlags(fss.FlagSet("global"), cmd.Name(), logs.SkipLoggingConfigurationFlags())
-	for _, name := range fss.Order {
-		cmd.Flags().AddFlagSet(fss.FlagSets[name])
-	}
-	cliflag.SetUsageAndHelpFunc(cmd, fss, 100)
+	component.AddFlagSets(cmd, &fss)
 	return cmd
 }
 

@@ -4,36 +4,25 @@ package app
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
-	genericapiserver "k8s.io/apiserver/pkg/server"
 	cliflag "k8s.io/component-base/cli/flag"
-	"k8s.io/component-base/cli/globalflag"
-	"k8s.io/component-base/logs"
 	logsapi "k8s.io/component-base/logs/api/v1"
 	"k8s.io/component-base/version/verflag"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
+	"github.com/kplex/kplex/cmd/internal/component"
 	"github.com/kplex/kplex/deviceplugin/gpu"
 	"github.com/kplex/kplex/deviceplugin/server"
 )
 
 // Main runs the command and exits non-zero on failure.
-func Main() {
-	if err := Run(genericapiserver.SetupSignalContext(), os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "kplex-deviceplugin:", err)
-		os.Exit(1)
-	}
-}
+func Main() { component.Main(NewCommand) }
 
 // Run runs kplex-deviceplugin with args until ctx ends or it fails.
 func Run(ctx context.Context, args []string) error {
-	cmd := NewCommand()
-	cmd.SetArgs(args)
-	return cmd.ExecuteContext(ctx)
+	return component.Run(ctx, NewCommand(), args)
 }
 
 // NewCommand returns the kplex-deviceplugin command.
@@ -73,11 +62,6 @@ for the agent to apply.`,
 	fs.StringVar(&opts.Simulate, "simulate", opts.Simulate, "simulate a node's GPUs instead of reading NVML: one of "+strings.Join(gpu.SimulatedSpecs(), ", "))
 	fs.StringVar(&opts.LabelsFile, "node-labels-file", opts.LabelsFile, "file the node's GPU feature labels are written to, in the node agent's --node-labels-dir; empty writes none")
 	logsapi.AddFlags(logging, fss.FlagSet("logs"))
-	verflag.AddFlags(fss.FlagSet("global"))
-	globalflag.AddGlobalFlags(fss.FlagSet("global"), cmd.Name(), logs.SkipLoggingConfigurationFlags())
-	for _, name := range fss.Order {
-		cmd.Flags().AddFlagSet(fss.FlagSets[name])
-	}
-	cliflag.SetUsageAndHelpFunc(cmd, fss, 100)
+	component.AddFlagSets(cmd, &fss)
 	return cmd
 }

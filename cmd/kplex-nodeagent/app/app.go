@@ -5,35 +5,25 @@ package app
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
-	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/client-go/tools/clientcmd"
 	cliflag "k8s.io/component-base/cli/flag"
-	"k8s.io/component-base/cli/globalflag"
-	"k8s.io/component-base/logs"
 	logsapi "k8s.io/component-base/logs/api/v1"
 	"k8s.io/component-base/version/verflag"
 
+	"github.com/kplex/kplex/cmd/internal/component"
 	"github.com/kplex/kplex/nodeagent"
 	"github.com/kplex/kplex/tenant"
 )
 
 // Main runs the command and exits non-zero on failure.
-func Main() {
-	if err := Run(genericapiserver.SetupSignalContext(), os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "kplex-nodeagent:", err)
-		os.Exit(1)
-	}
-}
+func Main() { component.Main(NewCommand) }
 
 // Run runs kplex-nodeagent with args until ctx ends or it fails.
 func Run(ctx context.Context, args []string) error {
-	cmd := NewCommand()
-	cmd.SetArgs(args)
-	return cmd.ExecuteContext(ctx)
+	return component.Run(ctx, NewCommand(), args)
 }
 
 // NewCommand returns the kplex-nodeagent command.
@@ -78,11 +68,6 @@ its built-in simulated runtime. It serves logs and exec to the apiserver.`,
 	generic.StringVar(&kubeContext, "context", kubeContext, "kubeconfig context to use; empty uses the current context")
 	cfg.AddFlags(fss.FlagSet("node"))
 	logsapi.AddFlags(logging, fss.FlagSet("logs"))
-	verflag.AddFlags(fss.FlagSet("global"))
-	globalflag.AddGlobalFlags(fss.FlagSet("global"), cmd.Name(), logs.SkipLoggingConfigurationFlags())
-	for _, name := range fss.Order {
-		cmd.Flags().AddFlagSet(fss.FlagSets[name])
-	}
-	cliflag.SetUsageAndHelpFunc(cmd, fss, 100)
+	component.AddFlagSets(cmd, &fss)
 	return cmd
 }
