@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
@@ -27,6 +28,7 @@ import (
 	tenancyv1alpha1 "github.com/kplex/kplex/apis/tenancy/v1alpha1"
 	"github.com/kplex/kplex/apiserver/partition"
 	"github.com/kplex/kplex/apiserver/tenantauth"
+	"github.com/kplex/kplex/apiserver/tenantmetrics"
 	"github.com/kplex/kplex/tenant"
 )
 
@@ -63,6 +65,12 @@ type Controller struct {
 	dynamic  dynamic.Interface
 	informer cache.SharedIndexInformer
 	queue    workqueue.TypedRateLimitingInterface[string]
+
+	// arrived is when the informer first saw each tenant not yet Ready:
+	// a finer start of its provisioning than its creation timestamp,
+	// which has whole seconds.
+	mu      sync.Mutex
+	arrived map[types.UID]time.Time
 }
 
 // NewController returns a controller; Run starts it.
@@ -77,6 +85,7 @@ func NewController(opts Options) (*Controller, error) {
 	c := &Controller{
 		opts:    opts,
 		dynamic: client,
+		arrived: map[types.UID]time.Time{},
 		informer: dynamicinformer.NewFilteredDynamicInformer(client, tenancyv1alpha1.TenantsResource, "", 0,
 			cache.Indexers{}, nil).Informer(),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
@@ -90,6 +99,9 @@ func NewController(opts Options) (*Controller, error) {
 				obj = tombstone.Obj
 			}
 			if u, ok := obj.(*unstructured.Unstructured); ok {
+				c.mu.Lock()
+				delete(c.arrived, u.GetUID())
+				c.mu.Unlock()
 				opts.Registry.forget(u.GetName())
 				c.queue.Add(u.GetName())
 				// A write admitted before the deletion may still land; sweep
@@ -110,7 +122,44 @@ func (c *Controller) observe(obj any) {
 		return
 	}
 	c.opts.Registry.observe(u)
+	c.mu.Lock()
+	if _, seen := c.arrived[u.GetUID()]; !seen && !ready(u) && u.GetDeletionTimestamp() == nil {
+		c.arrived[u.GetUID()] = time.Now()
+	} else if u.GetDeletionTimestamp() != nil {
+		delete(c.arrived, u.GetUID())
+	}
+	c.mu.Unlock()
 	c.queue.Add(u.GetName())
+}
+
+// provisioned records how long tenant t took to become Ready: from when
+// the informer first saw it if that was within a second of its creation
+// timestamp, else (the apiserver started later) from the timestamp.
+func (c *Controller) provisioned(t *unstructured.Unstructured) {
+	c.mu.Lock()
+	arrived, seen := c.arrived[t.GetUID()]
+	delete(c.arrived, t.GetUID())
+	c.mu.Unlock()
+	start := t.GetCreationTimestamp().Time
+	if seen && !arrived.Before(start) && arrived.Sub(start) < time.Second {
+		start = arrived
+	}
+	if !start.IsZero() {
+		tenantmetrics.ObserveProvisioning(time.Since(start))
+	}
+}
+
+// TenantPhases counts the Tenant objects by status.phase ("" for none
+// yet), as the informer sees them.
+func (c *Controller) TenantPhases() map[string]int {
+	out := map[string]int{}
+	for _, obj := range c.informer.GetStore().List() {
+		if u, ok := obj.(*unstructured.Unstructured); ok {
+			phase, _, _ := unstructured.NestedString(u.Object, "status", "phase")
+			out[phase]++
+		}
+	}
+	return out
 }
 
 // Run starts the informer and the workers and blocks until ctx ends.
@@ -206,6 +255,7 @@ func (c *Controller) reconcile(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	c.provisioned(t)
 	_, err = c.addFinalizer(ctx, t)
 	return err
 }

@@ -22,6 +22,8 @@ import (
 	"github.com/kplex/kplex/apiserver/fairness"
 	"github.com/kplex/kplex/apiserver/pki"
 	"github.com/kplex/kplex/apiserver/schedulingapi"
+	"github.com/kplex/kplex/apiserver/tenantmetrics"
+	"github.com/kplex/kplex/metrics/bounded"
 )
 
 const (
@@ -55,6 +57,14 @@ type Config struct {
 	// CRDIdleTimeout drops a tenant's custom resource serving (upstream's
 	// CRD handler and controllers) unused for that long.
 	CRDIdleTimeout time.Duration
+	// MetricsTopTenants is how many tenants get request and storage
+	// series of their own (kplex_apiserver_tenant_requests_total,
+	// kplex_tenant_objects, kplex_tenant_storage_bytes); the others are
+	// summed as tenant="_other".
+	MetricsTopTenants int
+	// TenantStorageMetricsPeriod is how often etcd is scanned for what
+	// each tenant stores; 0 scans never (no storage series).
+	TenantStorageMetricsPeriod time.Duration
 
 	namespaces *namespacelifecycle.Plugin
 	fence      *schedulingapi.Fence
@@ -97,7 +107,9 @@ func NewConfig() *Config {
 	// goes first, so that upstream's metrics decorator wraps it.
 	hub := tenantmux.New(tenantmux.Specs)
 	adm.Decorators = append(admission.Decorators{hub.Decorator()}, adm.Decorators...)
-	return &Config{DataDir: DefaultDataDir(), Kube: kube, Fairness: fairness.DefaultOptions, AdmissionIdleTimeout: DefaultIdleTimeout, CRDIdleTimeout: DefaultIdleTimeout, namespaces: namespaces, fence: fence, admission: hub}
+	return &Config{DataDir: DefaultDataDir(), Kube: kube, Fairness: fairness.DefaultOptions, AdmissionIdleTimeout: DefaultIdleTimeout, CRDIdleTimeout: DefaultIdleTimeout,
+		MetricsTopTenants: bounded.DefaultTopTenants, TenantStorageMetricsPeriod: tenantmetrics.DefaultStoragePeriod,
+		namespaces: namespaces, fence: fence, admission: hub}
 }
 
 // rootOnlyAdmission are upstream plugins that look objects up in root
@@ -143,6 +155,10 @@ func (c *Config) AddFlags(fss *cliflag.NamedFlagSets) {
 		"A tenant's own instance of an admission plugin (webhooks, admission policies, LimitRanger, PodSecurity) that no request used for this long is stopped, and built again on the tenant's next request. Must exceed 30s; 0 keeps instances while the tenant has such objects.")
 	fs.DurationVar(&c.CRDIdleTimeout, "tenant-crd-idle-timeout", c.CRDIdleTimeout,
 		"A tenant's custom resource serving (upstream's CRD handler, with its naming, establishing and finalizer controllers) that served no request for this long, with every CRD of the tenant settled, is dropped, and made again on the tenant's next custom resource request. 0 keeps it while the tenant has CRDs.")
+	fs.IntVar(&c.MetricsTopTenants, "metrics-top-tenants", c.MetricsTopTenants,
+		"Per-tenant metrics of requests (by count) and storage (by bytes) name this many tenants; the others are summed as tenant=\"_other\", so that /metrics stays bounded whatever the number of tenants.")
+	fs.DurationVar(&c.TenantStorageMetricsPeriod, "tenant-storage-metrics-period", c.TenantStorageMetricsPeriod,
+		"How often etcd is read through (a page at a time, from the local member) to export each tenant's objects and bytes (kplex_tenant_objects, kplex_tenant_storage_bytes). 0 never reads it.")
 	named := c.Kube.Flags()
 	for _, name := range named.Order {
 		fss.FlagSet(name).AddFlagSet(named.FlagSets[name])
@@ -170,6 +186,12 @@ func (c *Config) Validate() error {
 	}
 	if c.namespaces == nil {
 		return errors.New("the Config was not made by NewConfig")
+	}
+	if c.MetricsTopTenants <= 0 {
+		return fmt.Errorf("--metrics-top-tenants must be positive, got %d", c.MetricsTopTenants)
+	}
+	if c.TenantStorageMetricsPeriod < 0 {
+		return fmt.Errorf("--tenant-storage-metrics-period must not be negative, got %s", c.TenantStorageMetricsPeriod)
 	}
 	if c.Fairness.MaxInflight < 0 {
 		return fmt.Errorf("--max-requests-inflight-per-tenant must not be negative, got %d", c.Fairness.MaxInflight)

@@ -49,6 +49,7 @@ import (
 	"github.com/kplex/kplex/apiserver/schedulingapi"
 	"github.com/kplex/kplex/apiserver/tenantauth"
 	"github.com/kplex/kplex/apiserver/tenantcrd"
+	"github.com/kplex/kplex/apiserver/tenantmetrics"
 	"github.com/kplex/kplex/apiserver/tenantrbac"
 	"github.com/kplex/kplex/client/pools"
 	"github.com/kplex/kplex/tenant"
@@ -126,6 +127,8 @@ func Start(ctx context.Context, cfg *Config) (_ *Server, err error) {
 		return nil, err
 	}
 
+	tenantmetrics.Register()
+	tenantmetrics.SetTopTenants(cfg.MetricsTopTenants)
 	cfg.applyDataDirDefaults()
 	cfg.disableRootOnlyAdmission()
 	cfg.Kube.Authentication.ServiceAccounts.OptionalTokenGetter = func(root informers.SharedInformerFactory) kubeserviceaccount.ServiceAccountTokenGetter {
@@ -273,12 +276,14 @@ func (s *Server) partition(c *app.Config) error {
 
 	// The aggregator's chain is the outermost: route there, before
 	// authentication, so every later filter sees the plain Kubernetes path;
-	// tell unknown tenants apart only after authorization.
+	// tell unknown tenants apart only after authorization. Requests are
+	// counted per tenant right after routing, refusals included.
 	agg := c.Aggregator.GenericConfig
 	build := agg.BuildHandlerChainFunc
 	agg.BuildHandlerChainFunc = func(h http.Handler, gc *genericapiserver.Config) http.Handler {
 		h = tenantauth.WithTokenReviews(h, kube.Authentication.Authenticator, kube.Authentication.APIAudiences)
-		return routing.WithTenant(build(routing.WithServingTenant(s.crds.Filter(h), s.registry), gc))
+		h = build(routing.WithServingTenant(s.crds.Filter(h), s.registry), gc)
+		return routing.WithTenant(tenantmetrics.WithRequests(h, gc.RequestInfoResolver, s.registry.Serving))
 	}
 	// The IP repair loop sees only root's Services and would free the
 	// cluster IPs of every tenant's; tenants release theirs on deletion.
@@ -412,6 +417,12 @@ func (s *Server) startLifecycle(hook genericapiserver.PostStartHookContext, etcd
 	}
 	started.Store(controller)
 	go controller.Run(hook)
+	tenantmetrics.SetPhases(s, controller.TenantPhases)
+	if period := s.cfg.TenantStorageMetricsPeriod; period > 0 {
+		go tenantmetrics.RunStorageScan(hook, s, tenantmetrics.StorageOptions{
+			Etcd: s.etcd, EtcdPrefix: etcdPrefix, Prefixes: s.prefixes.List, Serving: s.registry.Serving, Period: period,
+		})
+	}
 	return nil
 }
 
@@ -493,6 +504,7 @@ func (s *Server) AdminConfig() *rest.Config {
 // Close stops the apiserver, then etcd. It may be called more than once.
 func (s *Server) Close() {
 	s.closeOnce.Do(func() {
+		tenantmetrics.SetPhases(s, nil)
 		s.cancel()
 		if s.url != "" {
 			select {

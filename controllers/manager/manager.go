@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -31,8 +32,11 @@ import (
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	componentbaseconfig "k8s.io/component-base/config"
+	"k8s.io/component-base/metrics/legacyregistry"
 	"k8s.io/klog/v2"
 
+	"github.com/kplex/kplex/capacity"
+	capmetrics "github.com/kplex/kplex/capacity/metrics"
 	"github.com/kplex/kplex/client/crosstenant"
 	"github.com/kplex/kplex/client/crosstenant/tenantview"
 	"github.com/kplex/kplex/client/pools"
@@ -47,6 +51,7 @@ import (
 	"github.com/kplex/kplex/controllers/resourcequota"
 	"github.com/kplex/kplex/controllers/serviceaccount"
 	"github.com/kplex/kplex/controllers/workloads"
+	"github.com/kplex/kplex/metrics/bounded"
 )
 
 // Lease defaults, as kube-controller-manager's.
@@ -85,7 +90,21 @@ type Options struct {
 	// (the apiserver's service account key). Without it the token
 	// controller does not run, as in kube-controller-manager.
 	ServiceAccountKey any
+	// MetricsTopTenants is how many tenants get capacity series of their
+	// own (kplex_tenant_*); the others are summed as tenant="_other".
+	// Default bounded.DefaultTopTenants (100). It is the process's: the
+	// capacity collector is registered once, in legacyregistry.
+	MetricsTopTenants int
 }
+
+// capacityMetrics is the process's capacity collector, registered with
+// legacyregistry on first use: /metrics of kplex-controller-manager
+// (--metrics-bind-address), and of the apiserver in `kplex up`'s process.
+var capacityMetrics = sync.OnceValue(func() *capmetrics.Collector {
+	c := capmetrics.New(bounded.DefaultTopTenants)
+	legacyregistry.RawMustRegister(c)
+	return c
+})
 
 // Manager runs the tenant controllers.
 type Manager struct {
@@ -340,9 +359,14 @@ func (m *Manager) run(ctx context.Context) error {
 		}
 		nodesDone <- err
 	}()
+	// Only the running manager (the leader) exports capacity: its reports
+	// go when it stops.
+	exported := capacityMetrics()
+	exported.SetTopTenants(m.opts.MetricsTopTenants)
+	defer exported.Forget(m)
 	poolsDone := make(chan error, 1)
 	go func() {
-		err := nodepools.Run(ctx, nodepools.Options{Loopback: m.opts.Loopback})
+		err := nodepools.Run(ctx, nodepools.Options{Loopback: m.opts.Loopback, OnReport: func(r *capacity.Report) { exported.SetFrom(m, r) }})
 		if err != nil {
 			klog.FromContext(ctx).Error(err, "Node pool controller stopped")
 		}

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/component-base/metrics/legacyregistry"
 
 	schedulingv1alpha1 "github.com/kplex/kplex/apis/scheduling/v1alpha1"
 )
@@ -89,6 +90,39 @@ func TestIntegrationDedicatedPoolIsFencedByTenant(t *testing.T) {
 	if p := waitBound(t, e.root, "agent"); p.Spec.NodeName != "dedicated-1" {
 		t.Errorf("root's pod on %s", p.Spec.NodeName)
 	}
+
+	// Each binding is observed, by tenant and pool, on the process's
+	// /metrics (legacyregistry, as kube-scheduler's).
+	for _, want := range []struct{ tenant, pool string }{{"fence-a", "a-only"}, {"fence-b", "everyone"}, {"root", "a-only"}} {
+		if n := scheduledCount(t, want.tenant, want.pool); n < 1 {
+			t.Errorf("kplex_scheduler_pod_scheduling_duration_seconds_count{tenant=%q,pool=%q} = %d, want at least 1", want.tenant, want.pool, n)
+		}
+	}
+}
+
+// scheduledCount reads the scheduling-latency histogram's count for a
+// tenant and pool from legacyregistry.
+func scheduledCount(t *testing.T, tenantName, pool string) uint64 {
+	t.Helper()
+	families, err := legacyregistry.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "kplex_scheduler_pod_scheduling_duration_seconds" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["tenant"] == tenantName && labels["pool"] == pool {
+				return m.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	return 0
 }
 
 func hasReason(events []corev1.Event, reason string) bool {

@@ -11,17 +11,21 @@
 //     theirs unused; a pool's limits bound all tenants together.
 //   - Fair share: the queue serves first the tenant with the smallest
 //     dominant share (DRF), divided by its weight; then priority, then age.
-//   - Binding goes to the pod's own tenant, and names the pool.
+//   - Binding goes to the pod's own tenant, and names the pool; the time
+//     from the pod's creation to its binding is observed in
+//     kplex_scheduler_pod_scheduling_duration_seconds{tenant,pool}.
 package tenancy
 
 import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/cache"
 	resourcehelper "k8s.io/component-helpers/resource"
@@ -42,9 +46,10 @@ const rootTenant = tenant.Root
 
 // Plugin implements the kplex scheduling rules.
 type Plugin struct {
-	handle  fwk.Handle
-	dir     *pools.Cache
-	tracker *usage.Tracker
+	handle   fwk.Handle
+	dir      *pools.Cache
+	tracker  *usage.Tracker
+	arrivals *arrivals
 }
 
 var (
@@ -65,8 +70,9 @@ func New(ctx context.Context, _ runtime.Object, h fwk.Handle) (fwk.Plugin, error
 		return nil, fmt.Errorf("%s: %w", Name, err)
 	}
 	dir := pools.New(client)
-	p := &Plugin{handle: h, dir: dir, tracker: usage.NewTracker()}
+	p := &Plugin{handle: h, dir: dir, tracker: usage.NewTracker(), arrivals: &arrivals{seen: map[types.UID]time.Time{}}}
 	dir.Run(ctx)
+	RegisterMetrics()
 
 	pods := h.SharedInformerFactory().Core().V1().Pods().Informer()
 	if _, err := pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -125,8 +131,10 @@ func (p *Plugin) countPod(obj any) {
 		return
 	}
 	if pod.Spec.NodeName == "" {
+		p.arrivals.saw(pod, time.Now())
 		return
 	}
+	p.arrivals.forget(pod.UID)
 	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 		p.tracker.RemovePod(pod.UID)
 		return
@@ -140,6 +148,7 @@ func (p *Plugin) countPod(obj any) {
 func (p *Plugin) forgetPod(obj any) {
 	if pod, ok := unwrap(obj).(*corev1.Pod); ok {
 		p.tracker.RemovePod(pod.UID)
+		p.arrivals.forget(pod.UID)
 	}
 }
 
@@ -310,12 +319,14 @@ func (p *Plugin) Bind(ctx context.Context, _ fwk.CycleState, pod *corev1.Pod, no
 		ObjectMeta: metav1.ObjectMeta{Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID},
 		Target:     corev1.ObjectReference{Kind: "Node", Name: nodeName},
 	}
-	if pool := p.poolOfNode(nodeName); pool != "" {
+	pool := p.poolOfNode(nodeName)
+	if pool != "" {
 		binding.Annotations = map[string]string{schedulingv1alpha1.PoolAnnotation: pool}
 	}
 	if err := p.handle.ClientSet().CoreV1().Pods(pod.Namespace).Bind(ctx, binding, metav1.CreateOptions{}); err != nil {
 		return fwk.AsStatus(fmt.Errorf("binding %s/%s to %s: %w", pod.Namespace, pod.Name, nodeName, err))
 	}
+	p.observeBound(pod, pool)
 	klog.FromContext(ctx).V(3).Info("Bound", "pod", klog.KObj(pod), "node", nodeName)
 	return nil
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/kplex/kplex/controllers/activation"
 	"github.com/kplex/kplex/controllers/manager"
 	"github.com/kplex/kplex/controllers/nodelifecycle"
+	"github.com/kplex/kplex/metrics/bounded"
 	"github.com/kplex/kplex/tenant"
 )
 
@@ -46,8 +47,11 @@ type Options struct {
 	// MetricsBindAddress serves /metrics (Prometheus) and /healthz over
 	// plain HTTP; empty serves nothing.
 	MetricsBindAddress string
-	LeaderElection     componentbaseconfig.LeaderElectionConfiguration
-	Logs               *logsapi.LoggingConfiguration
+	// MetricsTopTenants is how many tenants get per-tenant capacity
+	// series; the others are summed as tenant="_other".
+	MetricsTopTenants int
+	LeaderElection    componentbaseconfig.LeaderElectionConfiguration
+	Logs              *logsapi.LoggingConfiguration
 	// Nodes are the node lifecycle controller's periods.
 	Nodes nodelifecycle.Options
 }
@@ -56,7 +60,8 @@ type Options struct {
 // kube-system/kplex-controller-manager of root.
 func NewOptions() *Options {
 	return &Options{
-		QuietPeriod: activation.DefaultQuietPeriod,
+		QuietPeriod:       activation.DefaultQuietPeriod,
+		MetricsTopTenants: bounded.DefaultTopTenants,
 		Nodes: nodelifecycle.Options{
 			MonitorPeriod:      nodelifecycle.DefaultMonitorPeriod,
 			StartupGracePeriod: nodelifecycle.DefaultStartupGracePeriod,
@@ -84,6 +89,7 @@ func (o *Options) AddFlags(fss *cliflag.NamedFlagSets) {
 	fs.StringVar(&o.ServiceAccountKeyFile, "service-account-private-key-file", o.ServiceAccountKeyFile, "PEM private key that signs the tokens of service-account-token Secrets (the apiserver's sa.key); empty runs no token controller")
 	fs.DurationVar(&o.QuietPeriod, "quiet-period", o.QuietPeriod, "stop a tenant's controller after it saw no relevant event and made no API call for this long")
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress, "address (host:port) to serve /metrics and /healthz on, over plain HTTP; empty serves neither")
+	fs.IntVar(&o.MetricsTopTenants, "metrics-top-tenants", o.MetricsTopTenants, "per-tenant capacity metrics (kplex_tenant_*) name this many tenants, those requesting the most GPUs (then CPU, then with the most pending pods); the others are summed as tenant=\"_other\", so that series stay bounded whatever the number of tenants")
 	nodes := fss.FlagSet("node lifecycle")
 	nodes.DurationVar(&o.Nodes.MonitorPeriod, "node-monitor-period", o.Nodes.MonitorPeriod, "how often the health of every node is checked")
 	nodes.DurationVar(&o.Nodes.StartupGracePeriod, "node-startup-grace-period", o.Nodes.StartupGracePeriod, "how long a starting node may be unresponsive before it is marked unhealthy")
@@ -96,6 +102,9 @@ func (o *Options) AddFlags(fss *cliflag.NamedFlagSets) {
 func (o *Options) Validate() error {
 	if o.QuietPeriod <= 0 {
 		return errors.New("--quiet-period must be positive")
+	}
+	if o.MetricsTopTenants <= 0 {
+		return errors.New("--metrics-top-tenants must be positive")
 	}
 	for flag, d := range map[string]time.Duration{"--node-monitor-period": o.Nodes.MonitorPeriod, "--node-startup-grace-period": o.Nodes.StartupGracePeriod, "--node-monitor-grace-period": o.Nodes.MonitorGracePeriod} {
 		if d <= 0 {
@@ -190,11 +199,12 @@ func (o *Options) managerOptions() (manager.Options, error) {
 			return manager.Options{}, fmt.Errorf("--service-account-private-key-file: %w", err)
 		}
 	}
-	return manager.Options{Loopback: cfg, RootCA: ca, QuietPeriod: o.QuietPeriod, LeaderElection: o.LeaderElection, Nodes: o.Nodes, ServiceAccountKey: saKey}, nil
+	return manager.Options{Loopback: cfg, RootCA: ca, QuietPeriod: o.QuietPeriod, LeaderElection: o.LeaderElection, Nodes: o.Nodes, ServiceAccountKey: saKey, MetricsTopTenants: o.MetricsTopTenants}, nil
 }
 
 // serveMetrics serves the process's metrics (goroutines, memory, work
-// queues) and a liveness check on addr until ctx ends.
+// queues, and the fleet's capacity: kplex_nodepool_*, kplex_tenant_*) and
+// a liveness check on addr until ctx ends.
 func serveMetrics(ctx context.Context, addr string) error {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {

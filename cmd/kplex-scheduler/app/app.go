@@ -4,6 +4,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -21,7 +22,9 @@ import (
 	schedulerapp "k8s.io/kubernetes/cmd/kube-scheduler/app"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app/options"
 
+	"github.com/kplex/kplex/metrics/bounded"
 	"github.com/kplex/kplex/scheduler/server"
+	"github.com/kplex/kplex/scheduler/tenancy"
 	"github.com/kplex/kplex/tenant"
 )
 
@@ -47,6 +50,7 @@ func Run(ctx context.Context, args []string) error {
 // (context kplex-root) as system:masters.
 func NewCommand() *cobra.Command {
 	opts := options.NewOptions()
+	topTenants := bounded.DefaultTopTenants
 	if err := server.KeepBackoffQueueOutOfFairShare(); err != nil {
 		klog.ErrorS(err, "Keeping the back-off queue out of fair share")
 	}
@@ -75,6 +79,10 @@ share; preemption stays within a tenant.`,
 				return err
 			}
 			cliflag.PrintFlags(cmd.Flags())
+			if topTenants <= 0 {
+				return errors.New("--metrics-top-tenants must be positive")
+			}
+			tenancy.SetMetricsTopTenants(topTenants)
 			if strings.Contains(opts.Master, tenant.PathPrefix) {
 				return fmt.Errorf("--master addresses %s, a tenant's path: give the management plane's", opts.Master)
 			}
@@ -89,6 +97,8 @@ share; preemption stays within a tenant.`,
 		},
 	}
 	nfs := opts.Flags
+	nfs.FlagSet("kplex").IntVar(&topTenants, "metrics-top-tenants", topTenants,
+		"kplex_scheduler_pod_scheduling_duration_seconds names this many tenants, those with the most pods bound; the others are summed as tenant=\"_other\", so that series stay bounded whatever the number of tenants")
 	verflag.AddFlags(nfs.FlagSet("global"))
 	globalflag.AddGlobalFlags(nfs.FlagSet("global"), cmd.Name(), logs.SkipLoggingConfigurationFlags())
 	for _, name := range nfs.Order {
