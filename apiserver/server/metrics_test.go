@@ -56,6 +56,10 @@ func TestIntegrationMetrics(t *testing.T) {
 	if _, err := tenantClient.CoreV1().ConfigMaps("default").List(ctx, metav1.ListOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// The figures name every tenant: a tenant's admin may not read them.
+	if err := tenantClient.CoreV1().RESTClient().Get().AbsPath("/metrics").Do(ctx).Error(); !apierrors.IsForbidden(err) {
+		t.Errorf("a tenant's admin reading /metrics on its path: %v, want 403 Forbidden", err)
+	}
 
 	e.CreateScheduling(t, `{apiVersion: scheduling.kplex.io/v1alpha1, kind: NodePool, metadata: {name: metrics-pool}, spec: {mode: shared, limits: {nvidia.com/gpu: 6}}}`)
 	root := servertest.Client(t, e.Admin)

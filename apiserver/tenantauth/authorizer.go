@@ -1,6 +1,7 @@
 package tenantauth
 
 import (
+	"strings"
 	"context"
 	"fmt"
 	"slices"
@@ -82,6 +83,9 @@ func confine(requested string, a authorizer.Attributes) (string, bool) {
 	if a.GetVerb() == "impersonate" {
 		return "tenant identities may not impersonate", true
 	}
+	if !a.IsResourceRequest() && !servedToTenants(a.GetPath()) {
+		return fmt.Sprintf("%s is the management plane's, not served to tenants", a.GetPath()), true
+	}
 	if a.IsResourceRequest() && connectsOut(a.GetResource(), a.GetSubresource()) {
 		return fmt.Sprintf("%s/%s is not available to tenants yet: the apiserver would connect to an address the tenant chose", a.GetResource(), a.GetSubresource()), true
 	}
@@ -89,6 +93,25 @@ func confine(requested string, a authorizer.Attributes) (string, bool) {
 	// answers every request of it with "tenant not found", whatever serves
 	// under that name now.
 	return "", false
+}
+
+// tenantPaths are the non-resource paths a tenant's identities may read:
+// discovery, OpenAPI, version, health and service account issuer
+// discovery. The rest (/metrics, /debug/pprof, /logs, /flowcontrol...)
+// describe the shared server and every tenant on it.
+var tenantPaths = []string{"/api", "/apis", "/openapi", "/version", "/healthz", "/livez", "/readyz", "/.well-known/openid-configuration", "/openid/v1/jwks"}
+
+// servedToTenants reports whether path is one of tenantPaths or under one.
+func servedToTenants(path string) bool {
+	if path == "/" {
+		return true
+	}
+	for _, p := range tenantPaths {
+		if path == p || strings.HasPrefix(path, p+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // connectsOut reports whether a subresource makes the apiserver open a

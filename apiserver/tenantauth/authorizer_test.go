@@ -143,3 +143,36 @@ func TestTokens(t *testing.T) {
 type uidMap map[string]string
 
 func (m uidMap) UID(name string) (string, bool) { uid, ok := m[name]; return uid, ok }
+
+func TestTenantsReadOnlyTheirPaths(t *testing.T) {
+	t.Parallel()
+	allowAll := authorizer.AuthorizerFunc(func(context.Context, authorizer.Attributes) (authorizer.Decision, string, error) {
+		return authorizer.DecisionAllow, "", nil
+	})
+	admin := &user.DefaultInfo{Name: "kplex-admin", Groups: []string{user.SystemPrivilegedGroup}}
+	for _, tc := range []struct {
+		path    string
+		user    user.Info
+		allowed bool
+	}{
+		{"/api", AdminUser("acme"), true},
+		{"/apis/apps/v1", AdminUser("acme"), true},
+		{"/openapi/v3", AdminUser("acme"), true},
+		{"/version", AdminUser("acme"), true},
+		{"/readyz/ping", AdminUser("acme"), true},
+		{"/", AdminUser("acme"), true},
+		// The shared server's figures name every tenant.
+		{"/metrics", AdminUser("acme"), false},
+		{"/metrics/slis", AdminUser("acme"), false},
+		{"/debug/pprof/heap", AdminUser("acme"), false},
+		{"/apis-not", AdminUser("acme"), false},
+		{"/metrics", admin, true},
+	} {
+		ctx := tenant.WithTenant(context.Background(), "acme")
+		attrs := authorizer.AttributesRecord{User: tc.user, Verb: "get", Path: tc.path}
+		d, reason, _ := Authorizer(allowAll, allowAll).Authorize(ctx, attrs)
+		if (d == authorizer.DecisionAllow) != tc.allowed {
+			t.Errorf("%s GET %s on acme's path: %v (%s), want allowed=%v", tc.user.GetName(), tc.path, d, reason, tc.allowed)
+		}
+	}
+}
