@@ -14,10 +14,16 @@ import (
 
 // DefaultStoragePeriod is how often etcd is scanned for what each tenant
 // stores.
-const DefaultStoragePeriod = time.Minute
+const DefaultStoragePeriod = 5 * time.Minute
 
 // defaultPageSize keeps a scan's memory small: a page of values at a time.
 const defaultPageSize = 500
+
+// defaultPagePause spreads a scan out: read at once, the whole of etcd
+// every period took the CPU the tenants' requests needed (a quiet
+// tenant's list p99 beside a flood went from 1.84× idle to 4.45×, and a
+// deployment's pods from 0.95 s to 1.84 s, in make bench at N=1000).
+const defaultPagePause = 100 * time.Millisecond
 
 // StorageOptions configure the storage scan.
 type StorageOptions struct {
@@ -36,6 +42,8 @@ type StorageOptions struct {
 	Period time.Duration
 	// PageSize is how many keys one read returns; 0 is 500.
 	PageSize int64
+	// PagePause is the wait between two reads; 0 is 100 ms, negative none.
+	PagePause time.Duration
 }
 
 // RunStorageScan scans every Period until ctx ends, each scan's result
@@ -77,6 +85,10 @@ func ScanStorage(ctx context.Context, opts StorageOptions) (map[string]Usage, er
 	if pageSize <= 0 {
 		pageSize = defaultPageSize
 	}
+	pause := opts.PagePause
+	if pause == 0 {
+		pause = defaultPagePause
+	}
 	known := map[string]bool{}
 	if opts.Prefixes != nil {
 		for _, p := range opts.Prefixes() {
@@ -104,6 +116,13 @@ func ScanStorage(ctx context.Context, opts StorageOptions) (map[string]Usage, er
 			return usage, nil
 		}
 		key = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+		if pause > 0 {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(pause):
+			}
+		}
 	}
 }
 
