@@ -3,6 +3,7 @@ package devices
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -239,33 +240,20 @@ func mergeResponse(alloc *Allocation, r *pluginapi.ContainerAllocateResponse, lo
 		}
 		alloc.Annotations[k] = v
 	}
-outerMounts:
-	for _, mnt := range r.GetMounts() {
-		for _, have := range alloc.Mounts {
-			if have.GetContainerPath() == mnt.GetContainerPath() {
-				continue outerMounts
-			}
+	alloc.Mounts = appendNew(alloc.Mounts, r.GetMounts(), (*pluginapi.Mount).GetContainerPath)
+	alloc.Devices = appendNew(alloc.Devices, r.GetDevices(), (*pluginapi.DeviceSpec).GetContainerPath)
+	alloc.CDIDevices = appendNew(alloc.CDIDevices, r.GetCdiDevices(), (*pluginapi.CDIDevice).GetName)
+}
+
+// appendNew appends to have the items of add whose key none of have's
+// has: two resources' plugins may hand out the same mount or device node.
+func appendNew[T any](have, add []T, key func(T) string) []T {
+	for _, item := range add {
+		if !slices.ContainsFunc(have, func(h T) bool { return key(h) == key(item) }) {
+			have = append(have, item)
 		}
-		alloc.Mounts = append(alloc.Mounts, mnt)
 	}
-outerDevices:
-	for _, d := range r.GetDevices() {
-		for _, have := range alloc.Devices {
-			if have.GetContainerPath() == d.GetContainerPath() {
-				continue outerDevices
-			}
-		}
-		alloc.Devices = append(alloc.Devices, d)
-	}
-outerCDI:
-	for _, c := range r.GetCdiDevices() {
-		for _, have := range alloc.CDIDevices {
-			if have.GetName() == c.GetName() {
-				continue outerCDI
-			}
-		}
-		alloc.CDIDevices = append(alloc.CDIDevices, c)
-	}
+	return have
 }
 
 // dropAssignments forgets the container's assignments for the named
