@@ -119,15 +119,8 @@ func Pools(r *capacity.Report, by Sort) []Pool {
 		out = append(out, row)
 	}
 	slices.SortStableFunc(out, func(a, b Pool) int {
-		switch by {
-		case SortGPU:
-			if c := cmp.Compare(b.GPURequested, a.GPURequested); c != 0 {
-				return c
-			}
-		case SortCPU:
-			if c := cmp.Compare(b.CPURequestedMillis, a.CPURequestedMillis); c != 0 {
-				return c
-			}
+		if c := by.most(a.GPURequested, b.GPURequested, a.CPURequestedMillis, b.CPURequestedMillis); c != 0 {
+			return c
 		}
 		return comparePools(a.Name, b.Name)
 	})
@@ -181,15 +174,8 @@ func Tenants(r *capacity.Report, by Sort) []Tenant {
 		out = append(out, *t)
 	}
 	slices.SortFunc(out, func(a, b Tenant) int {
-		switch by {
-		case SortGPU:
-			if c := cmp.Compare(b.GPUUsed, a.GPUUsed); c != 0 {
-				return c
-			}
-		case SortCPU:
-			if c := cmp.Compare(b.CPUUsedMillis, a.CPUUsedMillis); c != 0 {
-				return c
-			}
+		if c := by.most(a.GPUUsed, b.GPUUsed, a.CPUUsedMillis, b.CPUUsedMillis); c != 0 {
+			return c
 		}
 		return cmp.Compare(a.Name, b.Name)
 	})
@@ -197,6 +183,18 @@ func Tenants(r *capacity.Report, by Sort) []Tenant {
 }
 
 // comparePools orders pool names, the nodes in no pool last.
+// most orders two rows by the GPUs or CPU by asks for, the larger first;
+// 0 when by is SortName or the two are equal.
+func (by Sort) most(aGPU, bGPU, aCPU, bCPU int64) int {
+	switch by {
+	case SortGPU:
+		return cmp.Compare(bGPU, aGPU)
+	case SortCPU:
+		return cmp.Compare(bCPU, aCPU)
+	}
+	return 0
+}
+
 func comparePools(a, b string) int {
 	if (a == capacity.NoPool) != (b == capacity.NoPool) {
 		if a == capacity.NoPool {
