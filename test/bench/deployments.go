@@ -12,8 +12,6 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/cache"
-	watchtools "k8s.io/client-go/tools/watch"
 
 	"github.com/kplex/kplex/client/crosstenant"
 	"github.com/kplex/kplex/tenant"
@@ -92,20 +90,7 @@ func measureDeployments(admin *rest.Config, names []string) (*deployments, error
 	if err != nil {
 		return nil, err
 	}
-	// The watch cache closes a watch that falls behind in a burst (as
-	// kube-apiserver's does): watch again from the last version seen.
-	pods := cross.CoreV1().Pods("")
-	selector := "app=" + benchApp
-	list, err := pods.List(ctx, metav1.ListOptions{LabelSelector: selector})
-	if err != nil {
-		return nil, err
-	}
-	w, err := watchtools.NewRetryWatcherWithContext(ctx, list.ResourceVersion, &cache.ListWatch{
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			o.LabelSelector = selector
-			return pods.Watch(ctx, o)
-		},
-	})
+	w, err := watchFrom(ctx, cross.CoreV1().Pods(""), metav1.ListOptions{LabelSelector: "app=" + benchApp})
 	if err != nil {
 		return nil, err
 	}

@@ -22,8 +22,6 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/cache"
-	watchtools "k8s.io/client-go/tools/watch"
 
 	"github.com/kplex/kplex/apiserver/etcd"
 	"github.com/kplex/kplex/client/kubeconfig"
@@ -366,15 +364,7 @@ type runningWatch struct {
 }
 
 func watchRunning(ctx context.Context, c kubernetes.Interface) (*runningWatch, error) {
-	list, err := c.CoreV1().Pods("default").List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, err
-	}
-	w, err := watchtools.NewRetryWatcherWithContext(ctx, list.ResourceVersion, &cache.ListWatch{
-		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-			return c.CoreV1().Pods("default").Watch(ctx, opts)
-		},
-	})
+	w, err := watchFrom(ctx, c.CoreV1().Pods("default"), metav1.ListOptions{})
 	if err != nil {
 		return nil, err
 	}
@@ -597,15 +587,7 @@ type nodeWatch struct {
 }
 
 func (b *nodeAgentBench) watchNodes(ctx context.Context, prefix string) (*nodeWatch, error) {
-	list, err := b.root.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, err
-	}
-	w, err := watchtools.NewRetryWatcherWithContext(ctx, list.ResourceVersion, &cache.ListWatch{
-		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-			return b.root.CoreV1().Nodes().Watch(ctx, opts)
-		},
-	})
+	w, err := watchFrom(ctx, b.root.CoreV1().Nodes(), metav1.ListOptions{})
 	if err != nil {
 		return nil, err
 	}

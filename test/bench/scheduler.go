@@ -25,8 +25,6 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/cache"
-	watchtools "k8s.io/client-go/tools/watch"
 
 	schedulingv1alpha1 "github.com/kplex/kplex/apis/scheduling/v1alpha1"
 	"github.com/kplex/kplex/apiserver/etcd"
@@ -373,17 +371,7 @@ func createNodes(ctx context.Context, c kubernetes.Interface, o SchedulerOptions
 func measureScheduling(client kubernetes.Interface, total int, allowed func(*corev1.Pod) bool, metricsPort int, startScheduler func() (*process, error)) (*schedulingRun, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	list, err := client.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, err
-	}
-	// The server closes watchers that fall behind; a RetryWatcher goes on
-	// from the last event it passed.
-	w, err := watchtools.NewRetryWatcherWithContext(ctx, list.ResourceVersion, &cache.ListWatch{
-		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-			return client.CoreV1().Pods("").Watch(ctx, opts)
-		},
-	})
+	w, err := watchFrom(ctx, client.CoreV1().Pods(""), metav1.ListOptions{})
 	if err != nil {
 		return nil, err
 	}
