@@ -3,11 +3,16 @@ package nodeagent
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"net/url"
@@ -19,7 +24,6 @@ import (
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/remotecommand"
-	"k8s.io/client-go/util/cert"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/cri-client/pkg/logs"
 	streaming "k8s.io/cri-streaming/pkg/streaming/remotecommand"
@@ -52,15 +56,19 @@ func (s *server) serve(ctx context.Context) error {
 	if s.cfg.Port == 0 && s.cfg.Listener == nil {
 		return nil
 	}
-	tlsConfig, err := s.tlsConfig()
-	if err != nil {
-		return err
-	}
+	// Listen before anything else: the node's port is published at
+	// registration, and the apiserver may call it at once.
 	l := s.cfg.Listener
 	if l == nil {
+		var err error
 		if l, err = net.Listen("tcp", net.JoinHostPort(s.cfg.Address, strconv.Itoa(s.cfg.Port))); err != nil {
 			return fmt.Errorf("listening on --port %d: %w", s.cfg.Port, err)
 		}
+	}
+	tlsConfig, err := s.tlsConfig()
+	if err != nil {
+		l.Close()
+		return err
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /containerLogs/{namespace}/{pod}/{container}", s.logs)
@@ -104,11 +112,7 @@ func (s *server) tlsConfig() (*tls.Config, error) {
 	if s.cfg.TLSCertFile != "" {
 		pair, err = tls.LoadX509KeyPair(s.cfg.TLSCertFile, s.cfg.TLSPrivateKeyFile)
 	} else {
-		var certPEM, keyPEM []byte
-		certPEM, keyPEM, err = cert.GenerateSelfSignedCertKey(s.cfg.NodeName, []net.IP{net.ParseIP(s.cfg.NodeIP)}, nil)
-		if err == nil {
-			pair, err = tls.X509KeyPair(certPEM, keyPEM)
-		}
+		pair, err = selfSigned(s.cfg.NodeName, s.cfg.NodeIP)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("loading the serving certificate: %w", err)
@@ -313,3 +317,35 @@ func exitError(err error) error {
 
 // readPreamble is used in tests to check framing.
 var _ = bufio.NewReader
+
+// selfSigned makes the serving certificate when none is given, as the
+// kubelet does. ECDSA, not client-go's RSA helper: two RSA keys take
+// seconds on a busy machine, and the port is closed meanwhile.
+func selfSigned(nodeName, nodeIP string) (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	now := time.Now()
+	template := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: nodeName},
+		DNSNames:     []string{nodeName},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(365 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	if ip := net.ParseIP(nodeIP); ip != nil {
+		template.IPAddresses = []net.IP{ip}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, template, template, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}

@@ -24,15 +24,6 @@ import (
 	"github.com/kplex/kplex/tenant/nodeconn"
 )
 
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 func execIn(t *testing.T, cfg *rest.Config, c kubernetes.Interface, pod string, cmd ...string) (string, error) {
 	req := c.CoreV1().RESTClient().Post().Resource("pods").Namespace("default").Name(pod).SubResource("exec").
 		VersionedParams(&v1.PodExecOptions{Container: "app", Command: cmd, Stdout: true, Stderr: true}, scheme.ParameterCodec)
@@ -54,11 +45,16 @@ func TestIntegrationLogsAndExecReachTheRightTenantsPod(t *testing.T) {
 	aCfg, bCfg := env.CreateTenant(t, "a"), env.CreateTenant(t, "b")
 	a, b := servertest.Client(t, aCfg), servertest.Client(t, bCfg)
 	ctx := context.Background()
-	port := freePort(t)
+	// The test listens for the agent: a port found free and then closed
+	// may be taken by another test's server before the agent binds it.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
 	files := pki.Files{Dir: filepath.Join(env.DataDir, "pki")}
 	startAgent(t, env, "node-1", simulated.New(), func(c *Config) {
-		c.Port = port
-		c.Address = "127.0.0.1"
+		c.Listener = l
 		c.ClientCAFile = files.CACert()
 	})
 	for _, c := range []kubernetes.Interface{a, b} {
