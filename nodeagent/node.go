@@ -314,13 +314,16 @@ func capacityOf(rootDir string, maxPods int) v1.ResourceList {
 	return out
 }
 
-func memTotal() int64 {
+func memTotal() int64 { return meminfo("MemTotal") }
+
+// meminfo reads one line of /proc/meminfo, in bytes.
+func meminfo(key string) int64 {
 	b, err := os.ReadFile("/proc/meminfo")
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == key+":" {
 			var kb int64
 			fmt.Sscan(f[1], &kb)
 			return kb * 1024

@@ -537,7 +537,7 @@ func podPath(tenantName, namespace, name string, sub ...string) string {
 // simulated runtime, with the pod's restart policy.
 func simulatedAnnotations(pod *v1.Pod) map[string]string {
 	out := map[string]string{simulated.RestartPolicyAnnotation: string(pod.Spec.RestartPolicy)}
-	for _, k := range []string{simulated.ExitAfterAnnotation, simulated.ExitCodeAnnotation} {
+	for _, k := range []string{simulated.ExitAfterAnnotation, simulated.ExitCodeAnnotation, simulated.CPUAnnotation, simulated.MemoryAnnotation} {
 		if v, ok := pod.Annotations[k]; ok {
 			out[k] = v
 		}

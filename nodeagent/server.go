@@ -73,6 +73,7 @@ func (s *server) serve(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /containerLogs/{namespace}/{pod}/{container}", s.logs)
 	mux.HandleFunc("/exec/{namespace}/{pod}/{container}", s.exec)
+	mux.Handle("GET /metrics/resource", s.resourceMetrics())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") })
 	srv := &http.Server{
 		Handler:           mux,

@@ -65,6 +65,10 @@ type Config struct {
 	// TenantStorageMetricsPeriod is how often etcd is scanned for what
 	// each tenant stores; 0 scans never (no storage series).
 	TenantStorageMetricsPeriod time.Duration
+	// MetricsResolution is how often node agents' resource metrics are
+	// read for metrics.k8s.io (kubectl top, autoscalers); 0 serves no
+	// resource metrics.
+	MetricsResolution time.Duration
 
 	namespaces *namespacelifecycle.Plugin
 	fence      *schedulingapi.Fence
@@ -109,7 +113,8 @@ func NewConfig() *Config {
 	adm.Decorators = append(admission.Decorators{hub.Decorator()}, adm.Decorators...)
 	return &Config{DataDir: DefaultDataDir(), Kube: kube, Fairness: fairness.DefaultOptions, AdmissionIdleTimeout: DefaultIdleTimeout, CRDIdleTimeout: DefaultIdleTimeout,
 		MetricsTopTenants: bounded.DefaultTopTenants, TenantStorageMetricsPeriod: tenantmetrics.DefaultStoragePeriod,
-		namespaces: namespaces, fence: fence, admission: hub}
+		MetricsResolution: 15 * time.Second,
+		namespaces:        namespaces, fence: fence, admission: hub}
 }
 
 // rootOnlyAdmission are upstream plugins that look objects up in root
@@ -159,6 +164,8 @@ func (c *Config) AddFlags(fss *cliflag.NamedFlagSets) {
 		"Per-tenant metrics of requests (by count) and storage (by bytes) name this many tenants; the others are summed as tenant=\"_other\", so that /metrics stays bounded whatever the number of tenants.")
 	fs.DurationVar(&c.TenantStorageMetricsPeriod, "tenant-storage-metrics-period", c.TenantStorageMetricsPeriod,
 		"How often etcd is read through (a page at a time, from the local member) to export each tenant's objects and bytes (kplex_tenant_objects, kplex_tenant_storage_bytes). 0 never reads it.")
+	fs.DurationVar(&c.MetricsResolution, "metrics-resolution", c.MetricsResolution,
+		"How often the node agents' resource metrics are read to serve metrics.k8s.io (kubectl top, horizontal pod autoscalers) in every tenant; CPU is the rate over this window. 0 serves no resource metrics.")
 	named := c.Kube.Flags()
 	for _, name := range named.Order {
 		fss.FlagSet(name).AddFlagSet(named.FlagSets[name])
@@ -192,6 +199,9 @@ func (c *Config) Validate() error {
 	}
 	if c.TenantStorageMetricsPeriod < 0 {
 		return fmt.Errorf("--tenant-storage-metrics-period must not be negative, got %s", c.TenantStorageMetricsPeriod)
+	}
+	if c.MetricsResolution != 0 && c.MetricsResolution < time.Second {
+		return fmt.Errorf("--metrics-resolution must be 0 or at least 1s, got %s", c.MetricsResolution)
 	}
 	if c.Fairness.MaxInflight < 0 {
 		return fmt.Errorf("--max-requests-inflight-per-tenant must not be negative, got %d", c.Fairness.MaxInflight)

@@ -37,6 +37,7 @@ import (
 	"k8s.io/kubernetes/cmd/kube-apiserver/app"
 	"k8s.io/kubernetes/pkg/api/legacyscheme"
 	api "k8s.io/kubernetes/pkg/apis/core"
+	kubeletclient "k8s.io/kubernetes/pkg/kubelet/client"
 	kubeserviceaccount "k8s.io/kubernetes/pkg/serviceaccount"
 
 	"github.com/kplex/kplex/apiserver/admission/tenantmux"
@@ -45,6 +46,7 @@ import (
 	"github.com/kplex/kplex/apiserver/lifecycle"
 	"github.com/kplex/kplex/apiserver/partition"
 	"github.com/kplex/kplex/apiserver/pki"
+	"github.com/kplex/kplex/apiserver/resourcemetrics"
 	"github.com/kplex/kplex/apiserver/routing"
 	"github.com/kplex/kplex/apiserver/schedulingapi"
 	"github.com/kplex/kplex/apiserver/tenantauth"
@@ -161,6 +163,9 @@ func Start(ctx context.Context, cfg *Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("creating apiserver: %w", err)
 	}
 	generic := chain.GenericAPIServer
+	if err := s.resourceMetrics(generic, completedConfig); err != nil {
+		return nil, err
+	}
 	crdOptions := s.crdOptions(completedConfig)
 	if err := generic.AddPostStartHook("kplex-tenant-crds", func(hook genericapiserver.PostStartHookContext) error {
 		crdOptions.Loopback = rest.CopyConfig(hook.LoopbackClientConfig)
@@ -289,6 +294,33 @@ func (s *Server) partition(c *app.Config) error {
 	// cluster IPs of every tenant's; tenants release theirs on deletion.
 	c.KubeAPIs.ControlPlane.Generic.DisabledPostStartHooks.Insert("start-service-ip-repair-controllers")
 	return s.tenantAdmission(kube)
+}
+
+// resourceMetrics serves metrics.k8s.io in every tenant from the node
+// agents' figures, read through the same connections as logs.
+func (s *Server) resourceMetrics(generic *genericapiserver.GenericAPIServer, c app.CompletedConfig) error {
+	if s.cfg.MetricsResolution == 0 {
+		return nil
+	}
+	loopback := c.KubeAPIs.ControlPlane.Generic.LoopbackClientConfig
+	client, err := kubernetes.NewForConfig(loopback)
+	if err != nil {
+		return fmt.Errorf("preparing the resource metrics scraper: %w", err)
+	}
+	transport, err := kubeletclient.MakeTransport(&c.KubeAPIs.Extra.KubeletClientConfig)
+	if err != nil {
+		return fmt.Errorf("preparing the resource metrics scraper: %w", err)
+	}
+	nodes := informers.NewSharedInformerFactory(client, 0)
+	scraper := resourcemetrics.NewScraper(nodes.Core().V1().Nodes().Lister(), &http.Client{Transport: transport, Timeout: s.cfg.MetricsResolution}, s.cfg.MetricsResolution)
+	if err := resourcemetrics.Install(generic, scraper, loopback); err != nil {
+		return err
+	}
+	return generic.AddPostStartHook("kplex-resource-metrics", func(hook genericapiserver.PostStartHookContext) error {
+		nodes.Start(hook.Done())
+		go scraper.Run(hook)
+		return nil
+	})
 }
 
 // tenantAdmission gives tenants' admission plugins the tenant-aware

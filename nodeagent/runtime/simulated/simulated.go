@@ -24,6 +24,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"k8s.io/apimachinery/pkg/api/resource"
 	internalapi "k8s.io/cri-api/pkg/apis"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -38,6 +39,12 @@ const (
 	ExitAfterAnnotation = "kplex.io/simulate-exit-after"
 	// ExitCodeAnnotation is the exit code a simulated container ends with.
 	ExitCodeAnnotation = "kplex.io/simulate-exit-code"
+
+	// CPUAnnotation is the CPU a running simulated container uses (a
+	// quantity: "250m"); its stats count that much CPU time per second.
+	CPUAnnotation = "kplex.io/simulate-cpu"
+	// MemoryAnnotation is its working set (a quantity: "64Mi").
+	MemoryAnnotation = "kplex.io/simulate-memory"
 
 	// DefaultRunToCompletion is how long a container that will not be
 	// restarted runs when no annotation says otherwise.
@@ -356,6 +363,77 @@ func (r *Runtime) ExecSync(_ context.Context, id string, cmd []string, _ time.Du
 		return []byte(strings.Join(cmd[1:], " ") + "\n"), nil, nil
 	}
 	return nil, nil, nil
+}
+
+// ContainerStats reports one container's usage.
+func (r *Runtime) ContainerStats(_ context.Context, id string) (*runtimeapi.ContainerStats, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, ok := r.containers[id]
+	if !ok {
+		return nil, notFound("container", id)
+	}
+	return r.statsLocked(c), nil
+}
+
+// ListContainerStats reports the usage of the containers filter matches:
+// CPUAnnotation's cores for every second since the container started,
+// MemoryAnnotation's bytes while it runs; by default 1m and 4Mi.
+func (r *Runtime) ListContainerStats(_ context.Context, filter *runtimeapi.ContainerStatsFilter) ([]*runtimeapi.ContainerStats, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*runtimeapi.ContainerStats
+	for _, c := range r.containers {
+		if filter != nil {
+			if filter.Id != "" && filter.Id != c.id {
+				continue
+			}
+			if filter.PodSandboxId != "" && filter.PodSandboxId != c.sandboxID {
+				continue
+			}
+			if !matches(filter.LabelSelector, c.config.Labels) {
+				continue
+			}
+		}
+		out = append(out, r.statsLocked(c))
+	}
+	return out, nil
+}
+
+func (r *Runtime) statsLocked(c *container) *runtimeapi.ContainerStats {
+	now := r.now()
+	cpu, memory := usage(c.config.Annotations)
+	var ran time.Duration
+	switch {
+	case c.startedAt.IsZero():
+	case c.finishedAt.IsZero():
+		ran = now.Sub(c.startedAt)
+	default:
+		ran = c.finishedAt.Sub(c.startedAt)
+	}
+	if c.state != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		memory = 0
+	}
+	return &runtimeapi.ContainerStats{
+		Attributes: &runtimeapi.ContainerAttributes{Id: c.id, Metadata: c.config.Metadata, Labels: c.config.Labels, Annotations: c.config.Annotations},
+		Cpu: &runtimeapi.CpuUsage{
+			Timestamp:            now.UnixNano(),
+			UsageCoreNanoSeconds: &runtimeapi.UInt64Value{Value: uint64(float64(ran.Nanoseconds()) * cpu)},
+		},
+		Memory: &runtimeapi.MemoryUsage{Timestamp: now.UnixNano(), WorkingSetBytes: &runtimeapi.UInt64Value{Value: uint64(memory)}},
+	}
+}
+
+// usage reads a container's simulated CPU (cores) and memory (bytes).
+func usage(annotations map[string]string) (cpu float64, memory int64) {
+	cpu, memory = 0.001, 4<<20
+	if q, err := resource.ParseQuantity(annotations[CPUAnnotation]); err == nil {
+		cpu = q.AsApproximateFloat64()
+	}
+	if q, err := resource.ParseQuantity(annotations[MemoryAnnotation]); err == nil {
+		memory = q.Value()
+	}
+	return cpu, memory
 }
 
 // Exec is not offered: a simulated container has no process to attach to.
