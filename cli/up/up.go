@@ -31,6 +31,7 @@ import (
 	"github.com/kplex/kplex/cli/daemon"
 	"github.com/kplex/kplex/client/kubeconfig"
 	"github.com/kplex/kplex/controllers/activation"
+	"github.com/kplex/kplex/controllers/autoscaling"
 	"github.com/kplex/kplex/controllers/manager"
 	"github.com/kplex/kplex/deviceplugin/gpu"
 	deviceserver "github.com/kplex/kplex/deviceplugin/server"
@@ -50,7 +51,11 @@ type flagpole struct {
 	Runtime         string
 	SimulateGPUs    string
 	RuntimeEndpoint string
-	writeKubeconfig bool
+	// MetricsResolution and AutoscalerSyncPeriod: how fresh kubectl top
+	// is, and how soon autoscalers act on it.
+	MetricsResolution    time.Duration
+	AutoscalerSyncPeriod time.Duration
+	writeKubeconfig      bool
 }
 
 // NewCommand returns the up command.
@@ -78,6 +83,8 @@ func NewCommand(g *cli.Global, streams cli.Streams) *cobra.Command {
 	fs.StringVar(&flags.Runtime, "runtime", runtimeSimulated, `the local node agent's runtime: "simulated" (pods run nowhere, for trying kplex), "containerd" (real containers through CRI at --container-runtime-endpoint), or "none" (no local node)`)
 	fs.StringVar(&flags.SimulateGPUs, "simulate-gpus", "", "give the local node simulated GPUs through kplex-deviceplugin's simulated backend, e.g. h100x8 (one of "+strings.Join(gpu.SimulatedSpecs(), ", ")+")")
 	fs.StringVar(&flags.RuntimeEndpoint, "container-runtime-endpoint", nodeagent.DefaultContainerdEndpoint, "containerd's CRI socket, for --runtime containerd")
+	fs.DurationVar(&flags.MetricsResolution, "metrics-resolution", 15*time.Second, "how often pods' and nodes' usage is read for metrics.k8s.io (kubectl top, autoscalers)")
+	fs.DurationVar(&flags.AutoscalerSyncPeriod, "horizontal-pod-autoscaler-sync-period", autoscaling.DefaultOptions().SyncPeriod, "how often horizontal pod autoscalers are evaluated")
 	fs.BoolVar(&flags.writeKubeconfig, "write-kubeconfig", true, "write the kplex-root context")
 	_ = fs.MarkHidden("write-kubeconfig")
 	return cmd
@@ -105,6 +112,12 @@ func runBackground(ctx context.Context, g *cli.Global, streams cli.Streams, flag
 	if _, err := flags.nodeAgentConfig(""); err != nil {
 		return err
 	}
+	if flags.MetricsResolution != 0 && flags.MetricsResolution < time.Second {
+		return fmt.Errorf("--metrics-resolution must be 0 or at least 1s, got %s", flags.MetricsResolution)
+	}
+	if flags.AutoscalerSyncPeriod <= 0 {
+		return fmt.Errorf("--horizontal-pod-autoscaler-sync-period must be positive, got %s", flags.AutoscalerSyncPeriod)
+	}
 	if err := os.MkdirAll(flags.DataDir, 0o700); err != nil {
 		return fmt.Errorf("creating data directory: %w", err)
 	}
@@ -121,7 +134,8 @@ func runBackground(ctx context.Context, g *cli.Global, streams cli.Streams, flag
 	args := []string{"up", "--foreground", "--write-kubeconfig=false",
 		"--data-dir", flags.DataDir, "--secure-port", strconv.Itoa(flags.SecurePort),
 		"--controllers-quiet-period", flags.QuietPeriod.String(), "--scheduler=" + strconv.FormatBool(flags.Scheduler),
-		"--runtime", flags.Runtime, "--container-runtime-endpoint", flags.RuntimeEndpoint, "--simulate-gpus", flags.SimulateGPUs}
+		"--runtime", flags.Runtime, "--container-runtime-endpoint", flags.RuntimeEndpoint, "--simulate-gpus", flags.SimulateGPUs,
+		"--metrics-resolution", flags.MetricsResolution.String(), "--horizontal-pod-autoscaler-sync-period", flags.AutoscalerSyncPeriod.String()}
 	if len(flags.EtcdServers) > 0 {
 		args = append(args, "--etcd-servers", strings.Join(flags.EtcdServers, ","))
 	}
@@ -178,6 +192,7 @@ func runForeground(ctx context.Context, g *cli.Global, streams cli.Streams, flag
 	cfg.DataDir = flags.DataDir
 	cfg.Kube.SecureServing.BindPort = flags.SecurePort
 	cfg.Kube.Etcd.StorageConfig.Transport.ServerList = flags.EtcdServers
+	cfg.MetricsResolution = flags.MetricsResolution
 	s, err := server.Start(ctx, cfg)
 	if err != nil {
 		return err
@@ -204,9 +219,11 @@ func runForeground(ctx context.Context, g *cli.Global, streams cli.Streams, flag
 	if err != nil {
 		return err
 	}
+	autoscaler := autoscaling.DefaultOptions()
+	autoscaler.SyncPeriod = flags.AutoscalerSyncPeriod
 	controllers := make(chan error, 4)
 	go func() {
-		err := manager.Run(ctx, manager.Options{Loopback: s.AdminConfig(), RootCA: ca, QuietPeriod: flags.QuietPeriod, ServiceAccountKey: saKey})
+		err := manager.Run(ctx, manager.Options{Loopback: s.AdminConfig(), RootCA: ca, QuietPeriod: flags.QuietPeriod, ServiceAccountKey: saKey, Autoscaling: autoscaler})
 		controllers <- fmt.Errorf("controller manager stopped: %v", err)
 	}()
 	if flags.Scheduler {

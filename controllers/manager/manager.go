@@ -41,6 +41,7 @@ import (
 	"github.com/kplex/kplex/client/crosstenant/tenantview"
 	"github.com/kplex/kplex/client/pools"
 	"github.com/kplex/kplex/controllers/activation"
+	"github.com/kplex/kplex/controllers/autoscaling"
 	"github.com/kplex/kplex/controllers/disruption"
 	"github.com/kplex/kplex/controllers/endpoints"
 	"github.com/kplex/kplex/controllers/garbagecollector"
@@ -95,6 +96,9 @@ type Options struct {
 	// Default bounded.DefaultTopTenants (100). It is the process's: the
 	// capacity collector is registered once, in legacyregistry.
 	MetricsTopTenants int
+	// Autoscaling configures the horizontal pod autoscaler; a zero
+	// SyncPeriod takes autoscaling.DefaultOptions().
+	Autoscaling autoscaling.Options
 }
 
 // capacityMetrics is the process's capacity collector, registered with
@@ -126,6 +130,12 @@ func New(opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("building the cross-tenant client: %w", err)
 	}
+	if opts.Autoscaling.SyncPeriod == 0 {
+		opts.Autoscaling = autoscaling.DefaultOptions()
+	}
+	if err := opts.Autoscaling.Validate(); err != nil {
+		return nil, err
+	}
 	return &Manager{opts: opts, cross: cross}, nil
 }
 
@@ -152,6 +162,7 @@ func (m *Manager) build(ctx context.Context) (*activation.Activator, []*crossten
 	}
 	quotas := crosstenant.NewCache(crosstenant.ListWatch(core, "resourcequotas"), &corev1.ResourceQuota{})
 	services := crosstenant.NewCache(crosstenant.ListWatch(core, "services"), &corev1.Service{})
+	autoscalers := autoscaling.NewCache(crosstenant.ListWatch(m.cross.AutoscalingV2().RESTClient(), "horizontalpodautoscalers"))
 	claims := crosstenant.NewCache(crosstenant.ListWatch(core, "persistentvolumeclaims"), &corev1.PersistentVolumeClaim{})
 	ep := endpoints.Caches{
 		Services:       services,
@@ -203,8 +214,9 @@ func (m *Manager) build(ctx context.Context) (*activation.Activator, []*crossten
 		workloads.CronJobs(w), workloads.TTLAfterFinished(w),
 		endpoints.Endpoints(ep), endpoints.EndpointSlices(ep),
 		disruption.Spec(pdb), podGC, workloads.DaemonSets(w, ep.Nodes),
+		autoscaling.Spec(autoscalers, m.opts.Autoscaling),
 	}
-	caches := append([]*crosstenant.Cache{sa.Namespaces, sa.ServiceAccounts, sa.ConfigMaps, w.Pods, w.ReplicaSets, w.Deployments, w.Jobs, w.CronJobs, w.StatefulSets, w.ControllerRevisions, w.DaemonSets, quotas, services, claims, ep.Endpoints, ep.EndpointSlices, ep.Nodes, pdb.PodDisruptionBudgets, pdb.ReplicationControllers}, gc.List()...)
+	caches := append([]*crosstenant.Cache{sa.Namespaces, sa.ServiceAccounts, sa.ConfigMaps, w.Pods, w.ReplicaSets, w.Deployments, w.Jobs, w.CronJobs, w.StatefulSets, w.ControllerRevisions, w.DaemonSets, quotas, services, claims, ep.Endpoints, ep.EndpointSlices, ep.Nodes, pdb.PodDisruptionBudgets, pdb.ReplicationControllers, autoscalers}, gc.List()...)
 	if m.opts.ServiceAccountKey != nil {
 		tokens := serviceaccount.TokenCaches{
 			ServiceAccounts: sa.ServiceAccounts,

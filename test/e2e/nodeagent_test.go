@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/kplex/kplex/test/containerd"
 	"github.com/kplex/kplex/test/images"
@@ -123,7 +126,7 @@ func TestE2ENodeAgentRunsPodsInContainerd(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = ctrd.Stop() })
-	m.up()
+	m.up("--metrics-resolution=2s")
 	a, b := "--context=kplex-run-a", "--context=kplex-run-b"
 	m.must(m.kplex("create", "cluster", "run-a"))
 	m.must(m.kplex("create", "cluster", "run-b"))
@@ -157,6 +160,32 @@ func TestE2ENodeAgentRunsPodsInContainerd(t *testing.T) {
 	var exitErr *exec.ExitError
 	if !errorsAs(err, &exitErr) || exitErr.ExitCode() != 3 {
 		t.Errorf("kubectl exec 'exit 3': %v %q, want exit code 3", err, out)
+	}
+
+	// kubectl top: each tenant reads its own container's usage, as
+	// containerd measures it (a sleeping busybox: a few hundred KiB, which
+	// kubectl rounds to 0Mi, and little CPU).
+	for ctx, name := range map[string]string{a: "a", b: "b"} {
+		top := m.until(time.Minute, name+"'s kubectl top pod", func(s string) bool { return s != "" }, ctx, "top", "pod", "--no-headers")
+		if f := strings.Fields(top); len(lines(top)) != 1 || len(f) != 3 || f[0] != "hello" || !strings.HasSuffix(f[1], "m") || !strings.HasSuffix(f[2], "Mi") {
+			t.Errorf("tenant %s: kubectl top pod = %q, want its hello only, with its CPU and memory", name, top)
+		}
+		raw := m.must(m.kubectl(ctx, "get", "pods.metrics.k8s.io", "hello", "-o", "json"))
+		var pm struct {
+			Containers []struct {
+				Name  string
+				Usage map[string]*resource.Quantity
+			}
+		}
+		if err := json.Unmarshal([]byte(raw), &pm); err != nil {
+			t.Fatal(err)
+		}
+		if len(pm.Containers) != 1 || pm.Containers[0].Name != "hello" || pm.Containers[0].Usage["memory"] == nil || pm.Containers[0].Usage["memory"].Sign() <= 0 {
+			t.Errorf("tenant %s: hello's metrics %s, want its container's working set", name, raw)
+		}
+	}
+	if top := m.until(time.Minute, "kubectl top node", func(s string) bool { return s != "" }, "--context=kplex-root", "top", "node", "--no-headers"); !strings.HasPrefix(top, "shared-1 ") {
+		t.Errorf("kubectl top node = %q, want shared-1's usage", top)
 	}
 
 	// Restarts per restartPolicy: Always restarts a failing container;

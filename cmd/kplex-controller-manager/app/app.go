@@ -29,6 +29,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/kplex/kplex/controllers/activation"
+	"github.com/kplex/kplex/controllers/autoscaling"
 	"github.com/kplex/kplex/controllers/manager"
 	"github.com/kplex/kplex/controllers/nodelifecycle"
 	"github.com/kplex/kplex/metrics/bounded"
@@ -54,6 +55,8 @@ type Options struct {
 	Logs              *logsapi.LoggingConfiguration
 	// Nodes are the node lifecycle controller's periods.
 	Nodes nodelifecycle.Options
+	// Autoscaling are the horizontal pod autoscaler's settings.
+	Autoscaling autoscaling.Options
 }
 
 // NewOptions returns the defaults: leader election on, on the Lease
@@ -67,6 +70,7 @@ func NewOptions() *Options {
 			StartupGracePeriod: nodelifecycle.DefaultStartupGracePeriod,
 			MonitorGracePeriod: nodelifecycle.DefaultMonitorGracePeriod,
 		},
+		Autoscaling: autoscaling.DefaultOptions(),
 		LeaderElection: componentbaseconfig.LeaderElectionConfiguration{
 			LeaderElect:       true,
 			LeaseDuration:     metav1.Duration{Duration: manager.DefaultLeaseDuration},
@@ -94,6 +98,7 @@ func (o *Options) AddFlags(fss *cliflag.NamedFlagSets) {
 	nodes.DurationVar(&o.Nodes.MonitorPeriod, "node-monitor-period", o.Nodes.MonitorPeriod, "how often the health of every node is checked")
 	nodes.DurationVar(&o.Nodes.StartupGracePeriod, "node-startup-grace-period", o.Nodes.StartupGracePeriod, "how long a starting node may be unresponsive before it is marked unhealthy")
 	nodes.DurationVar(&o.Nodes.MonitorGracePeriod, "node-monitor-grace-period", o.Nodes.MonitorGracePeriod, "how long a node may go without renewing its Lease before it is marked NotReady (its pods in every tenant then not ready, and evicted per their tolerations)")
+	o.Autoscaling.AddFlags(fss.FlagSet("horizontal pod autoscaler"))
 	componentbaseoptions.BindLeaderElectionFlags(&o.LeaderElection, fss.FlagSet("leader election"))
 	logsapi.AddFlags(o.Logs, fss.FlagSet("logs"))
 }
@@ -105,6 +110,9 @@ func (o *Options) Validate() error {
 	}
 	if o.MetricsTopTenants <= 0 {
 		return errors.New("--metrics-top-tenants must be positive")
+	}
+	if err := o.Autoscaling.Validate(); err != nil {
+		return err
 	}
 	for flag, d := range map[string]time.Duration{"--node-monitor-period": o.Nodes.MonitorPeriod, "--node-startup-grace-period": o.Nodes.StartupGracePeriod, "--node-monitor-grace-period": o.Nodes.MonitorGracePeriod} {
 		if d <= 0 {
@@ -199,7 +207,7 @@ func (o *Options) managerOptions() (manager.Options, error) {
 			return manager.Options{}, fmt.Errorf("--service-account-private-key-file: %w", err)
 		}
 	}
-	return manager.Options{Loopback: cfg, RootCA: ca, QuietPeriod: o.QuietPeriod, LeaderElection: o.LeaderElection, Nodes: o.Nodes, ServiceAccountKey: saKey, MetricsTopTenants: o.MetricsTopTenants}, nil
+	return manager.Options{Loopback: cfg, RootCA: ca, QuietPeriod: o.QuietPeriod, LeaderElection: o.LeaderElection, Nodes: o.Nodes, ServiceAccountKey: saKey, MetricsTopTenants: o.MetricsTopTenants, Autoscaling: o.Autoscaling}, nil
 }
 
 // serveMetrics serves the process's metrics (goroutines, memory, work
