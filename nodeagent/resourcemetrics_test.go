@@ -3,6 +3,7 @@ package nodeagent
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -105,6 +106,45 @@ func TestIntegrationResourceMetricsPerTenant(t *testing.T) {
 			return false, err
 		}
 		return m.Usage.Cpu().MilliValue() >= 900, nil
+	})
+
+	// A tenant reads the usage of the nodes it reads, no other.
+	for name, c := range map[string]kubernetes.Interface{"a": a, "b": b} {
+		nodes, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nm, err := metricsclient.NewForConfigOrDie(map[string]*rest.Config{"a": aCfg, "b": bCfg}[name]).MetricsV1beta1().NodeMetricses().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var seen, metered []string
+		for _, n := range nodes.Items {
+			seen = append(seen, n.Name)
+		}
+		for _, n := range nm.Items {
+			metered = append(metered, n.Name)
+		}
+		if fmt.Sprint(seen) != fmt.Sprint(metered) {
+			t.Errorf("tenant %s reads nodes %v and the usage of %v", name, seen, metered)
+		}
+	}
+	if _, err := ma.MetricsV1beta1().NodeMetricses().Get(ctx, "node-1", metav1.GetOptions{}); err != nil {
+		t.Fatalf("tenant a, whose pods run on node-1, reading its usage: %v", err)
+	}
+	env.CreateScheduling(t, "apiVersion: scheduling.kplex.io/v1alpha1\nkind: NodePool\nmetadata: {name: only-b}\nspec: {mode: dedicated, tenants: [b]}\n")
+	root := servertest.Client(t, env.Admin)
+	n, err := root.CoreV1().Nodes().Get(ctx, "node-1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Labels["kplex.io/pool"] = "only-b"
+	if _, err := root.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "node-1's usage hidden from tenant a once the node is b's", func() (bool, error) {
+		_, err := ma.MetricsV1beta1().NodeMetricses().Get(ctx, "node-1", metav1.GetOptions{})
+		return apierrors.IsNotFound(err), err
 	})
 
 	// The agent's per-tenant figures are the management plane's: a

@@ -183,6 +183,17 @@ func (s *Scraper) fetch(ctx context.Context, endpoint string) (map[string]*dto.M
 	return parser.TextToMetricFamilies(resp.Body)
 }
 
+// value reads a sample whatever type its family declares (or none).
+func value(m *dto.Metric) float64 {
+	switch {
+	case m.GetCounter() != nil:
+		return m.GetCounter().GetValue()
+	case m.GetGauge() != nil:
+		return m.GetGauge().GetValue()
+	}
+	return m.GetUntyped().GetValue()
+}
+
 // decode turns one agent's samples into figures; CPU is the rate since
 // prev's sample of the same container (or node), so a container has a
 // figure from its second scrape on, and a pod when all its containers do.
@@ -238,24 +249,24 @@ func decode(families map[string]*dto.MetricFamily, prev *endpointState) *endpoin
 			continue
 		}
 		u := container(k, c)
-		u.cpu, u.window = rate(n+"/"+k.tenant+"/"+k.namespace+"/"+k.name+"/"+c, m.GetCounter().GetValue(), at(m))
+		u.cpu, u.window = rate(n+"/"+k.tenant+"/"+k.namespace+"/"+k.name+"/"+c, value(m), at(m))
 		u.at = at(m)
 	}
 	for _, m := range families["container_memory_working_set_bytes"].GetMetric() {
 		if k, c, _, ok := get(m); ok {
-			container(k, c).memory = resource.NewQuantity(int64(m.GetGauge().GetValue()), resource.BinarySI)
+			container(k, c).memory = resource.NewQuantity(int64(value(m)), resource.BinarySI)
 		}
 	}
 	for _, m := range families["node_cpu_usage_seconds_total"].GetMetric() {
 		if _, _, n, ok := get(m); ok {
 			u := node(n)
-			u.cpu, u.window = rate("node/"+n, m.GetCounter().GetValue(), at(m))
+			u.cpu, u.window = rate("node/"+n, value(m), at(m))
 			u.at = at(m)
 		}
 	}
 	for _, m := range families["node_memory_working_set_bytes"].GetMetric() {
 		if _, _, n, ok := get(m); ok {
-			node(n).memory = resource.NewQuantity(int64(m.GetGauge().GetValue()), resource.BinarySI)
+			node(n).memory = resource.NewQuantity(int64(value(m)), resource.BinarySI)
 		}
 	}
 
