@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -18,7 +17,6 @@ import (
 	"k8s.io/client-go/rest"
 	metricsclient "k8s.io/metrics/pkg/client/clientset/versioned"
 
-	"github.com/kplex/kplex/apiserver/pki"
 	apiserver "github.com/kplex/kplex/apiserver/server"
 	"github.com/kplex/kplex/apiserver/server/servertest"
 	"github.com/kplex/kplex/nodeagent/runtime/simulated"
@@ -37,15 +35,7 @@ func TestIntegrationResourceMetricsPerTenant(t *testing.T) {
 	aCfg, bCfg := env.CreateTenant(t, "a"), env.CreateTenant(t, "b")
 	a, b := servertest.Client(t, aCfg), servertest.Client(t, bCfg)
 	ctx := context.Background()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	files := pki.Files{Dir: filepath.Join(env.DataDir, "pki")}
-	startAgent(t, env, "node-1", simulated.New(), func(c *Config) {
-		c.Listener = l
-		c.ClientCAFile = files.CACert()
-	})
+	port, files := startServingAgent(t, env)
 	usage := map[string]string{"a": "250m", "b": "750m"}
 	for name, c := range map[string]kubernetes.Interface{"a": a, "b": b} {
 		if _, err := c.CoreV1().ConfigMaps("default").Create(ctx, &v1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "settings"}, Data: map[string]string{"greeting": "hi"}}, metav1.CreateOptions{}); err != nil {
@@ -157,8 +147,7 @@ func TestIntegrationResourceMetricsPerTenant(t *testing.T) {
 		DialContext:     nodeconn.Dialer(nil),
 		TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true},
 	}}
-	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-	resp, err := client.Get("https://" + net.JoinHostPort(nodeconn.Hostname("a", "127.0.0.1"), port) + "/metrics/resource")
+	resp, err := client.Get("https://" + net.JoinHostPort(nodeconn.Hostname("a", "127.0.0.1"), strconv.Itoa(port)) + "/metrics/resource")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,24 @@ import (
 	"github.com/kplex/kplex/tenant/nodeconn"
 )
 
+// startServingAgent starts node-1's agent (simulated runtime) serving
+// the apiserver; it returns the agent's port and the PKI.
+func startServingAgent(t *testing.T, env *servertest.Env) (int, pki.Files) {
+	t.Helper()
+	// The test listens for the agent: a port found free and then closed
+	// may be taken by another test's server before the agent binds it.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := pki.Files{Dir: filepath.Join(env.DataDir, "pki")}
+	startAgent(t, env, "node-1", simulated.New(), func(c *Config) {
+		c.Listener = l
+		c.ClientCAFile = files.CACert()
+	})
+	return l.Addr().(*net.TCPAddr).Port, files
+}
+
 func execIn(t *testing.T, cfg *rest.Config, c kubernetes.Interface, pod string, cmd ...string) (string, error) {
 	req := c.CoreV1().RESTClient().Post().Resource("pods").Namespace("default").Name(pod).SubResource("exec").
 		VersionedParams(&v1.PodExecOptions{Container: "app", Command: cmd, Stdout: true, Stderr: true}, scheme.ParameterCodec)
@@ -45,18 +63,7 @@ func TestIntegrationLogsAndExecReachTheRightTenantsPod(t *testing.T) {
 	aCfg, bCfg := env.CreateTenant(t, "a"), env.CreateTenant(t, "b")
 	a, b := servertest.Client(t, aCfg), servertest.Client(t, bCfg)
 	ctx := context.Background()
-	// The test listens for the agent: a port found free and then closed
-	// may be taken by another test's server before the agent binds it.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	files := pki.Files{Dir: filepath.Join(env.DataDir, "pki")}
-	startAgent(t, env, "node-1", simulated.New(), func(c *Config) {
-		c.Listener = l
-		c.ClientCAFile = files.CACert()
-	})
+	port, files := startServingAgent(t, env)
 	for _, c := range []kubernetes.Interface{a, b} {
 		if _, err := c.CoreV1().ConfigMaps("default").Create(ctx, &v1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "settings"}, Data: map[string]string{"greeting": "hi"}}, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)

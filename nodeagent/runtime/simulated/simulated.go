@@ -303,19 +303,8 @@ func (r *Runtime) ListContainers(_ context.Context, filter *runtimeapi.Container
 	defer r.mu.Unlock()
 	var out []*runtimeapi.Container
 	for _, c := range r.containers {
-		if filter != nil {
-			if filter.Id != "" && filter.Id != c.id {
-				continue
-			}
-			if filter.PodSandboxId != "" && filter.PodSandboxId != c.sandboxID {
-				continue
-			}
-			if filter.State != nil && filter.State.State != c.state {
-				continue
-			}
-			if !matches(filter.LabelSelector, c.config.Labels) {
-				continue
-			}
+		if filter != nil && (!c.selected(filter.Id, filter.PodSandboxId, filter.LabelSelector) || (filter.State != nil && filter.State.State != c.state)) {
+			continue
 		}
 		out = append(out, &runtimeapi.Container{
 			Id: c.id, PodSandboxId: c.sandboxID, Metadata: c.config.Metadata, Image: c.config.Image, ImageRef: c.config.GetImage().GetImage(),
@@ -384,16 +373,8 @@ func (r *Runtime) ListContainerStats(_ context.Context, filter *runtimeapi.Conta
 	defer r.mu.Unlock()
 	var out []*runtimeapi.ContainerStats
 	for _, c := range r.containers {
-		if filter != nil {
-			if filter.Id != "" && filter.Id != c.id {
-				continue
-			}
-			if filter.PodSandboxId != "" && filter.PodSandboxId != c.sandboxID {
-				continue
-			}
-			if !matches(filter.LabelSelector, c.config.Labels) {
-				continue
-			}
+		if filter != nil && !c.selected(filter.Id, filter.PodSandboxId, filter.LabelSelector) {
+			continue
 		}
 		out = append(out, r.statsLocked(c))
 	}
@@ -454,6 +435,12 @@ func (r *Runtime) ContainerConfig(id string) *runtimeapi.ContainerConfig {
 		return c.config
 	}
 	return nil
+}
+
+// selected tells whether c passes a CRI filter's id, sandbox and labels
+// (empty ones pass all).
+func (c *container) selected(id, sandboxID string, labels map[string]string) bool {
+	return (id == "" || id == c.id) && (sandboxID == "" || sandboxID == c.sandboxID) && matches(labels, c.config.Labels)
 }
 
 func matches(selector, labels map[string]string) bool {
