@@ -42,6 +42,7 @@ import (
 	"github.com/kplex/kplex/client/pools"
 	"github.com/kplex/kplex/controllers/activation"
 	"github.com/kplex/kplex/controllers/autoscaling"
+	"github.com/kplex/kplex/controllers/clusterroles"
 	"github.com/kplex/kplex/controllers/disruption"
 	"github.com/kplex/kplex/controllers/endpoints"
 	"github.com/kplex/kplex/controllers/garbagecollector"
@@ -371,6 +372,8 @@ func (m *Manager) run(ctx context.Context) error {
 		}
 		nodesDone <- err
 	}()
+	rolesDone := make(chan error, 1)
+	go func() { rolesDone <- clusterroles.Run(ctx, m.opts.Loopback) }()
 	// Only the running manager (the leader) exports capacity: its reports
 	// go when it stops.
 	exported := capacityMetrics()
@@ -390,6 +393,9 @@ func (m *Manager) run(ctx context.Context) error {
 	}
 	if perr := <-poolsDone; err == nil && perr != nil {
 		err = perr
+	}
+	if rerr := <-rolesDone; err == nil && rerr != nil {
+		err = rerr
 	}
 	return err
 }
