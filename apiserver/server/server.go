@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apiserver/pkg/authentication/request/bearertoken"
 	"k8s.io/apiserver/pkg/authentication/request/union"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
@@ -319,7 +320,15 @@ func (s *Server) resourceMetrics(generic *genericapiserver.GenericAPIServer, c a
 	return generic.AddPostStartHook("kplex-resource-metrics", func(hook genericapiserver.PostStartHookContext) error {
 		nodes.Start(hook.Done())
 		go scraper.Run(hook)
-		return nil
+		// The server answers once post-start hooks are running: retry
+		// until the role is written.
+		return wait.PollUntilContextCancel(hook, time.Second, true, func(ctx context.Context) (bool, error) {
+			if err := resourcemetrics.EnsureReaderRole(ctx, client); err != nil {
+				klog.FromContext(ctx).V(2).Info("Writing the metrics reader role; will retry", "err", err)
+				return false, nil
+			}
+			return true, nil
+		})
 	})
 }
 

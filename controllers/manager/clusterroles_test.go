@@ -68,6 +68,12 @@ func TestIntegrationAggregatedClusterRolesWorkInTenants(t *testing.T) {
 	if _, err := viewer.CoreV1().Secrets("default").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
 		t.Errorf("a's viewer listing secrets: %v, want Forbidden (view excludes secrets)", err)
 	}
+	// view includes reading metrics.k8s.io (kubectl top), as with
+	// metrics-server's aggregated reader role.
+	eventually(t, 10*time.Second, "a's viewer lists pod metrics", func(ctx context.Context) (bool, error) {
+		err := viewer.(*kubernetes.Clientset).RESTClient().Get().AbsPath("/apis/metrics.k8s.io/v1beta1/namespaces/default/pods").Do(ctx).Error()
+		return err == nil, nil
+	})
 	if _, err := as(bCfg).CoreV1().ConfigMaps("default").Get(ctx, "settings", metav1.GetOptions{}); err == nil {
 		t.Errorf("a's viewer read b's configmap")
 	}
