@@ -8,14 +8,15 @@ import (
 	"github.com/prometheus/common/model"
 )
 
-func parse(t *testing.T, text string) *endpointState {
+// scrape decodes an agent's text as the scraper does, after prev.
+func scrape(t *testing.T, text string, prev *endpointState) *endpointState {
 	t.Helper()
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := p.TextToMetricFamilies(strings.NewReader(text))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return decode(families, nil)
+	return decode(families, prev)
 }
 
 // CPU is a rate between two samples; a container's first sample gives no
@@ -40,16 +41,11 @@ container_memory_working_set_bytes{container="sidecar",namespace="default",node=
 node_cpu_usage_seconds_total{node="n1"} 104 1002000
 node_memory_working_set_bytes{node="n1"} 1073741824 1002000
 `
-	st := parse(t, first)
+	st := scrape(t, first, nil)
 	if len(st.pods) != 0 || len(st.nodes) != 0 {
 		t.Fatalf("first scrape gave figures: %v %v", st.pods, st.nodes)
 	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := p.TextToMetricFamilies(strings.NewReader(second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st = decode(families, st)
+	st = scrape(t, second, st)
 	a := st.pods[podKey{"a", "default", "web"}]
 	if a == nil || len(a.Containers) != 1 {
 		t.Fatalf("tenant a's web: %+v", a)
@@ -72,14 +68,13 @@ node_memory_working_set_bytes{node="n1"} 1073741824 1002000
 // A counter that goes back (a restarted container) gives no figure rather
 // than a negative one.
 func TestDecodeRestartedContainer(t *testing.T) {
-	st := parse(t, `container_cpu_usage_seconds_total{container="app",namespace="ns",node="n",pod="p",tenant="a"} 10 1000
+	st := scrape(t, `container_cpu_usage_seconds_total{container="app",namespace="ns",node="n",pod="p",tenant="a"} 10 1000
 container_memory_working_set_bytes{container="app",namespace="ns",node="n",pod="p",tenant="a"} 1 1000
-`)
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	families, _ := p.TextToMetricFamilies(strings.NewReader(`container_cpu_usage_seconds_total{container="app",namespace="ns",node="n",pod="p",tenant="a"} 1 2000
+`, nil)
+	st = scrape(t, `container_cpu_usage_seconds_total{container="app",namespace="ns",node="n",pod="p",tenant="a"} 1 2000
 container_memory_working_set_bytes{container="app",namespace="ns",node="n",pod="p",tenant="a"} 1 2000
-`))
-	if st = decode(families, st); len(st.pods) != 0 {
+`, st)
+	if len(st.pods) != 0 {
 		t.Errorf("a reset counter gave %+v", st.pods)
 	}
 }
