@@ -121,7 +121,20 @@ func (m *machine) up(flags ...string) {
 	if !slices.ContainsFunc(flags, func(f string) bool { return strings.HasPrefix(f, "--runtime") }) {
 		flags = append(flags, "--runtime=none")
 	}
-	m.must(m.kplex(append([]string{"up", "--data-dir", m.dataDir, "--secure-port", strconv.Itoa(m.port)}, flags...)...))
+	for attempt := 1; ; attempt++ {
+		out, errOut, err := m.kplex(append([]string{"up", "--data-dir", m.dataDir, "--secure-port", strconv.Itoa(m.port)}, flags...)...)
+		// A port found free may be taken (another test's server, an
+		// outgoing connection) before kplex binds it: take another.
+		log := filepath.Join(m.dataDir, "kplex.log")
+		if b, _ := os.ReadFile(log); err != nil && attempt < 3 && bytes.Contains(b, []byte("address already in use")) {
+			m.t.Logf("port %d was taken before kplex bound it; trying another", m.port)
+			_ = os.Remove(log)
+			m.port = freePort(m.t)
+			continue
+		}
+		m.must(out, errOut, err)
+		return
+	}
 }
 
 func lines(s string) []string {
