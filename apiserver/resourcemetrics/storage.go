@@ -100,18 +100,22 @@ type podMetrics struct {
 }
 
 var (
-	_             rest.Getter               = &podMetrics{}
-	_             rest.Lister               = &podMetrics{}
-	_             rest.Scoper               = &podMetrics{}
-	_             rest.SingularNameProvider = &podMetrics{}
-	_             rest.KindProvider         = &podMetrics{}
-	_             rest.Storage              = &nodeMetrics{}
-	_             rest.Lister               = &nodeMetrics{}
-	_             rest.Getter               = &nodeMetrics{}
-	_             rest.SingularNameProvider = &nodeMetrics{}
-	_             rest.KindProvider         = &nodeMetrics{}
-	podsResource                            = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
-	nodesResource                           = schema.GroupVersionResource{Version: "v1", Resource: "nodes"}
+	_ rest.Getter               = &podMetrics{}
+	_ rest.Lister               = &podMetrics{}
+	_ rest.Scoper               = &podMetrics{}
+	_ rest.SingularNameProvider = &podMetrics{}
+	_ rest.KindProvider         = &podMetrics{}
+	_ rest.Storage              = &nodeMetrics{}
+	_ rest.Lister               = &nodeMetrics{}
+	_ rest.Getter               = &nodeMetrics{}
+	_ rest.SingularNameProvider = &nodeMetrics{}
+	_ rest.KindProvider         = &nodeMetrics{}
+)
+
+// The objects whose metrics a tenant may read, as its own requests name them.
+var (
+	podsResource  = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
+	nodesResource = schema.GroupVersionResource{Version: "v1", Resource: "nodes"}
 )
 
 func (p *podMetrics) New() runtime.Object     { return &metrics.PodMetrics{} }
