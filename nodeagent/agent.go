@@ -18,6 +18,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/kplex/kplex/client/crosstenant"
+	"github.com/kplex/kplex/nodeagent/runtime/simulated"
 )
 
 // Devices is what the agent needs of the device-plugin manager: the
@@ -62,6 +63,8 @@ type Agent struct {
 	runtime Runtime
 	devices Devices
 	node    *nodeStatus
+	// net is the pod network; nil when every pod runs on the node's.
+	net *podNetwork
 
 	backoff *flowcontrol.Backoff
 
@@ -84,8 +87,11 @@ func newAgent(cfg *Config, name string, root kubernetes.Interface, tenants rest.
 		backoff: flowcontrol.NewBackOff(10*time.Second, 5*time.Minute),
 		workers: map[types.UID]*podWorker{},
 	}
+	if !rt.HostNetworkOnly {
+		a.net = newPodNetwork(rt.Scheme != simulated.RuntimeName)
+	}
 	a.node = &nodeStatus{
-		name: name, cfg: cfg, client: root,
+		name: name, cfg: cfg, client: root, pokes: make(chan struct{}, 1),
 		capacity: func() v1.ResourceList {
 			out := capacity.DeepCopy()
 			if devices != nil {
@@ -115,6 +121,9 @@ func newAgent(cfg *Config, name string, root kubernetes.Interface, tenants rest.
 			return v.RuntimeName + "://" + v.RuntimeVersion, nil
 		},
 	}
+	if a.net != nil && a.net.cni {
+		a.node.network = a.net.notReady
+	}
 	return a
 }
 
@@ -136,6 +145,9 @@ func (a *Agent) run(ctx context.Context) error {
 		return err
 	}
 	go a.node.heartbeat(ctx, a.root)
+	if a.net != nil {
+		go a.keepNetwork(ctx)
+	}
 	var changes <-chan struct{}
 	if a.devices != nil {
 		changes = a.devices.Changes()
@@ -159,6 +171,7 @@ func (a *Agent) run(ctx context.Context) error {
 			return nil
 		case <-tick.C:
 		case <-changes:
+		case <-a.node.pokes:
 		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/kplex/kplex/dataplane/cni"
 	"github.com/kplex/kplex/tenant"
 )
 
@@ -32,6 +33,12 @@ const (
 	DefaultSimulatedCPU          = "32"
 	DefaultSimulatedMemory       = "256Gi"
 	DefaultMaxParallelImagePulls = 4
+	NetworkCNI                   = "cni"
+	NetworkHost                  = "host"
+	DefaultClusterDNS            = "10.96.0.10"
+	DefaultClusterDomain         = "cluster.local"
+	DefaultClusterCIDR           = "10.244.0.0/16"
+	DefaultServiceCIDR           = "10.96.0.0/12"
 )
 
 // Config is everything one agent process needs. Flags bind onto it; New
@@ -90,6 +97,20 @@ type Config struct {
 	SimulatedMemory string
 	// SimulatedGPUs gives each simulated node this many nvidia.com/gpu.
 	SimulatedGPUs int
+
+	// Network is "cni" (pods get their own network namespace and an IP of
+	// the node's pod CIDR; Services, DNS and tenant isolation run here) or
+	// "host" (every pod on the node's network, as before CNI).
+	Network string
+	// CNIConfDir and CNIBinDir are the container runtime's CNI directories.
+	CNIConfDir, CNIBinDir string
+	// ClusterDNS is the DNS server address pods are given, served on the
+	// node; ClusterDomain the cluster's DNS domain.
+	ClusterDNS    string
+	ClusterDomain string
+	// ClusterCIDR is the range of every node's pod CIDR; ServiceCIDR the
+	// Services' cluster IPs.
+	ClusterCIDR, ServiceCIDR string
 }
 
 // NewConfig returns the defaults.
@@ -111,6 +132,13 @@ func NewConfig() *Config {
 		SyncFrequency:    DefaultSyncFrequency,
 		SimulatedCPU:     DefaultSimulatedCPU,
 		SimulatedMemory:  DefaultSimulatedMemory,
+		Network:          NetworkCNI,
+		CNIConfDir:       cni.DefaultConfDir,
+		CNIBinDir:        cni.DefaultBinDir,
+		ClusterDNS:       DefaultClusterDNS,
+		ClusterDomain:    DefaultClusterDomain,
+		ClusterCIDR:      DefaultClusterCIDR,
+		ServiceCIDR:      DefaultServiceCIDR,
 	}
 }
 
@@ -141,6 +169,13 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.SimulatedCPU, "simulated-cpu", c.SimulatedCPU, "A simulated node's CPU capacity.")
 	fs.StringVar(&c.SimulatedMemory, "simulated-memory", c.SimulatedMemory, "A simulated node's memory capacity.")
 	fs.IntVar(&c.SimulatedGPUs, "simulated-gpus", c.SimulatedGPUs, "nvidia.com/gpu devices of each simulated node.")
+	fs.StringVar(&c.Network, "network", c.Network, `"cni": each pod gets its own network namespace and an IP of the node's pod CIDR, with Services, cluster DNS and tenant isolation on the node; "host": every pod on the node's network.`)
+	fs.StringVar(&c.CNIConfDir, "cni-conf-dir", c.CNIConfDir, "The container runtime's CNI configuration directory; the agent writes the node's network there.")
+	fs.StringVar(&c.CNIBinDir, "cni-bin-dir", c.CNIBinDir, "The directory of the CNI plugins (bridge, host-local, portmap, loopback).")
+	fs.StringVar(&c.ClusterDNS, "cluster-dns", c.ClusterDNS, "The DNS server address pods are given; the node serves it.")
+	fs.StringVar(&c.ClusterDomain, "cluster-domain", c.ClusterDomain, "The cluster's DNS domain.")
+	fs.StringVar(&c.ClusterCIDR, "cluster-cidr", c.ClusterCIDR, "The pods' address range, of which each node's pod CIDR is a part.")
+	fs.StringVar(&c.ServiceCIDR, "service-cluster-ip-range", c.ServiceCIDR, "The Services' cluster IP range.")
 }
 
 // Simulated reports whether pods run in the simulated runtime.
@@ -178,6 +213,17 @@ func (c *Config) Validate() error {
 	}
 	if c.RenewInterval <= 0 || c.LeaseDuration <= c.RenewInterval {
 		errs = append(errs, fmt.Errorf("--node-lease-duration (%s) must be longer than --node-lease-renew-interval (%s)", c.LeaseDuration, c.RenewInterval))
+	}
+	if c.Network != NetworkCNI && c.Network != NetworkHost {
+		errs = append(errs, fmt.Errorf("--network %q: must be %q or %q", c.Network, NetworkCNI, NetworkHost))
+	}
+	for flag, v := range map[string]string{"--cluster-cidr": c.ClusterCIDR, "--service-cluster-ip-range": c.ServiceCIDR} {
+		if _, _, err := net.ParseCIDR(v); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: %w", flag, v, err))
+		}
+	}
+	if net.ParseIP(c.ClusterDNS) == nil {
+		errs = append(errs, fmt.Errorf("--cluster-dns %q: not an IP address", c.ClusterDNS))
 	}
 	if c.SyncFrequency <= 0 {
 		errs = append(errs, errors.New("--sync-frequency must be positive"))

@@ -201,6 +201,13 @@ func (w *podWorker) env(ctx context.Context, pod *v1.Pod, c *v1.Container) ([]*r
 		}
 		vars[k] = v
 	}
+	svcEnv, err := w.serviceEnv(ctx, pod)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range svcEnv {
+		set(e.Name, e.Value)
+	}
 	for _, from := range c.EnvFrom {
 		switch {
 		case from.ConfigMapRef != nil:

@@ -47,6 +47,11 @@ type nodeStatus struct {
 	client   kubernetes.Interface
 	capacity func() v1.ResourceList
 	runtime  func(context.Context) (version string, ready error)
+	// network says why pods cannot get a network (nil: they can, or the
+	// node runs them on its own network).
+	network func() error
+	// pokes asks for a status write now.
+	pokes chan struct{}
 
 	// fileLabels are the labels last applied from --node-labels-dir.
 	fileLabels map[string]string
@@ -178,6 +183,14 @@ func hasTaint(taints []v1.Taint, t v1.Taint) bool {
 
 // status computes the node's status; ready says whether the agent can run
 // pods (nil) or why not.
+// poke asks the agent's loop to write the status now.
+func (n *nodeStatus) poke() {
+	select {
+	case n.pokes <- struct{}{}:
+	default:
+	}
+}
+
 func (n *nodeStatus) status(ctx context.Context, stopping bool) v1.NodeStatus {
 	runtimeVersion, runtimeErr := n.runtime(ctx)
 	capacity := n.capacity()
@@ -187,6 +200,10 @@ func (n *nodeStatus) status(ctx context.Context, stopping bool) v1.NodeStatus {
 		ready = v1.NodeCondition{Type: v1.NodeReady, Status: v1.ConditionFalse, Reason: "KubeletStopped", Message: "kplex-nodeagent stopped; its pods keep running until it is back"}
 	case runtimeErr != nil:
 		ready = v1.NodeCondition{Type: v1.NodeReady, Status: v1.ConditionFalse, Reason: "KubeletNotReady", Message: fmt.Sprintf("container runtime is down: %v", runtimeErr)}
+	case n.network != nil && n.network() != nil:
+		// The kubelet's words, which tools and people search for.
+		ready = v1.NodeCondition{Type: v1.NodeReady, Status: v1.ConditionFalse, Reason: "KubeletNotReady",
+			Message: fmt.Sprintf("container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:%v", n.network())}
 	}
 	conditions := []v1.NodeCondition{
 		{Type: v1.NodeMemoryPressure, Status: v1.ConditionFalse, Reason: "KubeletHasSufficientMemory", Message: "kplex-nodeagent has sufficient memory available"},

@@ -53,8 +53,11 @@ type podWorker struct {
 	// admissionFailure, once set, fails the pod: it cannot run here.
 	admissionFailure string
 	lastStatus       *v1.PodStatus
-	lastRV           string
-	deleted          bool
+	// podIPs are the IPs of sandbox ipsOf, read from the runtime.
+	podIPs  []string
+	ipsOf   string
+	lastRV  string
+	deleted bool
 }
 
 func newPodWorker(a *Agent, tenantName string, pod *v1.Pod) *podWorker {
@@ -227,6 +230,22 @@ func (w *podWorker) sync(ctx context.Context, pod *v1.Pod, gone bool) (idle, don
 		return true, false
 	}
 
+	if w.needsNetwork(pod) && w.agent.net.cni && (obs.sandbox == nil || obs.sandbox.State != runtimeapi.PodSandboxState_SANDBOX_READY) {
+		if err := w.agent.net.notReady(); err != nil {
+			// As the kubelet: the pod waits for the network, it never
+			// falls back to the node's.
+			for _, c := range append(append([]v1.Container{}, pod.Spec.InitContainers...), pod.Spec.Containers...) {
+				w.waiting[c.Name] = &v1.ContainerStateWaiting{Reason: "NetworkNotReady", Message: "network is not ready: " + err.Error()}
+			}
+			w.writeStatus(ctx, pod, w.computeStatus(pod, obs, false))
+			return false, false
+		}
+		for name, wt := range w.waiting {
+			if wt.Reason == "NetworkNotReady" {
+				delete(w.waiting, name)
+			}
+		}
+	}
 	sandboxID, err := w.ensureSandbox(ctx, pod, obs)
 	if err != nil {
 		logger.Error(err, "Creating pod sandbox")
@@ -238,6 +257,7 @@ func (w *podWorker) sync(ctx context.Context, pod *v1.Pod, gone bool) (idle, don
 			return false, false
 		}
 	}
+	w.readPodIPs(ctx, pod, sandboxID)
 	changed := w.syncContainers(ctx, pod, obs, sandboxID)
 	if changed {
 		if obs, err = w.observe(ctx); err != nil {
@@ -269,6 +289,11 @@ func (w *podWorker) ensureSandbox(ctx context.Context, pod *v1.Pod, obs *observe
 		w.agent.removeSandbox(ctx, s.Id, 0)
 	}
 	cfg := w.sandboxConfig(pod, attempt)
+	dnsConfig, err := w.dnsConfig(pod)
+	if err != nil {
+		return "", fmt.Errorf("the pod's DNS settings: %w", err)
+	}
+	cfg.DnsConfig = dnsConfig
 	if err := os.MkdirAll(cfg.LogDirectory, 0o755); err != nil {
 		return "", fmt.Errorf("creating the pod's log directory: %w", err)
 	}
@@ -322,6 +347,7 @@ func (w *podWorker) sandboxConfig(pod *v1.Pod, attempt uint32) *runtimeapi.PodSa
 		hostname = ""
 	}
 	return &runtimeapi.PodSandboxConfig{
+		PortMappings: portMappings(pod),
 		Metadata: &runtimeapi.PodSandboxMetadata{
 			// The runtime keys sandboxes by name and namespace: two tenants'
 			// default/web-0 must not meet there.

@@ -3,6 +3,7 @@ package nodeagent
 import (
 	"context"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/kplex/kplex/client/crosstenant"
+	"github.com/kplex/kplex/dataplane"
 	"github.com/kplex/kplex/nodeagent/runtime/simulated"
 )
 
@@ -89,7 +91,7 @@ func run(ctx context.Context, cfg *Config, kubeconfig *rest.Config, simulatedRun
 					return err
 				}
 			}
-			rt := Runtime{Service: simulated.New(), Images: simulated.Images{}, HostNetworkOnly: true, Scheme: simulated.RuntimeName}
+			rt := Runtime{Service: simulated.New(), Images: simulated.Images{}, HostNetworkOnly: cfg.Network == NetworkHost, Scheme: simulated.RuntimeName}
 			if simulatedRuntime != nil {
 				rt = simulatedRuntime(name)
 			}
@@ -103,6 +105,17 @@ func run(ctx context.Context, cfg *Config, kubeconfig *rest.Config, simulatedRun
 		rt, err := criRuntime(ctx, cfg.RuntimeEndpoint)
 		if err != nil {
 			return err
+		}
+		rt.HostNetworkOnly = cfg.Network == NetworkHost
+		if !rt.HostNetworkOnly {
+			if err := dataplane.Start(ctx, kubeconfig, dataplane.Options{
+				NodeName: cfg.NodeName, NodeIP: net.ParseIP(cfg.NodeIP),
+				ClusterCIDR: cfg.ClusterCIDR, ServiceCIDR: cfg.ServiceCIDR,
+				ClusterDNS: net.ParseIP(cfg.ClusterDNS), ClusterDomain: cfg.ClusterDomain,
+				DNSUpstreams: hostNameservers(),
+			}); err != nil {
+				return fmt.Errorf("the node's data plane: %w", err)
+			}
 		}
 		devices, err := startDevices(ctx, cfg)
 		if err != nil {

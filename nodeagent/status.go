@@ -23,10 +23,12 @@ func (w *podWorker) computeStatus(pod *v1.Pod, obs *observed, terminating bool) 
 	st := v1.PodStatus{
 		HostIP:    w.agent.cfg.NodeIP,
 		HostIPs:   []v1.HostIP{{IP: w.agent.cfg.NodeIP}},
-		PodIP:     w.agent.cfg.NodeIP,
-		PodIPs:    []v1.PodIP{{IP: w.agent.cfg.NodeIP}},
+		PodIPs:    w.ips(pod),
 		StartTime: old.StartTime,
 		QOSClass:  old.QOSClass,
+	}
+	if len(st.PodIPs) > 0 {
+		st.PodIP = st.PodIPs[0].IP
 	}
 	if st.StartTime == nil {
 		now := metav1.Now()

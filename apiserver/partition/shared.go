@@ -26,9 +26,12 @@ var bootstrapPolicy shared = func(m metav1.Object) bool {
 
 // apiserverService is default/kubernetes: the Service (with its endpoints)
 // through which pods reach the apiserver, the same one for every tenant. It
-// keeps tenants from each taking a cluster IP for it.
+// keeps tenants from each taking a cluster IP for it. kube-system/kube-dns
+// is shared alike: every node answers DNS on its cluster IP, each pod from
+// its own tenant, and tools look for the Service.
 var apiserverService shared = func(m metav1.Object) bool {
-	return m.GetNamespace() == metav1.NamespaceDefault && m.GetName() == "kubernetes"
+	return (m.GetNamespace() == metav1.NamespaceDefault && m.GetName() == "kubernetes") ||
+		(m.GetNamespace() == metav1.NamespaceSystem && m.GetName() == "kube-dns")
 }
 
 // sharedFromRoot names the resources of which every tenant reads root's

@@ -2,5 +2,7 @@
 // needs in its data directory: a CA, a serving certificate signed by it, an
 // admin client certificate (system:masters), the service-account signing key
 // and the key tenant credentials are derived from. Files that exist are
-// reused, so restarts keep every credential valid.
+// reused, so restarts keep every credential valid; only a serving
+// certificate that does not name every address the server is reached by
+// is signed again, with the same CA and key.
 package pki

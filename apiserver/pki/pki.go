@@ -51,7 +51,9 @@ const KubeletClientUser = nodeconn.ClientName
 const validity = 10 * 365 * 24 * time.Hour
 
 // Ensure creates whatever is missing in f.Dir. hosts are the IPs and DNS
-// names the serving certificate must be valid for.
+// names the serving certificate must be valid for, beyond localhost and the
+// kubernetes Service's names; a serving certificate that lacks one is made
+// again.
 func Ensure(f Files, hosts []string) error {
 	if err := os.MkdirAll(f.Dir, 0o700); err != nil {
 		return fmt.Errorf("creating pki directory: %w", err)
@@ -60,7 +62,11 @@ func Ensure(f Files, hosts []string) error {
 	if err != nil {
 		return err
 	}
-	if err := ensureSigned(f.ServingCert(), f.ServingKey(), caCert, caKey, servingTemplate(hosts)); err != nil {
+	serving := servingTemplate(hosts)
+	if err := dropUnfit(f.ServingCert(), serving, caCert); err != nil {
+		return fmt.Errorf("serving certificate: %w", err)
+	}
+	if err := ensureSigned(f.ServingCert(), f.ServingKey(), caCert, caKey, serving); err != nil {
 		return fmt.Errorf("serving certificate: %w", err)
 	}
 	admin := &x509.Certificate{
@@ -99,7 +105,7 @@ func servingTemplate(hosts []string) *x509.Certificate {
 		Subject:     pkix.Name{CommonName: "kplex-apiserver"},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
-	for _, h := range append([]string{"127.0.0.1", "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"}, hosts...) {
+	for _, h := range append([]string{"127.0.0.1", "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"}, hosts...) {
 		if ip := net.ParseIP(h); ip != nil {
 			t.IPAddresses = append(t.IPAddresses, ip)
 		} else if h != "" {
@@ -107,6 +113,38 @@ func servingTemplate(hosts []string) *x509.Certificate {
 		}
 	}
 	return t
+}
+
+// dropUnfit removes the certificate at path unless ca signed it for every
+// address template names: a PKI made before an address was needed (the
+// kubernetes Service's cluster IP, another advertise address) gets a new
+// serving certificate, under the same CA and key, so clients keep trusting it.
+func dropUnfit(path string, template *x509.Certificate, ca *x509.Certificate) error {
+	if !exists(path) {
+		return nil
+	}
+	if certs, err := certutil.CertsFromFile(path); err == nil && certs[0].CheckSignatureFrom(ca) == nil && names(certs[0], template) {
+		return nil
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("replacing %s: %w", path, err)
+	}
+	return nil
+}
+
+// names reports whether cert is valid for every address of template.
+func names(cert, template *x509.Certificate) bool {
+	for _, ip := range template.IPAddresses {
+		if cert.VerifyHostname(ip.String()) != nil {
+			return false
+		}
+	}
+	for _, name := range template.DNSNames {
+		if cert.VerifyHostname(name) != nil {
+			return false
+		}
+	}
+	return true
 }
 
 func ensureCA(f Files) (*x509.Certificate, crypto.Signer, error) {

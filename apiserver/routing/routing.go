@@ -2,6 +2,7 @@ package routing
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -26,8 +27,10 @@ type Tenants interface {
 
 // WithTenant returns a handler that strips /clusters/<tenant> from the
 // request, puts the tenant into its context and calls next. An invalid tenant
-// name gets 400 and does not reach next. Whether the tenant exists is not
-// answered here, before authentication, but by WithServingTenant.
+// name gets 400 and does not reach next. A request without the prefix is
+// served in the tenant its bearer token claims (see claimedTenant), else in
+// root. Whether the tenant exists is not answered here, before
+// authentication, but by WithServingTenant.
 func WithTenant(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		name, rest, addressed, err := split(req.URL.EscapedPath())
@@ -36,7 +39,12 @@ func WithTenant(next http.Handler) http.Handler {
 			return
 		}
 		if !addressed {
-			next.ServeHTTP(w, req.WithContext(tenant.WithTenant(req.Context(), tenant.Root)))
+			name, err := claimedTenant(req)
+			if err != nil {
+				WriteStatus(w, apierrors.NewUnauthorized(err.Error()))
+				return
+			}
+			next.ServeHTTP(w, req.WithContext(tenant.WithTenant(req.Context(), name)))
 			return
 		}
 		r := req.Clone(tenant.WithTenant(req.Context(), name))
@@ -52,6 +60,30 @@ func WithTenant(next http.Handler) http.Handler {
 		r.RequestURI = r.URL.RequestURI()
 		next.ServeHTTP(w, r)
 	})
+}
+
+// claimedTenant is the tenant of a request without the prefix: the one
+// its service account token was issued in (tenantauth.ClaimTenant), so
+// that a pod's in-cluster client, which knows no prefix, reaches its own
+// tenant; root for any other request. The claim is read unverified: like a
+// prefix, it only chooses where the token is judged, and authentication
+// there verifies it (docs/notes/in-cluster-api.md). No token is ever issued
+// for root or for every tenant, so a claim that is no tenant's name is an
+// error: it must not reach root's or the wildcard's authenticator.
+func claimedTenant(req *http.Request) (string, error) {
+	if req.TLS != nil && len(req.TLS.PeerCertificates) > 0 {
+		// Upstream tries a client certificate before any token: a token
+		// must not move a certificate's identity out of root.
+		return tenant.Root, nil
+	}
+	name := tenantauth.ClaimedTenant(tenantauth.BearerToken(req))
+	if name == "" {
+		return tenant.Root, nil
+	}
+	if err := tenant.ValidateName(name); err != nil {
+		return "", fmt.Errorf("the bearer token's %s claim names no tenant: %w", tenantauth.ClaimTenant, err)
+	}
+	return name, nil
 }
 
 // WithServingTenant answers 404, naming the tenant, for a request to a

@@ -2,6 +2,7 @@ package server
 
 import (
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -43,5 +44,32 @@ func TestFlagsOverrideDefaults(t *testing.T) {
 	cfg.DataDir = ""
 	if err := cfg.Validate(); err != ErrNoDataDir {
 		t.Errorf("Validate with no data dir = %v", err)
+	}
+}
+
+func TestServingHostsNameTheKubernetesService(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		ranges, advertise string
+		want              []string
+	}{
+		{DefaultServiceClusterIPRange, "192.0.2.9", []string{"10.96.0.1", "192.0.2.9"}},
+		{"10.100.0.0/16,fd00::/108", "192.0.2.9", []string{"10.100.0.1", "192.0.2.9"}},
+		{"fd00::/108", "2001:db8::9", []string{"fd00::1", "2001:db8::9"}},
+	}
+	for _, tc := range tests {
+		cfg := NewConfig()
+		if err := cfg.FlagSet().Parse([]string{"--service-cluster-ip-range=" + tc.ranges, "--advertise-address=" + tc.advertise}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := servingHosts(cfg)
+		if err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("%s, %s: %v %v, want %v", tc.ranges, tc.advertise, got, err, tc.want)
+		}
+	}
+	cfg := NewConfig()
+	cfg.Kube.ServiceClusterIPRanges = "10.96.0.0"
+	if _, err := servingHosts(cfg); err == nil || !strings.Contains(err.Error(), "--service-cluster-ip-range") {
+		t.Errorf("a bad range: %v", err)
 	}
 }

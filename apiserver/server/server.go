@@ -110,7 +110,11 @@ func Start(ctx context.Context, cfg *Config) (_ *Server, err error) {
 	}()
 
 	files := cfg.PKI()
-	if err := pki.Ensure(files, nil); err != nil {
+	hosts, err := servingHosts(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := pki.Ensure(files, hosts); err != nil {
 		return nil, fmt.Errorf("preparing the PKI in %s: %w", files.Dir, err)
 	}
 	secret, err := os.ReadFile(files.TenantTokenKey())
@@ -165,6 +169,9 @@ func Start(ctx context.Context, cfg *Config) (_ *Server, err error) {
 	}
 	generic := chain.GenericAPIServer
 	if err := s.resourceMetrics(generic, completedConfig); err != nil {
+		return nil, err
+	}
+	if err := s.nodePortRepair(generic, completedConfig); err != nil {
 		return nil, err
 	}
 	crdOptions := s.crdOptions(completedConfig)

@@ -1,10 +1,10 @@
 package tenantauth
 
 import (
-	"strings"
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"

@@ -16,6 +16,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/httpstream/wsstream"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
 	"k8s.io/apiserver/pkg/authentication/serviceaccount"
 	"k8s.io/apiserver/pkg/authentication/user"
@@ -65,7 +66,7 @@ func (g tokenGenerator) GenerateToken(ctx context.Context, claims *jwt.Claims, p
 func BindServiceAccounts(inner authenticator.Request) authenticator.Request {
 	return authenticator.RequestFunc(func(req *http.Request) (*authenticator.Response, bool, error) {
 		// Read before inner: a successful bearer authenticator removes the header.
-		token := bearer(req)
+		token := BearerToken(req)
 		resp, ok, err := inner.AuthenticateRequest(withTenantAudience(req))
 		if !ok || err != nil || !strings.HasPrefix(resp.User.GetName(), serviceaccount.ServiceAccountUsernamePrefix) {
 			return resp, ok, err
@@ -110,32 +111,57 @@ func audienceTenant(ctx context.Context) string {
 	return tenant.Root
 }
 
-func bearer(req *http.Request) string {
-	h := req.Header.Get("Authorization")
-	if token, ok := strings.CutPrefix(h, "Bearer "); ok {
-		return strings.TrimSpace(token)
+// websocketProtocolPrefix carries a bearer token in a WebSocket
+// subprotocol, for clients (browsers) that cannot set headers.
+const websocketProtocolPrefix = "base64url.bearer.authorization.k8s.io."
+
+// BearerToken returns the bearer token of req as upstream's authenticators
+// read it (an Authorization header, else a WebSocket subprotocol), or "".
+// Whoever reads a token's claims must read the token that was verified.
+func BearerToken(req *http.Request) string {
+	parts := strings.SplitN(strings.TrimSpace(req.Header.Get("Authorization")), " ", 3)
+	if len(parts) >= 2 && strings.EqualFold(parts[0], "bearer") && parts[1] != "" {
+		return parts[1]
+	}
+	if !wsstream.IsWebSocketRequest(req) {
+		return ""
+	}
+	for _, protocol := range strings.Split(strings.Join(req.Header.Values("Sec-Websocket-Protocol"), ","), ",") {
+		if encoded, ok := strings.CutPrefix(strings.TrimSpace(protocol), websocketProtocolPrefix); ok {
+			token, _ := base64.RawURLEncoding.DecodeString(encoded)
+			return string(token)
+		}
 	}
 	return ""
 }
 
-// tokenTenant reads ClaimTenant from a JWT the inner authenticator has
-// verified already.
-func tokenTenant(token string) string {
+// ClaimedTenant returns the ClaimTenant of a JWT without verifying it, or
+// "" when token is no JWT or has no such claim.
+func ClaimedTenant(token string) string {
 	parts := strings.Split(token, ".")
 	if len(parts) != 3 {
-		return tenant.Root
+		return ""
 	}
 	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
 	if err != nil {
-		return tenant.Root
+		return ""
 	}
 	var claims struct {
 		Tenant string `json:"kplex.io/tenant"`
 	}
-	if json.Unmarshal(payload, &claims) != nil || claims.Tenant == "" {
-		return tenant.Root
+	if json.Unmarshal(payload, &claims) != nil {
+		return ""
 	}
 	return claims.Tenant
+}
+
+// tokenTenant reads ClaimTenant from a JWT the inner authenticator has
+// verified already; root when it has none.
+func tokenTenant(token string) string {
+	if t := ClaimedTenant(token); t != "" {
+		return t
+	}
+	return tenant.Root
 }
 
 func withTenant(u user.Info, t string) user.Info {

@@ -33,6 +33,7 @@ import (
 	"github.com/kplex/kplex/controllers/activation"
 	"github.com/kplex/kplex/controllers/autoscaling"
 	"github.com/kplex/kplex/controllers/manager"
+	"github.com/kplex/kplex/dataplane/cni"
 	"github.com/kplex/kplex/deviceplugin/gpu"
 	deviceserver "github.com/kplex/kplex/deviceplugin/server"
 	"github.com/kplex/kplex/nodeagent"
@@ -49,6 +50,10 @@ type flagpole struct {
 	QuietPeriod     time.Duration
 	Scheduler       bool
 	Runtime         string
+	PodNetwork      string
+	CNIConfDir      string
+	BindAddress     string
+	Advertise       string
 	SimulateGPUs    string
 	RuntimeEndpoint string
 	// MetricsResolution and AutoscalerSyncPeriod: how fresh kubectl top
@@ -74,7 +79,9 @@ func NewCommand(g *cli.Global, streams cli.Streams) *cobra.Command {
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&flags.DataDir, "data-dir", server.DefaultDataDir(), "directory for kplex's PKI, embedded etcd data, pid file and log")
-	fs.IntVar(&flags.SecurePort, "secure-port", server.DefaultSecurePort, "port the apiserver serves HTTPS on, on 127.0.0.1")
+	fs.IntVar(&flags.SecurePort, "secure-port", server.DefaultSecurePort, "port the apiserver serves HTTPS on, on --bind-address")
+	fs.StringVar(&flags.BindAddress, "bind-address", "127.0.0.1", "address the apiserver listens on; 0.0.0.0 for every address of this host (nodes on other machines, pods reaching their API)")
+	fs.StringVar(&flags.Advertise, "advertise-address", "", "address the kubernetes Service's endpoints name, where pods reach the apiserver; empty picks this host's default-route address")
 	fs.StringSliceVar(&flags.EtcdServers, "etcd-servers", nil, "external etcd servers (scheme://ip:port, comma separated); empty runs etcd embedded")
 	fs.BoolVar(&flags.Foreground, "foreground", false, "run in the foreground, logging to stderr, until interrupted")
 	fs.DurationVar(&flags.Wait, "wait", 2*time.Minute, "how long to wait for kplex to be ready")
@@ -83,6 +90,8 @@ func NewCommand(g *cli.Global, streams cli.Streams) *cobra.Command {
 	fs.StringVar(&flags.Runtime, "runtime", runtimeSimulated, `the local node agent's runtime: "simulated" (pods run nowhere, for trying kplex), "containerd" (real containers through CRI at --container-runtime-endpoint), or "none" (no local node)`)
 	fs.StringVar(&flags.SimulateGPUs, "simulate-gpus", "", "give the local node simulated GPUs through kplex-deviceplugin's simulated backend, e.g. h100x8 (one of "+strings.Join(gpu.SimulatedSpecs(), ", ")+")")
 	fs.StringVar(&flags.RuntimeEndpoint, "container-runtime-endpoint", nodeagent.DefaultContainerdEndpoint, "containerd's CRI socket, for --runtime containerd")
+	fs.StringVar(&flags.PodNetwork, "pod-network", nodeagent.NetworkHost, `with --runtime containerd, "cni" gives each pod its own network namespace and IP, with Services, cluster DNS and tenant isolation on this host (needs Debian's containernetworking-plugins and containerd's CNI conf dir at --cni-conf-dir); "host" runs every pod on the host's network`)
+	fs.StringVar(&flags.CNIConfDir, "cni-conf-dir", cni.DefaultConfDir, "containerd's CNI configuration directory, for --pod-network cni")
 	fs.DurationVar(&flags.MetricsResolution, "metrics-resolution", 15*time.Second, "how often pods' and nodes' usage is read for metrics.k8s.io (kubectl top, autoscalers)")
 	fs.DurationVar(&flags.AutoscalerSyncPeriod, "horizontal-pod-autoscaler-sync-period", autoscaling.DefaultOptions().SyncPeriod, "how often horizontal pod autoscalers are evaluated")
 	fs.BoolVar(&flags.writeKubeconfig, "write-kubeconfig", true, "write the kplex-root context")
@@ -133,6 +142,8 @@ func runBackground(ctx context.Context, g *cli.Global, streams cli.Streams, flag
 	}
 	args := []string{"up", "--foreground", "--write-kubeconfig=false",
 		"--data-dir", flags.DataDir, "--secure-port", strconv.Itoa(flags.SecurePort),
+		"--bind-address", flags.BindAddress, "--advertise-address", flags.Advertise,
+		"--pod-network", flags.PodNetwork, "--cni-conf-dir", flags.CNIConfDir,
 		"--controllers-quiet-period", flags.QuietPeriod.String(), "--scheduler=" + strconv.FormatBool(flags.Scheduler),
 		"--runtime", flags.Runtime, "--container-runtime-endpoint", flags.RuntimeEndpoint, "--simulate-gpus", flags.SimulateGPUs,
 		"--metrics-resolution", flags.MetricsResolution.String(), "--horizontal-pod-autoscaler-sync-period", flags.AutoscalerSyncPeriod.String()}
@@ -191,6 +202,14 @@ func runForeground(ctx context.Context, g *cli.Global, streams cli.Streams, flag
 	cfg := server.NewConfig()
 	cfg.DataDir = flags.DataDir
 	cfg.Kube.SecureServing.BindPort = flags.SecurePort
+	if cfg.Kube.SecureServing.BindAddress = net.ParseIP(flags.BindAddress); cfg.Kube.SecureServing.BindAddress == nil {
+		return fmt.Errorf("--bind-address %q: not an IP address", flags.BindAddress)
+	}
+	if flags.Advertise != "" {
+		if cfg.Kube.GenericServerRunOptions.AdvertiseAddress = net.ParseIP(flags.Advertise); cfg.Kube.GenericServerRunOptions.AdvertiseAddress == nil {
+			return fmt.Errorf("--advertise-address %q: not an IP address", flags.Advertise)
+		}
+	}
 	cfg.Kube.Etcd.StorageConfig.Transport.ServerList = flags.EtcdServers
 	cfg.MetricsResolution = flags.MetricsResolution
 	s, err := server.Start(ctx, cfg)
@@ -322,6 +341,7 @@ func (flags *flagpole) nodeAgentConfig(caFile string) (*nodeagent.Config, error)
 			return nil, fmt.Errorf("--runtime containerd: no containerd socket at %s (start containerd, or give --container-runtime-endpoint): %w", socket, err)
 		}
 		cfg.RuntimeEndpoint = flags.RuntimeEndpoint
+		cfg.Network, cfg.CNIConfDir = flags.PodNetwork, flags.CNIConfDir
 	default:
 		return nil, fmt.Errorf("--runtime %q: want simulated, containerd or none", flags.Runtime)
 	}

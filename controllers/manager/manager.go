@@ -42,11 +42,13 @@ import (
 	"github.com/kplex/kplex/client/pools"
 	"github.com/kplex/kplex/controllers/activation"
 	"github.com/kplex/kplex/controllers/autoscaling"
+	"github.com/kplex/kplex/controllers/clusterdns"
 	"github.com/kplex/kplex/controllers/clusterroles"
 	"github.com/kplex/kplex/controllers/disruption"
 	"github.com/kplex/kplex/controllers/endpoints"
 	"github.com/kplex/kplex/controllers/garbagecollector"
 	"github.com/kplex/kplex/controllers/namespace"
+	"github.com/kplex/kplex/controllers/nodeipam"
 	"github.com/kplex/kplex/controllers/nodelifecycle"
 	"github.com/kplex/kplex/controllers/nodepools"
 	"github.com/kplex/kplex/controllers/podgc"
@@ -100,6 +102,9 @@ type Options struct {
 	// Autoscaling configures the horizontal pod autoscaler; a zero
 	// SyncPeriod takes autoscaling.DefaultOptions().
 	Autoscaling autoscaling.Options
+	// NodeIPAM configures the pod CIDRs given to nodes; zero fields take
+	// nodeipam's defaults (10.244.0.0/16, /24 per node).
+	NodeIPAM nodeipam.Options
 }
 
 // capacityMetrics is the process's capacity collector, registered with
@@ -135,6 +140,9 @@ func New(opts Options) (*Manager, error) {
 		opts.Autoscaling = autoscaling.DefaultOptions()
 	}
 	if err := opts.Autoscaling.Validate(); err != nil {
+		return nil, err
+	}
+	if err := opts.NodeIPAM.Validate(); err != nil {
 		return nil, err
 	}
 	return &Manager{opts: opts, cross: cross}, nil
@@ -374,6 +382,19 @@ func (m *Manager) run(ctx context.Context) error {
 	}()
 	rolesDone := make(chan error, 1)
 	go func() { rolesDone <- clusterroles.Run(ctx, m.opts.Loopback) }()
+	go func() {
+		if err := clusterdns.Ensure(ctx, m.opts.Loopback, clusterdns.DefaultClusterIP); err != nil && ctx.Err() == nil {
+			klog.FromContext(ctx).Error(err, "kube-dns Service")
+		}
+	}()
+	ipamDone := make(chan error, 1)
+	go func() {
+		err := nodeipam.Run(ctx, m.opts.Loopback, m.opts.NodeIPAM)
+		if err != nil {
+			klog.FromContext(ctx).Error(err, "Node IPAM controller stopped")
+		}
+		ipamDone <- err
+	}()
 	// Only the running manager (the leader) exports capacity: its reports
 	// go when it stops.
 	exported := capacityMetrics()
@@ -396,6 +417,9 @@ func (m *Manager) run(ctx context.Context) error {
 	}
 	if rerr := <-rolesDone; err == nil && rerr != nil {
 		err = rerr
+	}
+	if ierr := <-ipamDone; err == nil && ierr != nil {
+		err = ierr
 	}
 	return err
 }

@@ -39,8 +39,12 @@ type Containerd struct {
 	Snapshotter string
 	// Log is containerd's log file.
 	Log string
+	// CNIConfDir is where this containerd reads its pod network (the node
+	// agent's --cni-conf-dir); CNIBinDir the plugins it runs.
+	CNIConfDir, CNIBinDir string
 
 	dir     string
+	netns   string
 	sockDir string // socket directory outside dir when dir is too long; removed by Stop
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed once containerd has exited
@@ -68,6 +72,10 @@ func Available() error {
 	return errors.Join(errs...)
 }
 
+// CNIBinDir is where Debian's containernetworking-plugins install the CNI
+// plugins.
+const CNIBinDir = "/usr/lib/cni"
+
 // maxSocketPath keeps "<socket>.ttrpc" below the 108-byte sun_path limit.
 const maxSocketPath = 100
 
@@ -75,6 +83,12 @@ const maxSocketPath = 100
 // its CRI service and imports images.Pause and images.Busybox into it.
 // ctx bounds the startup only; call Stop to end containerd.
 func Start(ctx context.Context, dir string) (*Containerd, error) {
+	return StartIn(ctx, dir, "")
+}
+
+// StartIn is Start with containerd, and so its pods' networks, in the
+// network namespace netns (`ip netns`); "" is the caller's.
+func StartIn(ctx context.Context, dir, netns string) (*Containerd, error) {
 	if err := Available(); err != nil {
 		return nil, fmt.Errorf("containerd unavailable: %w", err)
 	}
@@ -92,7 +106,8 @@ func Start(ctx context.Context, dir string) (*Containerd, error) {
 		return nil, fmt.Errorf("build images: %w", err)
 	}
 
-	c := &Containerd{dir: dir, Log: filepath.Join(dir, "containerd.log"), exited: make(chan struct{})}
+	c := &Containerd{dir: dir, Log: filepath.Join(dir, "containerd.log"), exited: make(chan struct{}),
+		CNIConfDir: filepath.Join(dir, "cni", "net.d"), CNIBinDir: CNIBinDir, netns: netns}
 	c.Address = filepath.Join(dir, "containerd.sock")
 	if len(c.Address) > maxSocketPath-len(".ttrpc") {
 		if c.sockDir, err = os.MkdirTemp("/tmp", "ctrd"); err != nil {
@@ -123,7 +138,7 @@ func Start(ctx context.Context, dir string) (*Containerd, error) {
 // launch writes containerd's config and starts it, logging to c.Log.
 func (c *Containerd) launch(root string) error {
 	cfg := filepath.Join(c.dir, "config.toml")
-	if err := os.WriteFile(cfg, []byte(config(c.dir, root, c.Address, c.Snapshotter)), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(config(c.dir, root, c.Address, c.Snapshotter, c.CNIBinDir, c.CNIConfDir)), 0o644); err != nil {
 		return fmt.Errorf("write containerd config: %w", err)
 	}
 	log, err := os.Create(c.Log)
@@ -132,6 +147,11 @@ func (c *Containerd) launch(root string) error {
 	}
 	defer log.Close()
 	c.cmd = exec.Command("containerd", "--config", cfg)
+	if c.netns != "" {
+		// nsenter, not `ip netns exec`: that one also mounts a sysfs of the
+		// namespace over /sys, hiding the cgroup hierarchy runc needs.
+		c.cmd = exec.Command("nsenter", "--net=/run/netns/"+c.netns, "containerd", "--config", cfg)
+	}
 	c.cmd.Stdout, c.cmd.Stderr = log, log
 	// Should the test binary die without Stop, containerd goes with it.
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
@@ -148,7 +168,7 @@ func (c *Containerd) launch(root string) error {
 // config is containerd's configuration. All it writes stays under dir, but
 // for the shims' sockets in /run/containerd/s and the containers' cgroups,
 // so instances are independent and t.TempDir can remove them.
-func config(dir, root, address, snapshotter string) string {
+func config(dir, root, address, snapshotter, cniBin, cniConf string) string {
 	return fmt.Sprintf(`version = 2
 root = %q
 state = %q
@@ -187,14 +207,14 @@ disabled_plugins = [
   [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
     Root = %q
 
-  # Test pods use the host network; an empty CNI config dir keeps any host
-  # CNI config away from this instance.
+  # The node agent writes the pod network into this instance's own conf
+  # dir (--cni-conf-dir): no host CNI config reaches it.
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = %q
     conf_dir = %q
 `, root, filepath.Join(dir, "state"), address, address+".ttrpc",
 		filepath.Join(dir, "opt"), images.Pause, snapshotter, filepath.Join(dir, "runc"),
-		filepath.Join(dir, "cni", "bin"), filepath.Join(dir, "cni", "net.d"))
+		cniBin, cniConf)
 }
 
 // setup waits for the CRI service and imports the images built as tars.

@@ -34,7 +34,7 @@ func TestE2EGPUPodsOnAFencedGPUPool(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = ctrd.Stop() })
-	m.up("--runtime=containerd", "--container-runtime-endpoint="+ctrd.Endpoint, "--simulate-gpus=h100x8")
+	m.up("--runtime=containerd", "--container-runtime-endpoint="+ctrd.Endpoint, "--simulate-gpus=h100x8", "--pod-network=host")
 	node := m.until(time.Minute, "a node with 8 GPUs", func(s string) bool { return strings.HasSuffix(s, " 8") },
 		"--context=kplex-root", "get", "nodes", "-o", `jsonpath={.items[0].metadata.name} {.items[0].status.allocatable.nvidia\.com/gpu}`)
 	node = strings.Fields(node)[0]

@@ -48,6 +48,8 @@ type machine struct {
 	kubeconfig string
 	dataDir    string
 	port       int
+	// netns, when set, runs kplex and kubectl in that network namespace.
+	netns string
 }
 
 func newMachine(t *testing.T) *machine {
@@ -80,6 +82,9 @@ func freePort(t *testing.T) int {
 func (m *machine) run(name string, args ...string) (stdout, stderr string, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	if m.netns != "" {
+		name, args = "ip", append([]string{"netns", "exec", m.netns, name}, args...)
+	}
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+m.kubeconfig, "KPLEX_DATA_DIR="+m.dataDir)
 	var out, errOut bytes.Buffer

@@ -21,7 +21,9 @@ import (
 
 // agent is a kplex-nodeagent process of a test.
 type agent struct {
-	t    *testing.T
+	t *testing.T
+	// bin runs args; kplex-nodeagent when empty.
+	bin  string
 	args []string
 	log  string
 	cmd  *exec.Cmd
@@ -44,6 +46,9 @@ func (m *machine) startAgent(name, endpoint string, extra ...string) *agent {
 		"--client-ca-file=" + filepath.Join(m.dataDir, "pki", "ca.crt"),
 		"--root-dir=" + filepath.Join(dir, "root"), "--device-plugin-dir=" + filepath.Join(dir, "dp"),
 		"--sync-frequency=250ms", "-v=2",
+		// On the test machine's own network: the pod network's tests run
+		// nodes in network namespaces of their own (network_test.go).
+		"--network=host",
 	}, extra...)}
 	a.start()
 	m.t.Cleanup(a.stop)
@@ -57,7 +62,11 @@ func (a *agent) start() {
 		a.t.Fatal(err)
 	}
 	defer log.Close()
-	a.cmd = exec.Command(filepath.Join(binDir, "kplex-nodeagent"), a.args...)
+	bin := a.bin
+	if bin == "" {
+		bin = filepath.Join(binDir, "kplex-nodeagent")
+	}
+	a.cmd = exec.Command(bin, a.args...)
 	a.cmd.Stdout, a.cmd.Stderr = log, log
 	if err := a.cmd.Start(); err != nil {
 		a.t.Fatal(err)

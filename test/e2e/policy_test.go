@@ -59,8 +59,13 @@ func TestE2EPolicyIsPerTenant(t *testing.T) {
 	}
 	alphaURL := m.must(m.kubectl("config", "view", "--minify", "--context=kplex-alpha", "-o", "jsonpath={.clusters[0].cluster.server}"))
 	rootURL := strings.TrimSuffix(alphaURL, "/clusters/alpha")
-	if errOut := m.mustFail(m.kubectl("--context=kplex-alpha", "--server="+rootURL, "--token="+tokens["alpha"], "get", "configmaps")); !unauthorized(errOut) {
+	if errOut := m.mustFail(m.kubectl("--context=kplex-alpha", "--server="+rootURL+"/clusters/root", "--token="+tokens["alpha"], "get", "configmaps")); !unauthorized(errOut) {
 		t.Errorf("alpha's token on root: %s", errOut)
+	}
+	// Without a prefix (an in-cluster client's address), alpha's token is
+	// served in alpha, as its pods' clients expect: never in root.
+	if out := m.must(m.kubectl("--context=kplex-alpha", "--server="+rootURL, "--token="+tokens["alpha"], "get", "configmaps", "-o", "name")); !strings.Contains(out, "configmap/kube-root-ca.crt") {
+		t.Errorf("alpha's token without a prefix: %q", out)
 	}
 
 	// Revoking in alpha takes the grant away.

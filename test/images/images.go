@@ -31,6 +31,9 @@ const (
 	Pause = "kplex.local/pause:3.10"
 	// Busybox is a shell image with the host's static busybox and its applets.
 	Busybox = "kplex.local/busybox:1.35"
+	// InCluster is an unmodified client-go in-cluster client
+	// (incluster/main.go) beside busybox.
+	InCluster = "kplex.local/incluster:1.0"
 )
 
 // busyboxPath is where Debian's busybox-static installs its binary.
@@ -49,8 +52,9 @@ func Build(dir string) (map[string]string, error) {
 		return nil, fmt.Errorf("create image dir: %w", err)
 	}
 	builders := map[string]func() (image, error){
-		Busybox: busyboxImage,
-		Pause:   pauseImage,
+		Busybox:   busyboxImage,
+		Pause:     pauseImage,
+		InCluster: inClusterImage,
 	}
 	tars := make(map[string]string, len(builders))
 	for name, build := range builders {
@@ -159,6 +163,35 @@ func buildPause() ([]byte, error) {
 		return nil, fmt.Errorf("build pause: %w", err)
 	}
 	return bin, checkStatic(bin)
+}
+
+// inClusterImage is busybox with /incluster, built from this module (it
+// needs client-go, which the throwaway module of pause has not).
+func inClusterImage() (image, error) {
+	img, err := busyboxImage()
+	if err != nil {
+		return image{}, err
+	}
+	tmp, err := os.MkdirTemp("", "kplex-incluster")
+	if err != nil {
+		return image{}, fmt.Errorf("build incluster: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	out := filepath.Join(tmp, "incluster")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, "github.com/kplex/kplex/test/images/incluster")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH, "GOWORK=off")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return image{}, fmt.Errorf("go build incluster: %w: %s", err, b)
+	}
+	bin, err := os.ReadFile(out)
+	if err != nil {
+		return image{}, fmt.Errorf("build incluster: %w", err)
+	}
+	if err := checkStatic(bin); err != nil {
+		return image{}, err
+	}
+	img.files = append(img.files, file{name: "incluster", mode: 0o755, data: bin})
+	return img, nil
 }
 
 // checkStatic fails for an ELF binary that asks for a dynamic loader.

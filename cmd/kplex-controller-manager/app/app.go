@@ -31,6 +31,7 @@ import (
 	"github.com/kplex/kplex/controllers/activation"
 	"github.com/kplex/kplex/controllers/autoscaling"
 	"github.com/kplex/kplex/controllers/manager"
+	"github.com/kplex/kplex/controllers/nodeipam"
 	"github.com/kplex/kplex/controllers/nodelifecycle"
 	"github.com/kplex/kplex/metrics/bounded"
 	"github.com/kplex/kplex/tenant"
@@ -57,6 +58,8 @@ type Options struct {
 	Nodes nodelifecycle.Options
 	// Autoscaling are the horizontal pod autoscaler's settings.
 	Autoscaling autoscaling.Options
+	// NodeIPAM are the nodes' pod CIDRs.
+	NodeIPAM nodeipam.Options
 }
 
 // NewOptions returns the defaults: leader election on, on the Lease
@@ -71,6 +74,7 @@ func NewOptions() *Options {
 			MonitorGracePeriod: nodelifecycle.DefaultMonitorGracePeriod,
 		},
 		Autoscaling: autoscaling.DefaultOptions(),
+		NodeIPAM:    nodeipam.Options{}.WithDefaults(),
 		LeaderElection: componentbaseconfig.LeaderElectionConfiguration{
 			LeaderElect:       true,
 			LeaseDuration:     metav1.Duration{Duration: manager.DefaultLeaseDuration},
@@ -99,6 +103,7 @@ func (o *Options) AddFlags(fss *cliflag.NamedFlagSets) {
 	nodes.DurationVar(&o.Nodes.StartupGracePeriod, "node-startup-grace-period", o.Nodes.StartupGracePeriod, "how long a starting node may be unresponsive before it is marked unhealthy")
 	nodes.DurationVar(&o.Nodes.MonitorGracePeriod, "node-monitor-grace-period", o.Nodes.MonitorGracePeriod, "how long a node may go without renewing its Lease before it is marked NotReady (its pods in every tenant then not ready, and evicted per their tolerations)")
 	o.Autoscaling.AddFlags(fss.FlagSet("horizontal pod autoscaler"))
+	o.NodeIPAM.AddFlags(fss.FlagSet("node ipam"))
 	componentbaseoptions.BindLeaderElectionFlags(&o.LeaderElection, fss.FlagSet("leader election"))
 	logsapi.AddFlags(o.Logs, fss.FlagSet("logs"))
 }
@@ -207,7 +212,7 @@ func (o *Options) managerOptions() (manager.Options, error) {
 			return manager.Options{}, fmt.Errorf("--service-account-private-key-file: %w", err)
 		}
 	}
-	return manager.Options{Loopback: cfg, RootCA: ca, QuietPeriod: o.QuietPeriod, LeaderElection: o.LeaderElection, Nodes: o.Nodes, ServiceAccountKey: saKey, MetricsTopTenants: o.MetricsTopTenants, Autoscaling: o.Autoscaling}, nil
+	return manager.Options{Loopback: cfg, RootCA: ca, QuietPeriod: o.QuietPeriod, LeaderElection: o.LeaderElection, Nodes: o.Nodes, ServiceAccountKey: saKey, MetricsTopTenants: o.MetricsTopTenants, Autoscaling: o.Autoscaling, NodeIPAM: o.NodeIPAM}, nil
 }
 
 // serveMetrics serves the process's metrics (goroutines, memory, work

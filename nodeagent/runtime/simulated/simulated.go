@@ -15,6 +15,7 @@ package simulated
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -62,9 +63,14 @@ type Runtime struct {
 	sandboxes  map[string]*sandbox
 	containers map[string]*container
 	now        func() time.Time
+	// podCIDR is the node's, from UpdateRuntimeConfig; sandboxes of their
+	// own network get its addresses, with nothing behind them.
+	podCIDR netip.Prefix
+	ips     map[netip.Addr]string // in use → sandbox
 }
 
 type sandbox struct {
+	ip        netip.Addr
 	id        string
 	config    *runtimeapi.PodSandboxConfig
 	state     runtimeapi.PodSandboxState
@@ -120,6 +126,9 @@ func (r *Runtime) RunPodSandbox(_ context.Context, config *runtimeapi.PodSandbox
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := &sandbox{id: r.newID("pod"), config: config, state: runtimeapi.PodSandboxState_SANDBOX_READY, createdAt: r.now()}
+	if config.GetLinux().GetSecurityContext().GetNamespaceOptions().GetNetwork() == runtimeapi.NamespaceMode_POD {
+		s.ip = r.allocate(s.id)
+	}
 	r.sandboxes[s.id] = s
 	return s.id, nil
 }
@@ -151,6 +160,9 @@ func (r *Runtime) RemovePodSandbox(_ context.Context, id string) error {
 			delete(r.containers, cid)
 		}
 	}
+	if s := r.sandboxes[id]; s != nil && s.ip.IsValid() {
+		delete(r.ips, s.ip)
+	}
 	delete(r.sandboxes, id)
 	return nil
 }
@@ -164,10 +176,14 @@ func (r *Runtime) PodSandboxStatus(_ context.Context, id string, _ bool) (*runti
 	if !ok {
 		return nil, notFound("sandbox", id)
 	}
-	return &runtimeapi.PodSandboxStatusResponse{Status: &runtimeapi.PodSandboxStatus{
+	st := &runtimeapi.PodSandboxStatus{
 		Id: s.id, Metadata: s.config.Metadata, State: s.state, CreatedAt: s.createdAt.UnixNano(),
 		Labels: s.config.Labels, Annotations: s.config.Annotations,
-	}}, nil
+	}
+	if s.ip.IsValid() {
+		st.Network = &runtimeapi.PodSandboxNetworkStatus{Ip: s.ip.String()}
+	}
+	return &runtimeapi.PodSandboxStatusResponse{Status: st}, nil
 }
 
 // ListPodSandbox lists sandboxes that match filter.
@@ -493,3 +509,34 @@ func (Images) ImageFsInfo(context.Context) (*runtimeapi.ImageFsInfoResponse, err
 
 // Close does nothing.
 func (Images) Close(context.Context) error { return nil }
+
+// UpdateRuntimeConfig takes the node's pod CIDR, as a CRI runtime does.
+func (r *Runtime) UpdateRuntimeConfig(_ context.Context, cfg *runtimeapi.RuntimeConfig) error {
+	p, err := netip.ParsePrefix(cfg.GetNetworkConfig().GetPodCidr())
+	if err != nil {
+		return fmt.Errorf("pod CIDR: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.podCIDR = p.Masked()
+	return nil
+}
+
+// allocate gives sandbox id the first free address of the pod CIDR after
+// the gateway's (.1), as host-local does; none without a CIDR or when all
+// are taken. r.mu is held.
+func (r *Runtime) allocate(id string) netip.Addr {
+	if !r.podCIDR.IsValid() {
+		return netip.Addr{}
+	}
+	if r.ips == nil {
+		r.ips = map[netip.Addr]string{}
+	}
+	for ip := r.podCIDR.Addr().Next().Next(); r.podCIDR.Contains(ip) && ip.Next().IsValid() && r.podCIDR.Contains(ip.Next()); ip = ip.Next() {
+		if _, used := r.ips[ip]; !used {
+			r.ips[ip] = id
+			return ip
+		}
+	}
+	return netip.Addr{}
+}

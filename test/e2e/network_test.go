@@ -1,0 +1,295 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kplex/kplex/dataplane/cni"
+	"github.com/kplex/kplex/test/containerd"
+	"github.com/kplex/kplex/test/images"
+)
+
+// lab is a network of test hosts on one machine: network namespaces the
+// test makes, joined by a bridge in the control plane's namespace. Nothing
+// of it touches the machine's own network.
+type lab struct {
+	t      *testing.T
+	prefix string
+	ctl    string   // the control plane's namespace, with the bridge
+	nodes  []string // the nodes' namespaces
+}
+
+// labSubnet is the hosts' network: the control plane is .1, node i .2+i.
+const labSubnet = "10.250.0"
+
+func (l *lab) hostIP(i int) string { return fmt.Sprintf("%s.%d", labSubnet, 2+i) }
+func (l *lab) ctlIP() string       { return labSubnet + ".1" }
+
+func needPodNetwork(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("e2e test: runs the kplex binaries and kubectl")
+	}
+	var missing []string
+	if err := containerd.Available(); err != nil {
+		missing = append(missing, err.Error())
+	}
+	if err := cni.Missing(containerd.CNIBinDir); err != nil {
+		missing = append(missing, err.Error())
+	}
+	for _, bin := range []string{"ip", "nft"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			missing = append(missing, bin+" not on PATH (apt-get install iproute2 nftables)")
+		}
+	}
+	if len(missing) > 0 {
+		t.Skipf("pod network test needs: %s", strings.Join(missing, "; "))
+	}
+}
+
+func newLab(t *testing.T, nodes int) *lab {
+	t.Helper()
+	l := &lab{t: t, prefix: fmt.Sprintf("kx%d", os.Getpid()%100000)}
+	l.ctl = l.prefix + "-ctl"
+	t.Cleanup(l.destroy)
+	l.ip("netns", "add", l.ctl)
+	l.ip("-n", l.ctl, "link", "set", "lo", "up")
+	l.ip("-n", l.ctl, "link", "add", "br0", "type", "bridge")
+	l.ip("-n", l.ctl, "addr", "add", l.ctlIP()+"/24", "dev", "br0")
+	l.ip("-n", l.ctl, "link", "set", "br0", "up")
+	for i := range nodes {
+		ns := fmt.Sprintf("%s-n%d", l.prefix, i+1)
+		l.nodes = append(l.nodes, ns)
+		l.ip("netns", "add", ns)
+		l.ip("-n", ns, "link", "set", "lo", "up")
+		veth := fmt.Sprintf("veth%d", i+1)
+		l.ip("-n", l.ctl, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+		l.ip("-n", l.ctl, "link", "set", veth, "master", "br0", "up")
+		l.ip("-n", ns, "addr", "add", l.hostIP(i)+"/24", "dev", "eth0")
+		l.ip("-n", ns, "link", "set", "eth0", "up")
+	}
+	return l
+}
+
+func (l *lab) ip(args ...string) {
+	l.t.Helper()
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		l.t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+}
+
+func (l *lab) destroy() {
+	for _, ns := range append(l.nodes, l.ctl) {
+		_ = exec.Command("ip", "netns", "del", ns).Run()
+	}
+}
+
+// node is a kplex node in a namespace of the lab: containerd and
+// kplex-nodeagent.
+type node struct {
+	name  string
+	netns string
+	ip    string
+	ctrd  *containerd.Containerd
+	agent *agent
+}
+
+// startNode runs containerd and kplex-nodeagent (pod network on) in the
+// lab's node i, registered with m's apiserver at the control plane's
+// address.
+func (m *machine) startNode(l *lab, i int) *node {
+	m.t.Helper()
+	n := &node{name: fmt.Sprintf("node-%d", i+1), netns: l.nodes[i], ip: l.hostIP(i)}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	ctrd, err := containerd.StartIn(ctx, m.t.TempDir(), n.netns)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	m.t.Cleanup(func() { _ = ctrd.Stop() })
+	n.ctrd = ctrd
+	dir := m.t.TempDir()
+	kubeconfig := filepath.Join(dir, "root.kubeconfig")
+	flat := m.must(m.kubectl("config", "view", "--minify", "--flatten", "--context=kplex-root"))
+	flat = strings.ReplaceAll(flat, "https://127.0.0.1:", "https://"+l.ctlIP()+":")
+	if err := os.WriteFile(kubeconfig, []byte(flat), 0o600); err != nil {
+		m.t.Fatal(err)
+	}
+	n.agent = &agent{t: m.t, log: filepath.Join(dir, "agent.log"), args: []string{
+		"--net=/run/netns/" + n.netns, filepath.Join(binDir, "kplex-nodeagent"),
+		"--kubeconfig=" + kubeconfig, "--hostname-override=" + n.name,
+		"--container-runtime-endpoint=" + ctrd.Endpoint,
+		"--address=" + n.ip, "--port=10250", "--node-ip=" + n.ip,
+		"--client-ca-file=" + filepath.Join(m.dataDir, "pki", "ca.crt"),
+		"--root-dir=" + filepath.Join(dir, "root"), "--device-plugin-dir=" + filepath.Join(dir, "dp"),
+		"--network=cni", "--cni-conf-dir=" + ctrd.CNIConfDir, "--cni-bin-dir=" + ctrd.CNIBinDir,
+		"--sync-frequency=250ms", "-v=2",
+	}}
+	n.agent.bin = "nsenter"
+	n.agent.start()
+	m.t.Cleanup(n.agent.stop)
+	return n
+}
+
+// exec runs a command in a tenant's pod and returns its output and error.
+func (m *machine) execIn(tenant, pod string, command ...string) (string, error) {
+	out, errOut, err := m.kubectl(append([]string{"--context=kplex-" + tenant, "exec", pod, "--"}, command...)...)
+	if err != nil {
+		return out + errOut, err
+	}
+	return out, nil
+}
+
+// fetch asks url from a tenant's pod with busybox wget, 3 s at most
+// (busybox's own timeout: its wget -T crashes in Debian's build).
+func (m *machine) fetch(tenant, pod, url string) (string, error) {
+	return m.execIn(tenant, pod, "timeout", "3", "wget", "-q", "-O-", url)
+}
+
+// timedOut tells a fetch that got no answer at all (dropped: timeout's
+// exit status 143) from one refused or answered.
+func timedOut(out string, err error) bool {
+	return err != nil && strings.Contains(out, "exit code 143")
+}
+
+// webPod is a pod serving its tenant's name over HTTP on port 80, on node.
+func webManifest(tenant, node string) string {
+	return fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      nodeSelector: {kubernetes.io/hostname: %[2]s}
+      containers:
+      - name: httpd
+        image: %[3]s
+        imagePullPolicy: Never
+        command: [sh, -c, 'mkdir -p /www && echo tenant-%[1]s > /www/index.html && exec httpd -f -p 80 -h /www']
+        ports: [{name: http, containerPort: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-nodeport}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 80}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, labels: {app: client}}
+spec:
+  nodeName: node-2
+  containers:
+  - name: sh
+    image: %[3]s
+    imagePullPolicy: Never
+    command: [sleep, "3600"]
+`, tenant, node, images.Busybox)
+}
+
+// TestE2EPodNetworkAcrossTenantsAndNodes: two tenants deploy the same web
+// Deployment, Services and client pod on two nodes (network namespaces of
+// their own, each with containerd and kplex-nodeagent). Each client reaches
+// its own web by Service name, FQDN, cluster IP, pod IP (across nodes) and
+// NodePort, and gets its own tenant's answer; the other tenant's pod IP,
+// cluster IP and NodePort time out.
+func TestE2EPodNetworkAcrossTenantsAndNodes(t *testing.T) {
+	needPodNetwork(t)
+	l := newLab(t, 2)
+	m := newMachine(t)
+	m.netns = l.ctl
+	m.up("--runtime=none", "--bind-address=0.0.0.0", "--advertise-address="+l.ctlIP())
+	nodes := []*node{m.startNode(l, 0), m.startNode(l, 1)}
+	for _, n := range nodes {
+		m.must(m.kubectl("--context=kplex-root", "wait", "--for=condition=Ready", "node/"+n.name, "--timeout=120s"))
+		cidr := m.must(m.kubectl("--context=kplex-root", "get", "node", n.name, "-o", "jsonpath={.spec.podCIDR}"))
+		if !strings.HasPrefix(cidr, "10.244.") {
+			t.Fatalf("node %s pod CIDR %q, want one of 10.244.0.0/16", n.name, cidr)
+		}
+	}
+	// Tenant a's web runs on node-1 (reached across nodes), b's on node-2
+	// (beside both clients).
+	webNode := map[string]string{"a": "node-1", "b": "node-2"}
+	for _, tn := range []string{"a", "b"} {
+		m.must(m.kplex("create", "cluster", tn))
+		apply := exec.Command("ip", "netns", "exec", l.ctl, "kubectl", "--context=kplex-"+tn, "apply", "-f", "-")
+		apply.Env = append(os.Environ(), "KUBECONFIG="+m.kubeconfig)
+		apply.Stdin = strings.NewReader(webManifest(tn, webNode[tn]))
+		if out, err := apply.CombinedOutput(); err != nil {
+			t.Fatalf("apply in %s: %v: %s", tn, err, out)
+		}
+	}
+	type addrs struct{ podIP, clusterIP, nodePort string }
+	got := map[string]addrs{}
+	for _, tn := range []string{"a", "b"} {
+		ctx := "--context=kplex-" + tn
+		m.must(m.kubectl(ctx, "wait", "--for=condition=Ready", "pod", "-l", "app=web", "--timeout=120s"))
+		m.must(m.kubectl(ctx, "wait", "--for=condition=Ready", "pod/client", "--timeout=120s"))
+		a := addrs{
+			podIP:     m.must(m.kubectl(ctx, "get", "pod", "-l", "app=web", "-o", "jsonpath={.items[0].status.podIP}")),
+			clusterIP: m.must(m.kubectl(ctx, "get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}")),
+			nodePort:  m.must(m.kubectl(ctx, "get", "svc", "web-nodeport", "-o", "jsonpath={.spec.ports[0].nodePort}")),
+		}
+		if !strings.HasPrefix(a.podIP, "10.244.") {
+			t.Fatalf("tenant %s web pod IP %q: not from the pod CIDRs", tn, a.podIP)
+		}
+		got[tn] = a
+	}
+	if got["a"].podIP == got["b"].podIP || got["a"].clusterIP == got["b"].clusterIP {
+		t.Fatalf("tenants share addresses: %+v", got)
+	}
+
+	for _, tn := range []string{"a", "b"} {
+		own := got[tn]
+		want := "tenant-" + tn
+		for _, url := range []string{
+			"http://web", "http://web.default", "http://web.default.svc.cluster.local",
+			"http://" + own.clusterIP, "http://" + own.podIP,
+			"http://" + nodes[0].ip + ":" + own.nodePort,
+		} {
+			out, err := m.fetch(tn, "client", url)
+			if err != nil || strings.TrimSpace(out) != want {
+				t.Errorf("tenant %s client: %s answered %q (%v), want %q", tn, url, out, err, want)
+			}
+		}
+		other := got[map[string]string{"a": "b", "b": "a"}[tn]]
+		for _, url := range []string{"http://" + other.podIP, "http://" + other.clusterIP, "http://" + nodes[0].ip + ":" + other.nodePort} {
+			out, err := m.fetch(tn, "client", url)
+			if !timedOut(out, err) {
+				t.Errorf("tenant %s client reached the other tenant at %s: %q (%v); want a timeout", tn, url, out, err)
+			}
+		}
+		// The same name resolves to each tenant's own cluster IP.
+		out, err := m.execIn(tn, "client", "nslookup", "web.default.svc.cluster.local")
+		if err != nil || !strings.Contains(out, own.clusterIP) || strings.Contains(out, other.clusterIP) {
+			t.Errorf("tenant %s: nslookup web: %q (%v), want %s only", tn, out, err, own.clusterIP)
+		}
+		// busybox nslookup uses no search path: full names only.
+		out, err = m.execIn(tn, "client", "nslookup", "kubernetes.default.svc.cluster.local")
+		if err != nil || !strings.Contains(out, "10.96.0.1") {
+			t.Errorf("tenant %s: nslookup kubernetes.default.svc.cluster.local: %q (%v)", tn, out, err)
+		}
+		env, err := m.execIn(tn, "client", "env")
+		if err != nil || !strings.Contains(env, "KUBERNETES_SERVICE_HOST=10.96.0.1") || !strings.Contains(env, "WEB_SERVICE_HOST="+own.clusterIP) {
+			t.Errorf("tenant %s: service variables missing: %q (%v)", tn, env, err)
+		}
+	}
+}
