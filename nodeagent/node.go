@@ -293,7 +293,10 @@ func sameStatus(a, b v1.NodeStatus) bool {
 		return false
 	}
 	for i := range a.Conditions {
-		if a.Conditions[i].Type != b.Conditions[i].Type || a.Conditions[i].Status != b.Conditions[i].Status || a.Conditions[i].Reason != b.Conditions[i].Reason {
+		// The message says why (which network plugin is missing): a new
+		// reason under the same status is news too.
+		if a.Conditions[i].Type != b.Conditions[i].Type || a.Conditions[i].Status != b.Conditions[i].Status ||
+			a.Conditions[i].Reason != b.Conditions[i].Reason || a.Conditions[i].Message != b.Conditions[i].Message {
 			return false
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	clientretry "k8s.io/client-go/util/retry"
 	"net"
 	"net/http"
 	"strconv"
@@ -124,12 +125,16 @@ func TestIntegrationResourceMetricsPerTenant(t *testing.T) {
 	}
 	env.CreateScheduling(t, "apiVersion: scheduling.kplex.io/v1alpha1\nkind: NodePool\nmetadata: {name: only-b}\nspec: {mode: dedicated, tenants: [b]}\n")
 	root := servertest.Client(t, env.Admin)
-	n, err := root.CoreV1().Nodes().Get(ctx, "node-1", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.Labels["kplex.io/pool"] = "only-b"
-	if _, err := root.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
+	// The agent and the node IPAM controller write the Node too.
+	if err := clientretry.RetryOnConflict(clientretry.DefaultRetry, func() error {
+		n, err := root.CoreV1().Nodes().Get(ctx, "node-1", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		n.Labels["kplex.io/pool"] = "only-b"
+		_, err = root.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{})
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "node-1's usage hidden from tenant a once the node is b's", func() (bool, error) {

@@ -7,22 +7,26 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
 	cliflag "k8s.io/component-base/cli/flag"
 	"k8s.io/klog/v2"
 	"k8s.io/kubernetes/cmd/kube-apiserver/app/options"
+	netutils "k8s.io/utils/net"
 
 	"k8s.io/apiserver/pkg/admission"
 
 	"github.com/kplex/kplex/apiserver/admission/crdconversion"
 	"github.com/kplex/kplex/apiserver/admission/namespacelifecycle"
+	"github.com/kplex/kplex/apiserver/admission/serviceaddresses"
 	"github.com/kplex/kplex/apiserver/admission/tenantmux"
 	"github.com/kplex/kplex/apiserver/fairness"
 	"github.com/kplex/kplex/apiserver/pki"
 	"github.com/kplex/kplex/apiserver/schedulingapi"
 	"github.com/kplex/kplex/apiserver/tenantmetrics"
+	"github.com/kplex/kplex/controllers/nodeipam"
 	"github.com/kplex/kplex/metrics/bounded"
 )
 
@@ -69,10 +73,16 @@ type Config struct {
 	// read for metrics.k8s.io (kubectl top, autoscalers); 0 serves no
 	// resource metrics.
 	MetricsResolution time.Duration
+	// ClusterCIDR is the pods' address range (comma-separated for dual
+	// stack), as the node IPAM controller's --cluster-cidr: tenants'
+	// Services may not claim its addresses. Default
+	// nodeipam.DefaultClusterCIDR.
+	ClusterCIDR string
 
 	namespaces *namespacelifecycle.Plugin
 	fence      *schedulingapi.Fence
 	admission  *tenantmux.Hub
+	addresses  *serviceaddresses.Plugin
 }
 
 // DefaultDataDir is $KPLEX_DATA_DIR, else $HOME/.kplex.
@@ -105,7 +115,9 @@ func NewConfig() *Config {
 	schedulingapi.Register(adm.Plugins)
 	fence := schedulingapi.NewFence()
 	fence.Register(adm.Plugins)
-	adm.RecommendedPluginOrder = append(adm.RecommendedPluginOrder, crdconversion.PluginName, schedulingapi.PluginName, schedulingapi.FencePluginName)
+	addresses := serviceaddresses.New()
+	addresses.Register(adm.Plugins)
+	adm.RecommendedPluginOrder = append(adm.RecommendedPluginOrder, crdconversion.PluginName, schedulingapi.PluginName, schedulingapi.FencePluginName, serviceaddresses.PluginName)
 	// Webhooks, policies, LimitRanger, PodSecurity and ServiceAccount keep their names and
 	// places; the hub's decorator gives each tenant its own instance. It
 	// goes first, so that upstream's metrics decorator wraps it.
@@ -113,8 +125,8 @@ func NewConfig() *Config {
 	adm.Decorators = append(admission.Decorators{hub.Decorator()}, adm.Decorators...)
 	return &Config{DataDir: DefaultDataDir(), Kube: kube, Fairness: fairness.DefaultOptions, AdmissionIdleTimeout: DefaultIdleTimeout, CRDIdleTimeout: DefaultIdleTimeout,
 		MetricsTopTenants: bounded.DefaultTopTenants, TenantStorageMetricsPeriod: tenantmetrics.DefaultStoragePeriod,
-		MetricsResolution: 15 * time.Second,
-		namespaces:        namespaces, fence: fence, admission: hub}
+		MetricsResolution: 15 * time.Second, ClusterCIDR: nodeipam.DefaultClusterCIDR,
+		namespaces: namespaces, fence: fence, admission: hub, addresses: addresses}
 }
 
 // rootOnlyAdmission are upstream plugins that look objects up in root
@@ -166,6 +178,8 @@ func (c *Config) AddFlags(fss *cliflag.NamedFlagSets) {
 		"How often etcd is read through (a page at a time, from the local member) to export each tenant's objects and bytes (kplex_tenant_objects, kplex_tenant_storage_bytes). 0 never reads it.")
 	fs.DurationVar(&c.MetricsResolution, "metrics-resolution", c.MetricsResolution,
 		"How often the node agents' resource metrics are read to serve metrics.k8s.io (kubectl top, horizontal pod autoscalers) in every tenant; CPU is the rate over this window. 0 serves no resource metrics.")
+	fs.StringVar(&c.ClusterCIDR, "cluster-cidr", c.ClusterCIDR,
+		"The pods' address range (comma-separated for dual stack), as the controller manager's --cluster-cidr. Tenants' Services may not name its addresses, the service CIDRs' or the nodes' as external or load balancer IPs.")
 	named := c.Kube.Flags()
 	for _, name := range named.Order {
 		fss.FlagSet(name).AddFlagSet(named.FlagSets[name])
@@ -203,10 +217,22 @@ func (c *Config) Validate() error {
 	if c.MetricsResolution != 0 && c.MetricsResolution < time.Second {
 		return fmt.Errorf("--metrics-resolution must be 0 or at least 1s, got %s", c.MetricsResolution)
 	}
+	if _, err := c.clusterCIDRs(); err != nil {
+		return err
+	}
 	if c.Fairness.MaxInflight < 0 {
 		return fmt.Errorf("--max-requests-inflight-per-tenant must not be negative, got %d", c.Fairness.MaxInflight)
 	}
 	return nil
+}
+
+// clusterCIDRs parses ClusterCIDR.
+func (c *Config) clusterCIDRs() ([]*net.IPNet, error) {
+	cidrs, err := netutils.ParseCIDRs(strings.Split(c.ClusterCIDR, ","))
+	if err != nil {
+		return nil, fmt.Errorf("--cluster-cidr %q: %w", c.ClusterCIDR, err)
+	}
+	return cidrs, nil
 }
 
 // EmbeddedEtcd reports whether Start will run etcd in-process.

@@ -27,6 +27,9 @@ func TestFlagsKeepNewConfigDefaults(t *testing.T) {
 	if !slices.Equal(k.Admission.GenericAdmission.DisablePlugins, w.Admission.GenericAdmission.DisablePlugins) {
 		t.Errorf("disabled admission plugins %v", k.Admission.GenericAdmission.DisablePlugins)
 	}
+	if got.ClusterCIDR != "10.244.0.0/16" || got.ClusterCIDR != want.ClusterCIDR {
+		t.Errorf("cluster CIDR %q", got.ClusterCIDR)
+	}
 	if !got.EmbeddedEtcd() {
 		t.Error("no --etcd-servers must mean embedded etcd")
 	}
@@ -40,6 +43,12 @@ func TestFlagsOverrideDefaults(t *testing.T) {
 	}
 	if cfg.DataDir != "/srv/kplex" || cfg.Kube.SecureServing.BindPort != 7443 || cfg.EmbeddedEtcd() {
 		t.Errorf("flags not applied: %s %d embedded=%v", cfg.DataDir, cfg.Kube.SecureServing.BindPort, cfg.EmbeddedEtcd())
+	}
+	if err := cfg.FlagSet().Parse([]string{"--cluster-cidr=10.244.0.0"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--cluster-cidr") {
+		t.Errorf("Validate with a bad cluster CIDR = %v", err)
 	}
 	cfg.DataDir = ""
 	if err := cfg.Validate(); err != ErrNoDataDir {

@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 
 	schedulingv1alpha1 "github.com/kplex/kplex/apis/scheduling/v1alpha1"
 	"github.com/kplex/kplex/apiserver/server"
@@ -68,9 +69,17 @@ func TestIntegrationMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	gpus := corev1.ResourceList{"nvidia.com/gpu": resource.MustParse("8")}
-	n.Status.Capacity, n.Status.Allocatable = gpus, corev1.ResourceList{"nvidia.com/gpu": resource.MustParse("7")}
-	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: metav1.Now()}}
-	if _, err := root.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+	// The node IPAM controller may write the Node's pod CIDR meanwhile:
+	// update its latest version.
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if n, err = root.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{}); err != nil {
+			return err
+		}
+		n.Status.Capacity, n.Status.Allocatable = gpus, corev1.ResourceList{"nvidia.com/gpu": resource.MustParse("7")}
+		n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: metav1.Now()}}
+		_, err := root.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 

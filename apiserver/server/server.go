@@ -41,6 +41,7 @@ import (
 	kubeletclient "k8s.io/kubernetes/pkg/kubelet/client"
 	kubeserviceaccount "k8s.io/kubernetes/pkg/serviceaccount"
 
+	"github.com/kplex/kplex/apiserver/admission/serviceaddresses"
 	"github.com/kplex/kplex/apiserver/admission/tenantmux"
 	"github.com/kplex/kplex/apiserver/etcd"
 	"github.com/kplex/kplex/apiserver/fairness"
@@ -152,6 +153,14 @@ func Start(ctx context.Context, cfg *Config) (_ *Server, err error) {
 	if errs := completed.Validate(); len(errs) != 0 {
 		return nil, fmt.Errorf("invalid apiserver options: %w", errors.Join(errs...))
 	}
+	clusterCIDRs, err := cfg.clusterCIDRs()
+	if err != nil {
+		return nil, err
+	}
+	cfg.addresses.SetNetworks(serviceaddresses.Networks{
+		Pods:     serviceaddresses.Prefixes(clusterCIDRs...),
+		Services: serviceaddresses.Prefixes(&completed.PrimaryServiceClusterIPRange, &completed.SecondaryServiceClusterIPRange),
+	})
 	kubeConfig, err := app.NewConfig(completed)
 	if err != nil {
 		return nil, fmt.Errorf("building apiserver config: %w", err)

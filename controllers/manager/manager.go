@@ -21,6 +21,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/uuid"
@@ -48,6 +49,7 @@ import (
 	"github.com/kplex/kplex/controllers/endpoints"
 	"github.com/kplex/kplex/controllers/garbagecollector"
 	"github.com/kplex/kplex/controllers/namespace"
+	"github.com/kplex/kplex/controllers/networkpolicies"
 	"github.com/kplex/kplex/controllers/nodeipam"
 	"github.com/kplex/kplex/controllers/nodelifecycle"
 	"github.com/kplex/kplex/controllers/nodepools"
@@ -387,6 +389,9 @@ func (m *Manager) run(ctx context.Context) error {
 			klog.FromContext(ctx).Error(err, "kube-dns Service")
 		}
 	}()
+	if err := m.warnInertPolicies(ctx); err != nil {
+		return err
+	}
 	ipamDone := make(chan error, 1)
 	go func() {
 		err := nodeipam.Run(ctx, m.opts.Loopback, m.opts.NodeIPAM)
@@ -448,4 +453,21 @@ func (m *Manager) Stats() activation.Stats {
 		return a.Stats()
 	}
 	return activation.Stats{}
+}
+
+// warnInertPolicies tells tenants of NetworkPolicy rules kplex never
+// grants (an ipBlock over the pod network), from one cross-tenant cache.
+func (m *Manager) warnInertPolicies(ctx context.Context) error {
+	root, err := kubernetes.NewForConfig(m.opts.Loopback)
+	if err != nil {
+		return fmt.Errorf("network policy warnings: %w", err)
+	}
+	policies := crosstenant.NewCache(crosstenant.ListWatch(m.cross.NetworkingV1().RESTClient(), "networkpolicies"), &networkingv1.NetworkPolicy{})
+	go policies.Run(ctx)
+	go func() {
+		if err := networkpolicies.Run(ctx, policies, root.CoreV1().RESTClient(), m.opts.NodeIPAM.WithDefaults().ClusterCIDR); err != nil {
+			klog.FromContext(ctx).Error(err, "Network policy warnings stopped")
+		}
+	}()
+	return nil
 }

@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/util/retry"
 
 	schedulingv1alpha1 "github.com/kplex/kplex/apis/scheduling/v1alpha1"
 	"github.com/kplex/kplex/apiserver/server/servertest"
@@ -42,13 +43,20 @@ func TestIntegrationPoolAndQuotaStatus(t *testing.T) {
 		spec: {pools: [{name: gpu-a, resources: [{name: nvidia.com/gpu, nominalQuota: 2}]}]}}`)
 	for _, name := range []string{"g1", "g2"} {
 		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{schedulingv1alpha1.PoolLabel: "gpu-a"}}}
-		n, err := root.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{})
-		if err != nil {
+		if _, err := root.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		n.Status.Allocatable = corev1.ResourceList{gpu: resource.MustParse("4")}
-		n.Status.Capacity = n.Status.Allocatable
-		if _, err := root.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+		// The node IPAM controller may give the Node its pod CIDR meanwhile.
+		if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			n, err := root.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			n.Status.Allocatable = corev1.ResourceList{gpu: resource.MustParse("4")}
+			n.Status.Capacity = n.Status.Allocatable
+			_, err = root.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
+			return err
+		}); err != nil {
 			t.Fatal(err)
 		}
 	}

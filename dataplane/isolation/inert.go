@@ -5,49 +5,22 @@ import (
 	"net/netip"
 
 	networkingv1 "k8s.io/api/networking/v1"
-
-	"github.com/kplex/kplex/client/crosstenant"
-)
-
-// Granularity of InertRules: the block around each other tenant's pod that
-// counts as covered. Reporting exact addresses would let a tenant learn,
-// one /32 ipBlock at a time, which addresses other tenants' pods hold;
-// blocks the size of a node's pod range tell it little more than that
-// nodes are shared.
-const (
-	inertBits4 = 24
-	inertBits6 = 64
 )
 
 // InertRules explains the parts of policy that can never take effect because
-// kplex isolates tenants first: ipBlock peers that cover addresses where
-// other tenants' pods run (their traffic stays dropped whatever the policy
-// says), and ipBlocks that do not parse. Each message names the field and
-// says why, for the caller to emit as a Warning event on the policy. The
-// messages name no other tenant or pod.
-func InertRules(policy *networkingv1.NetworkPolicy, snap Snapshot) []string {
-	t := crosstenant.TenantOf(policy)
-	foreign := map[netip.Prefix]bool{}
-	for _, p := range snap.Pods {
-		if p.Tenant == t && validTenant(t) {
-			continue
-		}
-		for _, a := range p.IPs {
-			a = a.Unmap()
-			bits := inertBits6
-			if a.Is4() {
-				bits = inertBits4
-			}
-			if b, err := a.Prefix(bits); err == nil {
-				foreign[b] = true
-			}
-		}
-	}
+// kplex isolates tenants first: ipBlock peers that overlap the cluster's pod
+// network (podNetwork: every node's pod CIDRs), where other tenants' pods
+// may run and stay unreachable whatever the policy says, and ipBlocks that
+// do not parse. Each message names the field and says why, for the caller
+// to emit as a Warning event on the policy. It depends on the policy and
+// the cluster's configuration only: telling where other tenants' pods run
+// would let a tenant map them, one ipBlock at a time.
+func InertRules(policy *networkingv1.NetworkPolicy, podNetwork []netip.Prefix) []string {
 	covers := func(rs []ipRange) bool {
-		for b := range foreign {
-			br := prefixRange(b)
+		for _, p := range podNetwork {
+			pr := prefixRange(p.Masked())
 			for _, r := range rs {
-				if r.lo.Is4() == br.lo.Is4() && r.lo.Compare(br.hi) <= 0 && br.lo.Compare(r.hi) <= 0 {
+				if r.lo.Is4() == pr.lo.Is4() && r.lo.Compare(pr.hi) <= 0 && pr.lo.Compare(r.hi) <= 0 {
 					return true
 				}
 			}
@@ -66,7 +39,7 @@ func InertRules(policy *networkingv1.NetworkPolicy, snap Snapshot) []string {
 			case err != nil:
 				out = append(out, fmt.Sprintf("%s: %v; the peer matches nothing", path, err))
 			case covers(rs):
-				out = append(out, fmt.Sprintf("%s %s covers addresses where other tenants' pods run; kplex never opens traffic between tenants", path, peer.IPBlock.CIDR))
+				out = append(out, fmt.Sprintf("%s %s overlaps the pod network, where other tenants' pods may run: it opens nothing to them, kplex never lets traffic between tenants", path, peer.IPBlock.CIDR))
 			}
 		}
 	}

@@ -24,14 +24,17 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/informers"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	discoverylisters "k8s.io/client-go/listers/discovery/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	"k8s.io/kubernetes/pkg/proxy"
@@ -103,18 +106,21 @@ func Start(ctx context.Context, root, cross kubernetes.Interface, o Options) (*P
 	for _, s := range o.SkipServices {
 		skip[s] = true
 	}
-	unsafe := unsafeRanges(o)
-	feed := newSynced(p, 2)
-
-	// Every tenant's Services and EndpointSlices.
-	tenants := informers.NewSharedInformerFactoryWithOptions(cross, 0, informers.WithTransform(transform(unsafe)))
-	startFeeds(ctx, tenants, feed, o.SyncPeriod)
-
-	// Root's Services that every tenant reads as its own.
-	rootOnly := informers.NewSharedInformerFactoryWithOptions(root, 0,
-		informers.WithNamespace(metav1.NamespaceDefault),
-		informers.WithTransform(rootTransform(skip)))
-	startFeeds(ctx, rootOnly, feed, o.SyncPeriod)
+	// Every tenant's Services and EndpointSlices (root's shared ones
+	// among them: the wildcard lists root's too), listed then watched:
+	// client-go's watch-list keys what it gathers by namespace/name, where
+	// two tenants' default/web would be one.
+	shown := transform(unsafeRanges(o), skip)
+	services := crossInformer(cross.CoreV1().RESTClient(), "services", &v1.Service{}, shown)
+	slices := crossInformer(cross.DiscoveryV1().RESTClient(), "endpointslices", &discoveryv1.EndpointSlice{}, shown)
+	svcConfig := proxyconfig.NewServiceConfig(ctx, serviceInformer{services}, o.SyncPeriod)
+	svcConfig.RegisterEventHandler(p)
+	sliceConfig := proxyconfig.NewEndpointSliceConfig(ctx, sliceInformer{slices}, o.SyncPeriod)
+	sliceConfig.RegisterEventHandler(p)
+	go svcConfig.Run(ctx.Done())
+	go sliceConfig.Run(ctx.Done())
+	go services.RunWithContext(ctx)
+	go slices.RunWithContext(ctx)
 
 	go p.SyncLoop()
 	go func() {
@@ -127,30 +133,50 @@ func Start(ctx context.Context, root, cross kubernetes.Interface, o Options) (*P
 // Sync applies pending changes now.
 func (p *Proxier) Sync() { p.provider.Sync() }
 
-func startFeeds(ctx context.Context, f informers.SharedInformerFactory, feed *synced, resync time.Duration) {
-	svc := proxyconfig.NewServiceConfig(ctx, f.Core().V1().Services(), resync)
-	svc.RegisterEventHandler(feed)
-	slices := proxyconfig.NewEndpointSliceConfig(ctx, f.Discovery().V1().EndpointSlices(), resync)
-	slices.RegisterEventHandler(feed)
-	go svc.Run(ctx.Done())
-	go slices.Run(ctx.Done())
-	f.Start(ctx.Done())
+// crossInformer is an informer of resource in every tenant, through
+// client (of crosstenant.Config), without watch-list.
+func crossInformer(client rest.Interface, resource string, example runtime.Object, transform cache.TransformFunc) cache.SharedIndexInformer {
+	inf := cache.NewSharedIndexInformer(crosstenant.ListWatch(client, resource), example, 0, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	_ = inf.SetTransform(transform)
+	return inf
+}
+
+// serviceInformer and sliceInformer show an informer as the typed ones
+// the proxier's configs take.
+type serviceInformer struct{ cache.SharedIndexInformer }
+
+func (i serviceInformer) Informer() cache.SharedIndexInformer { return i.SharedIndexInformer }
+func (i serviceInformer) Lister() corelisters.ServiceLister {
+	return corelisters.NewServiceLister(i.GetIndexer())
+}
+
+type sliceInformer struct{ cache.SharedIndexInformer }
+
+func (i sliceInformer) Informer() cache.SharedIndexInformer { return i.SharedIndexInformer }
+func (i sliceInformer) Lister() discoverylisters.EndpointSliceLister {
+	return discoverylisters.NewEndpointSliceLister(i.GetIndexer())
 }
 
 // transform shows a tenant's object in its joined namespace, and drops
 // what a tenant may not claim: external and load-balancer IPs in the
-// cluster's own ranges (another tenant's pods or Services).
-func transform(unsafe []netip.Prefix) func(any) (any, error) {
+// cluster's own ranges (another tenant's pods or Services). Of root's
+// objects it keeps those every tenant reads as its own (default/kubernetes)
+// but for skip, and hides the rest.
+func transform(unsafe []netip.Prefix, skip map[string]bool) func(any) (any, error) {
 	return func(obj any) (any, error) {
 		m, ok := obj.(metav1.Object)
 		if !ok {
 			return obj, nil
 		}
 		t := crosstenant.TenantOf(m)
-		if t == "" || t == tenant.Root {
+		if t == "" {
 			return nil, fmt.Errorf("%T %s/%s carries no tenant identity", obj, m.GetNamespace(), m.GetName())
 		}
 		m.SetManagedFields(nil)
+		if t == tenant.Root {
+			hideUnshared(obj, m, skip)
+			return obj, nil
+		}
 		if ns := m.GetNamespace(); ns != "" && !strings.Contains(ns, ".") {
 			m.SetNamespace(Join(t, ns))
 		}
@@ -168,29 +194,21 @@ func transform(unsafe []netip.Prefix) func(any) (any, error) {
 	}
 }
 
-// rootTransform keeps root's default/kubernetes (Service and slices) and
-// hides the rest of root's default namespace from the proxier.
-func rootTransform(skip map[string]bool) func(any) (any, error) {
-	return func(obj any) (any, error) {
-		m, ok := obj.(metav1.Object)
-		if !ok {
-			return obj, nil
-		}
-		m.SetManagedFields(nil)
-		name := m.GetName()
-		if s, ok := obj.(*discoveryv1.EndpointSlice); ok {
-			name = s.Labels[discoveryv1.LabelServiceName]
-		}
-		if !shared(m.GetNamespace(), name) || skip[m.GetNamespace()+"/"+name] {
-			// Not an error: the informer would log it; an object of no
-			// namespace the proxier knows is simply never a Service's.
-			m.SetNamespace("kplex-hidden")
-			if s, ok := obj.(*v1.Service); ok {
-				s.Spec.ClusterIP, s.Spec.ClusterIPs, s.Spec.Type = v1.ClusterIPNone, nil, v1.ServiceTypeClusterIP
-				s.Spec.ExternalIPs = nil
-			}
-		}
-		return obj, nil
+// hideUnshared moves root's object out of the proxier's sight unless every
+// tenant reads it as its own: to a namespace no Service is in, and a
+// Service to no cluster IP. (An error would fail the whole list.)
+func hideUnshared(obj any, m metav1.Object, skip map[string]bool) {
+	name := m.GetName()
+	if s, ok := obj.(*discoveryv1.EndpointSlice); ok {
+		name = s.Labels[discoveryv1.LabelServiceName]
+	}
+	if shared(m.GetNamespace(), name) && !skip[m.GetNamespace()+"/"+name] {
+		return
+	}
+	m.SetNamespace("kplex-hidden")
+	if s, ok := obj.(*v1.Service); ok {
+		s.Spec.ClusterIP, s.Spec.ClusterIPs, s.Spec.Type = v1.ClusterIPNone, nil, v1.ServiceTypeClusterIP
+		s.Spec.ExternalIPs = nil
 	}
 }
 
@@ -230,36 +248,4 @@ func safeIPs(ips []string, unsafe []netip.Prefix) []string {
 		}
 	}
 	return out
-}
-
-// synced forwards events to the proxier and reports Services (and
-// EndpointSlices) synced only once every source has: a proxier that
-// believed the first source was all would delete the others' rules.
-type synced struct {
-	proxy.Provider
-	mu                  sync.Mutex
-	sources             int
-	services, endpoints int
-}
-
-func newSynced(p proxy.Provider, sources int) *synced { return &synced{Provider: p, sources: sources} }
-
-func (s *synced) OnServiceSynced() {
-	s.mu.Lock()
-	s.services++
-	done := s.services == s.sources
-	s.mu.Unlock()
-	if done {
-		s.Provider.OnServiceSynced()
-	}
-}
-
-func (s *synced) OnEndpointSlicesSynced() {
-	s.mu.Lock()
-	s.endpoints++
-	done := s.endpoints == s.sources
-	s.mu.Unlock()
-	if done {
-		s.Provider.OnEndpointSlicesSynced()
-	}
 }

@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -93,17 +95,18 @@ func (l *lab) destroy() {
 // node is a kplex node in a namespace of the lab: containerd and
 // kplex-nodeagent.
 type node struct {
-	name  string
-	netns string
-	ip    string
-	ctrd  *containerd.Containerd
-	agent *agent
+	rootDir string
+	name    string
+	netns   string
+	ip      string
+	ctrd    *containerd.Containerd
+	agent   *agent
 }
 
 // startNode runs containerd and kplex-nodeagent (pod network on) in the
 // lab's node i, registered with m's apiserver at the control plane's
 // address.
-func (m *machine) startNode(l *lab, i int) *node {
+func (m *machine) startNode(l *lab, i int, extra ...string) *node {
 	m.t.Helper()
 	n := &node{name: fmt.Sprintf("node-%d", i+1), netns: l.nodes[i], ip: l.hostIP(i)}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -115,6 +118,7 @@ func (m *machine) startNode(l *lab, i int) *node {
 	m.t.Cleanup(func() { _ = ctrd.Stop() })
 	n.ctrd = ctrd
 	dir := m.t.TempDir()
+	n.rootDir = filepath.Join(dir, "root")
 	kubeconfig := filepath.Join(dir, "root.kubeconfig")
 	flat := m.must(m.kubectl("config", "view", "--minify", "--flatten", "--context=kplex-root"))
 	flat = strings.ReplaceAll(flat, "https://127.0.0.1:", "https://"+l.ctlIP()+":")
@@ -127,10 +131,11 @@ func (m *machine) startNode(l *lab, i int) *node {
 		"--container-runtime-endpoint=" + ctrd.Endpoint,
 		"--address=" + n.ip, "--port=10250", "--node-ip=" + n.ip,
 		"--client-ca-file=" + filepath.Join(m.dataDir, "pki", "ca.crt"),
-		"--root-dir=" + filepath.Join(dir, "root"), "--device-plugin-dir=" + filepath.Join(dir, "dp"),
+		"--root-dir=" + n.rootDir, "--device-plugin-dir=" + filepath.Join(dir, "dp"),
 		"--network=cni", "--cni-conf-dir=" + ctrd.CNIConfDir, "--cni-bin-dir=" + ctrd.CNIBinDir,
 		"--sync-frequency=250ms", "-v=2",
 	}}
+	n.agent.args = append(n.agent.args, extra...)
 	n.agent.bin = "nsenter"
 	n.agent.start()
 	m.t.Cleanup(n.agent.stop)
@@ -175,7 +180,7 @@ spec:
         image: %[3]s
         imagePullPolicy: Never
         command: [sh, -c, 'mkdir -p /www && echo tenant-%[1]s > /www/index.html && exec httpd -f -p 80 -h /www']
-        ports: [{name: http, containerPort: 80}]
+        ports: [{name: http, containerPort: 80, hostPort: 8080}]
 ---
 apiVersion: v1
 kind: Service
@@ -213,7 +218,7 @@ spec:
 // cluster IP and NodePort time out.
 func TestE2EPodNetworkAcrossTenantsAndNodes(t *testing.T) {
 	needPodNetwork(t)
-	l := newLab(t, 2)
+	l := newLab(t, 3)
 	m := newMachine(t)
 	m.netns = l.ctl
 	m.up("--runtime=none", "--bind-address=0.0.0.0", "--advertise-address="+l.ctlIP())
@@ -225,17 +230,14 @@ func TestE2EPodNetworkAcrossTenantsAndNodes(t *testing.T) {
 			t.Fatalf("node %s pod CIDR %q, want one of 10.244.0.0/16", n.name, cidr)
 		}
 	}
+	// A third node has no CNI plugins: it says so, and its pods wait.
+	broken := m.startNode(l, 2, "--cni-bin-dir=/nonexistent/cni")
 	// Tenant a's web runs on node-1 (reached across nodes), b's on node-2
 	// (beside both clients).
 	webNode := map[string]string{"a": "node-1", "b": "node-2"}
 	for _, tn := range []string{"a", "b"} {
 		m.must(m.kplex("create", "cluster", tn))
-		apply := exec.Command("ip", "netns", "exec", l.ctl, "kubectl", "--context=kplex-"+tn, "apply", "-f", "-")
-		apply.Env = append(os.Environ(), "KUBECONFIG="+m.kubeconfig)
-		apply.Stdin = strings.NewReader(webManifest(tn, webNode[tn]))
-		if out, err := apply.CombinedOutput(); err != nil {
-			t.Fatalf("apply in %s: %v: %s", tn, err, out)
-		}
+		m.apply(tn, webManifest(tn, webNode[tn]))
 	}
 	type addrs struct{ podIP, clusterIP, nodePort string }
 	got := map[string]addrs{}
@@ -291,5 +293,244 @@ func TestE2EPodNetworkAcrossTenantsAndNodes(t *testing.T) {
 		if err != nil || !strings.Contains(env, "KUBERNETES_SERVICE_HOST=10.96.0.1") || !strings.Contains(env, "WEB_SERVICE_HOST="+own.clusterIP) {
 			t.Errorf("tenant %s: service variables missing: %q (%v)", tn, env, err)
 		}
+	}
+
+	t.Run("a node without CNI plugins says so and runs no pod on the host's network", func(t *testing.T) {
+		eventually(t, 60*time.Second, func() (bool, string) {
+			msg := m.must(m.kubectl("--context=kplex-root", "get", "node", broken.name, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].message}`))
+			return strings.Contains(msg, "NetworkReady=false") && strings.Contains(msg, "CNI plugins bridge, host-local, portmap, loopback not found in /nonexistent/cni"), fmt.Sprintf("node-3's Ready message: %q", msg)
+		})
+		m.apply("a", fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: stranded}
+spec:
+  nodeName: %s
+  containers:
+  - name: sh
+    image: %s
+    imagePullPolicy: Never
+    command: [sleep, "3600"]
+`, broken.name, images.Busybox))
+		eventually(t, 60*time.Second, func() (bool, string) {
+			out := m.must(m.kubectl("--context=kplex-a", "get", "pod", "stranded", "-o", `jsonpath={.status.phase} {.status.podIP} {.status.containerStatuses[0].state.waiting.reason}: {.status.containerStatuses[0].state.waiting.message}`))
+			return strings.HasPrefix(out, "Pending  NetworkNotReady: network is not ready: CNI plugins"), fmt.Sprintf("stranded pod: %q", out)
+		})
+		m.must(m.kubectl("--context=kplex-a", "delete", "pod", "stranded", "--grace-period=0", "--force"))
+	})
+
+	t.Run("hostPorts reach their own tenant's pod only", func(t *testing.T) {
+		// a's web runs on node-1 with hostPort 8080.
+		if out, err := m.fetch("a", "client", "http://"+nodes[0].ip+":8080"); err != nil || strings.TrimSpace(out) != "tenant-a" {
+			t.Errorf("a's client on node-1's hostPort: %q (%v)", out, err)
+		}
+		if out, err := m.fetch("b", "client", "http://"+nodes[0].ip+":8080"); !timedOut(out, err) {
+			t.Errorf("b's client reached a's pod through node-1's hostPort: %q (%v)", out, err)
+		}
+	})
+
+	t.Run("in-cluster client reaches its own tenant's API only", func(t *testing.T) {
+		for _, tn := range []string{"a", "b"} {
+			other := map[string]string{"a": "b", "b": "a"}[tn]
+			ctx := "--context=kplex-" + tn
+			m.must(m.kubectl(ctx, "create", "rolebinding", "default-edit", "--clusterrole=edit", "--serviceaccount=default:default"))
+			m.apply(tn, fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: incluster}
+spec:
+  restartPolicy: Never
+  nodeName: node-1
+  containers:
+  - name: client
+    image: %s
+    imagePullPolicy: Never
+    command: [/incluster, --other-tenant=%s, --configmap=made-in-%s]
+`, images.InCluster, other, tn))
+		}
+		for _, tn := range []string{"a", "b"} {
+			ctx := "--context=kplex-" + tn
+			m.must(m.kubectl(ctx, "wait", "--for=jsonpath={.status.phase}=Succeeded", "pod/incluster", "--timeout=120s"))
+			logs := m.must(m.kubectl(ctx, "logs", "incluster"))
+			if !strings.Contains(logs, "pods: ") || !strings.Contains(logs, "client") || !strings.Contains(logs, "created: made-in-"+tn) {
+				t.Errorf("tenant %s in-cluster client: %q", tn, logs)
+			}
+			if !strings.Contains(logs, "other tenant: 401") && !strings.Contains(logs, "other tenant: 403") {
+				t.Errorf("tenant %s in-cluster client reached the other tenant's path: %q", tn, logs)
+			}
+			m.must(m.kubectl(ctx, "get", "configmap", "made-in-"+tn))
+			other := map[string]string{"a": "b", "b": "a"}[tn]
+			m.mustFail(m.kubectl("--context=kplex-"+other, "get", "configmap", "made-in-"+tn))
+		}
+	})
+
+	t.Run("a NetworkPolicy denying ingress in a takes effect in a only", func(t *testing.T) {
+		m.apply("a", `apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny-web}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Ingress]
+`)
+		eventually(t, 30*time.Second, func() (bool, string) {
+			out, err := m.fetch("a", "client", "http://web")
+			return timedOut(out, err), fmt.Sprintf("a's client still reaches a's web past a deny-all ingress policy: %q (%v)", out, err)
+		})
+		if out, err := m.fetch("b", "client", "http://web"); err != nil || strings.TrimSpace(out) != "tenant-b" {
+			t.Errorf("b's web, with a policy in a only: %q (%v)", out, err)
+		}
+		// a allows the whole pod network in: its own client again, never
+		// b's, and a warning says why.
+		m.apply("a", `apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: allow-pod-network}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Ingress]
+  ingress:
+  - from: [{ipBlock: {cidr: 10.244.0.0/16}}]
+`)
+		eventually(t, 30*time.Second, func() (bool, string) {
+			out, err := m.fetch("a", "client", "http://web")
+			return err == nil && strings.TrimSpace(out) == "tenant-a", fmt.Sprintf("a's client blocked despite an ipBlock allowing the pod network: %q (%v)", out, err)
+		})
+		if out, err := m.fetch("b", "client", "http://"+got["a"].podIP); !timedOut(out, err) {
+			t.Errorf("b reached a's web through a's ipBlock: %q (%v)", out, err)
+		}
+		eventually(t, 30*time.Second, func() (bool, string) {
+			events := m.must(m.kubectl("--context=kplex-a", "get", "events", "--field-selector=reason=InertNetworkPolicyRule", "-o", "jsonpath={.items[*].message}"))
+			return strings.Contains(events, "spec.ingress[0].from[0].ipBlock 10.244.0.0/16"), fmt.Sprintf("no InertNetworkPolicyRule event in a: %q", events)
+		})
+		if events := m.must(m.kubectl("--context=kplex-b", "get", "events", "--field-selector=reason=InertNetworkPolicyRule", "-o", "name")); events != "" {
+			t.Errorf("b sees a's policy warning: %q", events)
+		}
+		m.must(m.kubectl("--context=kplex-a", "delete", "networkpolicy", "deny-web", "allow-pod-network"))
+		eventually(t, 30*time.Second, func() (bool, string) {
+			out, err := m.fetch("a", "client", "http://web")
+			return err == nil && strings.TrimSpace(out) == "tenant-a", fmt.Sprintf("a's web unreachable after the policy went: %q (%v)", out, err)
+		})
+	})
+
+	t.Run("an agent restart keeps pods' IPs and rules", func(t *testing.T) {
+		n := nodes[0]
+		before := m.must(m.kubectl("--context=kplex-a", "get", "pod", "-l", "app=web", "-o", "jsonpath={.items[0].status.podIP}"))
+		// rules are what each table holds (nft's JSON, without handles):
+		// the isolation and masquerade tables whole (they are rewritten
+		// whole), the proxier's Services (its map of cluster IPs: its
+		// chains it garbage-collects late); no chain may hold a rule twice.
+		rules := func() map[string][]string {
+			got := map[string][]string{}
+			for _, table := range []string{"inet kplex-isolation", "ip kube-proxy", "ip kplex-nat"} {
+				out, err := exec.Command("nsenter", append([]string{"--net=/run/netns/" + n.netns, "nft", "-j", "list", "table"}, strings.Fields(table)...)...).Output()
+				if err != nil {
+					t.Fatalf("nft list table %s on %s: %v", table, n.name, err)
+				}
+				var doc struct{ Nftables []map[string]map[string]any }
+				if err := json.Unmarshal(out, &doc); err != nil {
+					t.Fatalf("nft -j list table %s: %v", table, err)
+				}
+				seen := map[string]bool{}
+				for _, obj := range doc.Nftables {
+					for kind, o := range obj {
+						delete(o, "handle")
+						var items []string
+						switch {
+						case kind == "rule" && table != "ip kube-proxy":
+							b, _ := json.Marshal(o)
+							items = []string{string(b)}
+							if seen[items[0]] {
+								t.Errorf("%s on %s holds a rule twice: %s", table, n.name, b)
+							}
+							seen[items[0]] = true
+						case (kind == "set" || kind == "map") && (table != "ip kube-proxy" || o["name"] == "service-ips"):
+							elems, _ := o["elem"].([]any)
+							for _, e := range elems {
+								b, _ := json.Marshal(e)
+								items = append(items, fmt.Sprintf("%s %v %s", kind, o["name"], b))
+							}
+						}
+						got[table] = append(got[table], items...)
+					}
+				}
+				slices.Sort(got[table])
+			}
+			return got
+		}
+		rulesBefore := rules()
+		n.agent.stop()
+		n.agent.start()
+		m.must(m.kubectl("--context=kplex-root", "wait", "--for=condition=Ready", "node/"+n.name, "--timeout=120s"))
+		// The new agent has synced once its rules are back and the pod
+		// answers again.
+		eventually(t, 60*time.Second, func() (bool, string) {
+			out, err := m.fetch("a", "client", "http://web")
+			return err == nil && strings.TrimSpace(out) == "tenant-a", fmt.Sprintf("a's web unreachable after node-1's agent restarted: %q (%v)", out, err)
+		})
+		after := m.must(m.kubectl("--context=kplex-a", "get", "pod", "-l", "app=web", "-o", "jsonpath={.items[0].status.podIP}"))
+		if before != after {
+			t.Errorf("a's web pod IP changed across the agent restart: %s → %s", before, after)
+		}
+		// node-1's proxier programs its Services a moment after it starts.
+		eventually(t, 60*time.Second, func() (bool, string) {
+			got := rules()
+			if fmt.Sprint(got) == fmt.Sprint(rulesBefore) {
+				return true, ""
+			}
+			slices, _, _ := m.kubectl("--context=kplex-a", "get", "endpointslices,pods", "-o", "wide")
+			nft, _ := exec.Command("nsenter", "--net=/run/netns/"+n.netns, "nft", "list", "map", "ip", "kube-proxy", "no-endpoint-services").CombinedOutput()
+			return false, fmt.Sprintf("rules on node-1 before the restart:\n%v\nafter:\n%v\na's slices and pods:\n%s\nno-endpoint-services:\n%s", rulesBefore, got, slices, nft)
+		})
+		// host-local's store holds exactly the IPs of node-1's pods.
+		store := filepath.Join(n.rootDir, "cni", "networks", cni.NetworkName)
+		entries, err := os.ReadDir(store)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stored []string
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), "10.244.") {
+				stored = append(stored, e.Name())
+			}
+		}
+		var running []string
+		for _, tn := range []string{"a", "b"} {
+			out := m.must(m.kubectl("--context=kplex-"+tn, "get", "pods", "--field-selector=spec.nodeName="+n.name+",status.phase=Running", "-o", "jsonpath={.items[*].status.podIP}"))
+			running = append(running, strings.Fields(out)...)
+		}
+		slices.Sort(stored)
+		slices.Sort(running)
+		if !slices.Equal(stored, running) {
+			t.Errorf("host-local's store on %s holds %v, running pods have %v", n.name, stored, running)
+		}
+	})
+}
+
+// apply applies a manifest in a tenant, from the control plane's namespace.
+func (m *machine) apply(tenant, manifest string) {
+	m.t.Helper()
+	args := []string{"kubectl", "--context=kplex-" + tenant, "apply", "-f", "-"}
+	if m.netns != "" {
+		args = append([]string{"ip", "netns", "exec", m.netns}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+m.kubeconfig)
+	cmd.Stdin = strings.NewReader(manifest)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		m.t.Fatalf("apply in %s: %v: %s", tenant, err, out)
+	}
+}
+
+// eventually retries check every second until it holds or within is over,
+// then fails the test with what check last said.
+func eventually(t *testing.T, within time.Duration, check func() (ok bool, last string)) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		ok, last := check()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(last)
+		}
+		time.Sleep(time.Second)
 	}
 }
