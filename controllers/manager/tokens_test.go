@@ -87,8 +87,12 @@ func TestIntegrationLegacyServiceAccountTokensPerTenant(t *testing.T) {
 	if got := whoami(t, bCfg.Host, e.Admin.CAFile, tokens["tok-a"]); got != "" {
 		t.Errorf("a's token on b's path authenticated as %q", got)
 	}
-	if got := whoami(t, e.Admin.Host, e.Admin.CAFile, tokens["tok-a"]); got != "" {
+	if got := whoami(t, e.Admin.Host+"/clusters/root", e.Admin.CAFile, tokens["tok-a"]); got != "" {
 		t.Errorf("a's token on the management plane authenticated as %q", got)
+	}
+	// Without a prefix (a pod's in-cluster client) it is a's, never root's.
+	if got := whoami(t, e.Admin.Host, e.Admin.CAFile, tokens["tok-a"]); got != bot {
+		t.Errorf("a's token without a prefix is %q, want a's %s", got, bot)
 	}
 	if got := whoami(t, bCfg.Host, e.Admin.CAFile, tokens["tok-b"]); got != bot {
 		t.Errorf("b's token on b's path is %q, want %s", got, bot)

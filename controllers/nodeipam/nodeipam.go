@@ -84,6 +84,9 @@ func Run(ctx context.Context, loopback *rest.Config, o Options) error {
 	factory := informers.NewSharedInformerFactory(client, 0)
 	nodes := factory.Core().V1().Nodes()
 	c, err := nodeipam.NewNodeIpamController(ctx, nodes, nil, client, []*net.IPNet{cluster}, services, nil, []int{o.NodeCIDRMaskSize}, ipam.RangeAllocatorType)
+	if ctx.Err() != nil {
+		return nil // stopped while it read the nodes
+	}
 	if err != nil {
 		return fmt.Errorf("node IPAM: %w", err)
 	}

@@ -93,7 +93,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	go c.pods.RunWithContext(ctx)
 	if !cache.WaitForCacheSync(ctx.Done(), c.pools.HasSynced, c.nodes.HasSynced, c.pods.HasSynced) {
-		return ctx.Err()
+		return nil // stopped before the caches filled: not a failure
 	}
 	logger := klog.FromContext(ctx).WithName("nodepools")
 	tick := time.NewTicker(opts.Period)
