@@ -15,7 +15,7 @@ GO_TEST_FLAGS  ?= -count=1 -timeout 40m
 
 export KPLEX_BIN_DIR := $(BIN)
 
-.PHONY: build up down test test-unit test-e2e bench bench-scheduler bench-nodeagent clean
+.PHONY: build up down test test-unit test-e2e bench bench-scheduler bench-nodeagent bench-network clean
 
 build: ## build every binary into ./bin
 	@echo "go build -o $(BIN)/ ./cmd/...  ($(VERSION))"
@@ -40,6 +40,7 @@ BENCH_TENANTS ?= 1000
 BENCH_FLAGS   ?=
 BENCH_SCHEDULER_FLAGS ?=
 BENCH_NODEAGENT_FLAGS ?=
+BENCH_NETWORK_FLAGS ?=
 bench: build ## tenant cost and provisioning vs a dedicated kube-apiserver + etcd, as a table (BENCH_TENANTS=10000 for more)
 	@echo "go build -o $(BIN)/kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver  (baseline)"
 	@go build -ldflags '$(LDFLAGS)' -o $(BIN)/kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
@@ -56,6 +57,10 @@ bench-scheduler: build ## kplex-scheduler vs vanilla kube-scheduler: 1,000 tenan
 bench-nodeagent: build ## kplex-nodeagent: pod bound → Running (simulated runtime, and containerd when available), 5,000 simulated nodes' registration, heartbeats and RSS, as a table
 	go build -o $(BIN)/kplex-bench ./test/bench
 	$(BIN)/kplex-bench --bin-dir=$(BIN) --nodeagent $(BENCH_NODEAGENT_FLAGS)
+
+bench-network: build ## the pod network on one containerd node in network namespaces (root): pod start with vs without it, Service programming at 1,000 tenants × 3 Services vs one tenant, the agent's RSS, cluster DNS, as a table
+	go build -o $(BIN)/kplex-bench ./test/bench
+	$(BIN)/kplex-bench --bin-dir=$(BIN) --network $(BENCH_NETWORK_FLAGS)
 
 clean:
 	rm -rf $(BIN)

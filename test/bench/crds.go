@@ -146,15 +146,15 @@ func post(client *http.Client, url, body string) error {
 	return nil
 }
 
-// parallel runs f for every name on workers goroutines; the first error wins.
-func parallel(names []string, workers int, f func(string) error) error {
-	work := make(chan string)
+// parallel runs f for every item on workers goroutines; the first error wins.
+func parallel[T any](items []T, workers int, f func(T) error) error {
+	work := make(chan T)
 	errs := make(chan error, workers)
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
-			for name := range work {
-				if err := f(name); err != nil {
+			for item := range work {
+				if err := f(item); err != nil {
 					errs <- err
 					for range work {
 					}
@@ -163,8 +163,8 @@ func parallel(names []string, workers int, f func(string) error) error {
 			}
 		})
 	}
-	for _, name := range names {
-		work <- name
+	for _, item := range items {
+		work <- item
 	}
 	close(work)
 	wg.Wait()

@@ -34,6 +34,8 @@ func main() {
 	flag.IntVar(&sopts.Nodes, "nodes", sopts.Nodes, "--scheduler: simulated nodes (Node objects), in dedicated and shared pools")
 	nodeAgentBench := flag.Bool("nodeagent", false, "measure kplex-nodeagent instead: pod start with the simulated runtime and containerd, N simulated nodes' heartbeats and RSS (make bench-nodeagent)")
 	naopts := addNodeAgentFlags(flag.CommandLine)
+	networkBench := flag.Bool("network", false, "measure the pod network instead: pod start with and without it, Service programming with many tenants and with one, the node agent's RSS and cluster DNS, on one containerd node in network namespaces (make bench-network)")
+	nopts := addNetworkFlags(flag.CommandLine)
 	runEtcd := flag.String("run-etcd", "", "internal: run an embedded etcd with its data in this directory and print its client URL")
 	flood := flag.String("flood", "", "internal: flood this URL until standard input ends")
 	floodCA := flag.String("flood-ca", "", "internal: the flood's CA file")
@@ -66,6 +68,14 @@ func main() {
 		naopts.BinDir, naopts.ApiserverFlags = opts.BinDir, opts.ApiserverFlags
 		if err := runNodeAgentBench(naopts); err != nil {
 			fmt.Fprintln(os.Stderr, "bench-nodeagent:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *networkBench {
+		nopts.BinDir = opts.BinDir
+		if err := runNetworkBench(nopts); err != nil {
+			fmt.Fprintln(os.Stderr, "bench-network:", err)
 			os.Exit(1)
 		}
 		return

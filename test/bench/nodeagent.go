@@ -27,6 +27,7 @@ import (
 	"github.com/kplex/kplex/client/kubeconfig"
 	"github.com/kplex/kplex/client/tenants"
 	"github.com/kplex/kplex/test/containerd"
+	"github.com/kplex/kplex/test/images"
 )
 
 // NodeAgentOptions shape `make bench-nodeagent`.
@@ -51,8 +52,6 @@ type NodeAgentOptions struct {
 	Dump string
 }
 
-const benchImage = "kplex.local/busybox:1.35"
-
 // addNodeAgentFlags binds the --nodeagent bench's flags.
 func addNodeAgentFlags(fs *flag.FlagSet) *NodeAgentOptions {
 	o := &NodeAgentOptions{SimPods: 100, SimWorkers: 10, ContainerdPods: 20, ContainerdBatch: 5, Nodes: 5000,
@@ -73,17 +72,18 @@ func addNodeAgentFlags(fs *flag.FlagSet) *NodeAgentOptions {
 	return o
 }
 
-// podStartRun is pods bound at creation and timed to Running.
+// podStartRun is pods bound at creation and timed until they started
+// (Running, or Ready: see podKind).
 type podStartRun struct {
 	skipped string // why there are no figures
 	pods    int
 	how     string
-	// toRunning is, per pod, the start of its create call to the arrival of
-	// the watch event showing it Running.
-	toRunning []time.Duration
+	// toStarted is, per pod, the start of its create call to the arrival of
+	// the watch event showing it started.
+	toStarted []time.Duration
 	creates   []time.Duration // the create calls
-	elapsed   time.Duration   // first create to last Running
-	notRun    int             // pods not Running within the timeout
+	elapsed   time.Duration   // first create to last started
+	notRun    int             // pods not started within the timeout
 	agentErrs logErrors
 }
 
@@ -236,13 +236,13 @@ func nodeReady(n *corev1.Node) bool {
 
 // waitNodeReady waits for node name to be registered and Ready, or for the
 // agent to exit.
-func (b *nodeAgentBench) waitNodeReady(ctx context.Context, name string, agent *process, timeout time.Duration) error {
+func waitNodeReady(ctx context.Context, root kubernetes.Interface, name string, agent *process, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		if agent.cmd.ProcessState != nil || !alive(agent) {
 			return fmt.Errorf("the agent exited before node %s was Ready: see %s", name, agent.log.Name())
 		}
-		n, err := b.root.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		n, err := root.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 		if err == nil && nodeReady(n) {
 			return nil
 		}
@@ -348,66 +348,80 @@ func agentPod(name, node string) *corev1.Pod {
 			HostNetwork:                   true,
 			AutomountServiceAccountToken:  new(false),
 			TerminationGracePeriodSeconds: new(int64(1)),
-			Containers: []corev1.Container{{Name: "app", Image: benchImage, Command: []string{"sleep", "3600"},
+			Containers: []corev1.Container{{Name: "app", Image: images.Busybox, Command: []string{"sleep", "3600"},
 				ImagePullPolicy: corev1.PullIfNotPresent}},
 		},
 	}
 }
 
-// runningWatch records when each pod of a tenant's default namespace is
-// first seen Running.
-type runningWatch struct {
+// podKind is what timePods creates, and when it counts a pod as started.
+type podKind struct {
+	pod     func(name string) *corev1.Pod
+	started func(*corev1.Pod) bool
+}
+
+// boundRunning is agentPod bound to node, started once Running.
+func boundRunning(node string) podKind {
+	return podKind{
+		pod:     func(name string) *corev1.Pod { return agentPod(name, node) },
+		started: func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning },
+	}
+}
+
+// startWatch records when each pod of a tenant's default namespace is
+// first seen started.
+type startWatch struct {
 	mu      sync.Mutex
-	running map[string]time.Time
+	started map[string]time.Time
 	changed chan struct{}
 	stop    func()
 }
 
-func watchRunning(ctx context.Context, c kubernetes.Interface) (*runningWatch, error) {
+func watchStarted(ctx context.Context, c kubernetes.Interface, started func(*corev1.Pod) bool) (*startWatch, error) {
 	w, err := watchFrom(ctx, c.CoreV1().Pods("default"), metav1.ListOptions{})
 	if err != nil {
 		return nil, err
 	}
-	rw := &runningWatch{running: map[string]time.Time{}, changed: make(chan struct{}, 1), stop: w.Stop}
+	sw := &startWatch{started: map[string]time.Time{}, changed: make(chan struct{}, 1), stop: w.Stop}
 	go func() {
 		for ev := range w.ResultChan() {
 			at := time.Now()
 			p, ok := ev.Object.(*corev1.Pod)
-			if !ok || p.Status.Phase != corev1.PodRunning {
+			if !ok || !started(p) {
 				continue
 			}
-			rw.mu.Lock()
-			if _, seen := rw.running[p.Name]; !seen {
-				rw.running[p.Name] = at
+			sw.mu.Lock()
+			if _, seen := sw.started[p.Name]; !seen {
+				sw.started[p.Name] = at
 			}
-			rw.mu.Unlock()
+			sw.mu.Unlock()
 			select {
-			case rw.changed <- struct{}{}:
+			case sw.changed <- struct{}{}:
 			default:
 			}
 		}
 	}()
-	return rw, nil
+	return sw, nil
 }
 
-// wait waits until every pod of names is Running or timeout passed, and
-// returns how many are not.
-func (rw *runningWatch) wait(names []string, timeout time.Duration) int {
+// wait waits until every pod of names started or timeout passed, and
+// returns how many did not.
+func (sw *startWatch) wait(names []string, timeout time.Duration) int {
 	deadline := time.After(timeout)
 	for {
-		rw.mu.Lock()
+		sw.mu.Lock()
 		missing := 0
 		for _, n := range names {
-			if _, ok := rw.running[n]; !ok {
+			if _, ok := sw.started[n]; !ok {
 				missing++
 			}
 		}
-		rw.mu.Unlock()
+		sw.mu.Unlock()
 		if missing == 0 {
 			return 0
 		}
 		select {
-		case <-rw.changed:
+		case <-sw.changed:
 		case <-time.After(time.Second):
 		case <-deadline:
 			return missing
@@ -415,22 +429,22 @@ func (rw *runningWatch) wait(names []string, timeout time.Duration) int {
 	}
 }
 
-func (rw *runningWatch) at(name string) (time.Time, bool) {
-	rw.mu.Lock()
-	defer rw.mu.Unlock()
-	t, ok := rw.running[name]
+func (sw *startWatch) at(name string) (time.Time, bool) {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	t, ok := sw.started[name]
 	return t, ok
 }
 
-// timePods creates the pods names (by create, in batches of batch each
-// created by up to batch clients at once; wait says whether a batch waits
-// for the last to run) and times each to Running.
-func timePods(ctx context.Context, c kubernetes.Interface, node string, names []string, batch int, waitBatch bool, timeout time.Duration) (*podStartRun, error) {
-	rw, err := watchRunning(ctx, c)
+// timePods creates the pods names of kind (by create, in batches of batch
+// each created by up to batch clients at once; wait says whether a batch
+// waits for the last to start) and times each until it started.
+func timePods(ctx context.Context, c kubernetes.Interface, kind podKind, names []string, batch int, waitBatch bool, timeout time.Duration) (*podStartRun, error) {
+	sw, err := watchStarted(ctx, c, kind.started)
 	if err != nil {
 		return nil, err
 	}
-	defer rw.stop()
+	defer sw.stop()
 	run := &podStartRun{pods: len(names)}
 	var mu sync.Mutex
 	created := map[string]time.Time{}
@@ -439,7 +453,7 @@ func timePods(ctx context.Context, c kubernetes.Interface, node string, names []
 		chunk := names[i:min(i+batch, len(names))]
 		if err := parallel(chunk, batch, func(name string) error {
 			began := time.Now()
-			if _, err := c.CoreV1().Pods("default").Create(ctx, agentPod(name, node), metav1.CreateOptions{}); err != nil {
+			if _, err := c.CoreV1().Pods("default").Create(ctx, kind.pod(name), metav1.CreateOptions{}); err != nil {
 				return fmt.Errorf("creating pod %s: %w", name, err)
 			}
 			took := time.Since(began)
@@ -452,19 +466,19 @@ func timePods(ctx context.Context, c kubernetes.Interface, node string, names []
 			return nil, err
 		}
 		if waitBatch {
-			if missing := rw.wait(chunk, timeout); missing > 0 {
-				return nil, fmt.Errorf("%d of pods %s…%s not Running within %s", missing, chunk[0], chunk[len(chunk)-1], timeout)
+			if missing := sw.wait(chunk, timeout); missing > 0 {
+				return nil, fmt.Errorf("%d of pods %s…%s not started within %s", missing, chunk[0], chunk[len(chunk)-1], timeout)
 			}
 		}
 	}
-	run.notRun = rw.wait(names, timeout)
+	run.notRun = sw.wait(names, timeout)
 	var last time.Time
 	for _, n := range names {
-		at, ok := rw.at(n)
+		at, ok := sw.at(n)
 		if !ok {
 			continue
 		}
-		run.toRunning = append(run.toRunning, at.Sub(created[n]))
+		run.toStarted = append(run.toStarted, at.Sub(created[n]))
 		if at.After(last) {
 			last = at
 		}
@@ -510,14 +524,14 @@ func (b *nodeAgentBench) simulatedPods(ctx context.Context) (*podStartRun, error
 		return nil, err
 	}
 	defer agent.stop()
-	if err := b.waitNodeReady(ctx, node, agent, 2*time.Minute); err != nil {
+	if err := waitNodeReady(ctx, b.root, node, agent, 2*time.Minute); err != nil {
 		return nil, err
 	}
 	c, err := b.benchTenantClient(ctx, "na-sim")
 	if err != nil {
 		return nil, err
 	}
-	run, err := timePods(ctx, c, node, podNames("sim", b.opts.SimPods), max(1, b.opts.SimWorkers), false, 2*time.Minute)
+	run, err := timePods(ctx, c, boundRunning(node), podNames("sim", b.opts.SimPods), max(1, b.opts.SimWorkers), false, 2*time.Minute)
 	if err != nil {
 		return nil, err
 	}
@@ -552,7 +566,7 @@ func (b *nodeAgentBench) containerdPods(ctx context.Context) (*podStartRun, erro
 		return nil, err
 	}
 	defer agent.stop()
-	if err := b.waitNodeReady(ctx, node, agent, 2*time.Minute); err != nil {
+	if err := waitNodeReady(ctx, b.root, node, agent, 2*time.Minute); err != nil {
 		return nil, err
 	}
 	c, err := b.benchTenantClient(ctx, "na-containerd")
@@ -560,7 +574,7 @@ func (b *nodeAgentBench) containerdPods(ctx context.Context) (*podStartRun, erro
 		return nil, err
 	}
 	batch := max(1, b.opts.ContainerdBatch)
-	run, err := timePods(ctx, c, node, podNames("ctr", b.opts.ContainerdPods), batch, true, 3*time.Minute)
+	run, err := timePods(ctx, c, boundRunning(node), podNames("ctr", b.opts.ContainerdPods), batch, true, 3*time.Minute)
 	if err != nil {
 		return nil, fmt.Errorf("%w (agent log %s, containerd log %s)", err, logPath, ctrd.Log)
 	}
@@ -639,7 +653,7 @@ func (b *nodeAgentBench) scale(ctx context.Context) (*scaleRun, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := b.waitNodeReady(ctx, "bench-one-0", agent, 2*time.Minute); err != nil {
+		if err := waitNodeReady(ctx, b.root, "bench-one-0", agent, 2*time.Minute); err != nil {
 			agent.stop()
 			return nil, err
 		}
@@ -882,12 +896,12 @@ func printNodeAgentTable(w io.Writer, o *NodeAgentOptions, sim, ctr *podStartRun
 			rows = append(rows, []string{name + ": pod bound → Running", "skipped: " + r.skipped, "", "", "p50 ≤ 1 s"})
 			return
 		}
-		p50, p99 := percentile(r.toRunning, 0.5), percentile(r.toRunning, 0.99)
+		p50, p99 := percentile(r.toStarted, 0.5), percentile(r.toStarted, 0.99)
 		target := "≤ 1 s: " + verdict(p50 <= time.Second && r.notRun == 0)
 		rows = append(rows,
 			[]string{fmt.Sprintf("%s: pod bound → Running p50 (%s)", name, r.how), ms(p50), "", "", target},
-			[]string{"  same, p99 / max", ms(p99) + " / " + ms(slices.Max(append([]time.Duration{0}, r.toRunning...))), "", "", ""},
-			[]string{"  pods Running (of created), first create → last Running", fmt.Sprintf("%d of %d, in %s", len(r.toRunning), r.pods, ms(r.elapsed)), "", "", fmt.Sprintf("%d: %s", r.pods, verdict(r.notRun == 0))},
+			[]string{"  same, p99 / max", ms(p99) + " / " + ms(slices.Max(append([]time.Duration{0}, r.toStarted...))), "", "", ""},
+			[]string{"  pods Running (of created), first create → last Running", fmt.Sprintf("%d of %d, in %s", len(r.toStarted), r.pods, ms(r.elapsed)), "", "", fmt.Sprintf("%d: %s", r.pods, verdict(r.notRun == 0))},
 			[]string{"  of which the create call, p50 / p99", ms(percentile(r.creates, 0.5)) + " / " + ms(percentile(r.creates, 0.99)), "", "", ""},
 			[]string{"  agent log", r.agentErrs.String(), "", "", ""},
 		)

@@ -38,15 +38,19 @@ type process struct {
 }
 
 func start(logPath, name string, args ...string) (*process, error) {
+	return startCommand(logPath, exec.Command(name, args...))
+}
+
+// startCommand starts cmd with its output in logPath.
+func startCommand(logPath string, cmd *exec.Cmd) (*process, error) {
 	log, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(name, args...)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		log.Close()
-		return nil, fmt.Errorf("starting %s: %w", name, err)
+		return nil, fmt.Errorf("starting %s: %w", cmd.Path, err)
 	}
 	return &process{cmd: cmd, log: log}, nil
 }

@@ -15,81 +15,29 @@ import (
 	"github.com/kplex/kplex/dataplane/cni"
 	"github.com/kplex/kplex/test/containerd"
 	"github.com/kplex/kplex/test/images"
+	"github.com/kplex/kplex/test/netlab"
 )
-
-// lab is a network of test hosts on one machine: network namespaces the
-// test makes, joined by a bridge in the control plane's namespace. Nothing
-// of it touches the machine's own network.
-type lab struct {
-	t      *testing.T
-	prefix string
-	ctl    string   // the control plane's namespace, with the bridge
-	nodes  []string // the nodes' namespaces
-}
-
-// labSubnet is the hosts' network: the control plane is .1, node i .2+i.
-const labSubnet = "10.250.0"
-
-func (l *lab) hostIP(i int) string { return fmt.Sprintf("%s.%d", labSubnet, 2+i) }
-func (l *lab) ctlIP() string       { return labSubnet + ".1" }
 
 func needPodNetwork(t *testing.T) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("e2e test: runs the kplex binaries and kubectl")
 	}
-	var missing []string
-	if err := containerd.Available(); err != nil {
-		missing = append(missing, err.Error())
-	}
-	if err := cni.Missing(containerd.CNIBinDir); err != nil {
-		missing = append(missing, err.Error())
-	}
-	for _, bin := range []string{"ip", "nft"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			missing = append(missing, bin+" not on PATH (apt-get install iproute2 nftables)")
-		}
-	}
-	if len(missing) > 0 {
-		t.Skipf("pod network test needs: %s", strings.Join(missing, "; "))
+	if err := netlab.Missing(); err != nil {
+		t.Skipf("pod network test needs: %v", err)
 	}
 }
 
-func newLab(t *testing.T, nodes int) *lab {
+// newLab makes test hosts in network namespaces of the test's own
+// (package netlab), removed when the test ends.
+func newLab(t *testing.T, nodes int) *netlab.Lab {
 	t.Helper()
-	l := &lab{t: t, prefix: fmt.Sprintf("kx%d", os.Getpid()%100000)}
-	l.ctl = l.prefix + "-ctl"
-	t.Cleanup(l.destroy)
-	l.ip("netns", "add", l.ctl)
-	l.ip("-n", l.ctl, "link", "set", "lo", "up")
-	l.ip("-n", l.ctl, "link", "add", "br0", "type", "bridge")
-	l.ip("-n", l.ctl, "addr", "add", l.ctlIP()+"/24", "dev", "br0")
-	l.ip("-n", l.ctl, "link", "set", "br0", "up")
-	for i := range nodes {
-		ns := fmt.Sprintf("%s-n%d", l.prefix, i+1)
-		l.nodes = append(l.nodes, ns)
-		l.ip("netns", "add", ns)
-		l.ip("-n", ns, "link", "set", "lo", "up")
-		veth := fmt.Sprintf("veth%d", i+1)
-		l.ip("-n", l.ctl, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
-		l.ip("-n", l.ctl, "link", "set", veth, "master", "br0", "up")
-		l.ip("-n", ns, "addr", "add", l.hostIP(i)+"/24", "dev", "eth0")
-		l.ip("-n", ns, "link", "set", "eth0", "up")
+	l, err := netlab.New(fmt.Sprintf("kx%d", os.Getpid()%100000), nodes)
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = l.Destroy() })
 	return l
-}
-
-func (l *lab) ip(args ...string) {
-	l.t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		l.t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-	}
-}
-
-func (l *lab) destroy() {
-	for _, ns := range append(l.nodes, l.ctl) {
-		_ = exec.Command("ip", "netns", "del", ns).Run()
-	}
 }
 
 // node is a kplex node in a namespace of the lab: containerd and
@@ -106,9 +54,9 @@ type node struct {
 // startNode runs containerd and kplex-nodeagent (pod network on) in the
 // lab's node i, registered with m's apiserver at the control plane's
 // address.
-func (m *machine) startNode(l *lab, i int, extra ...string) *node {
+func (m *machine) startNode(l *netlab.Lab, i int, extra ...string) *node {
 	m.t.Helper()
-	n := &node{name: fmt.Sprintf("node-%d", i+1), netns: l.nodes[i], ip: l.hostIP(i)}
+	n := &node{name: fmt.Sprintf("node-%d", i+1), netns: l.Nodes[i], ip: l.NodeIP(i)}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	ctrd, err := containerd.StartIn(ctx, m.t.TempDir(), n.netns)
@@ -121,12 +69,12 @@ func (m *machine) startNode(l *lab, i int, extra ...string) *node {
 	n.rootDir = filepath.Join(dir, "root")
 	kubeconfig := filepath.Join(dir, "root.kubeconfig")
 	flat := m.must(m.kubectl("config", "view", "--minify", "--flatten", "--context=kplex-root"))
-	flat = strings.ReplaceAll(flat, "https://127.0.0.1:", "https://"+l.ctlIP()+":")
+	flat = strings.ReplaceAll(flat, "https://127.0.0.1:", "https://"+l.CtlIP()+":")
 	if err := os.WriteFile(kubeconfig, []byte(flat), 0o600); err != nil {
 		m.t.Fatal(err)
 	}
 	n.agent = &agent{t: m.t, log: filepath.Join(dir, "agent.log"), args: []string{
-		"--net=/run/netns/" + n.netns, filepath.Join(binDir, "kplex-nodeagent"),
+		"--net=" + netlab.Path(n.netns), filepath.Join(binDir, "kplex-nodeagent"),
 		"--kubeconfig=" + kubeconfig, "--hostname-override=" + n.name,
 		"--container-runtime-endpoint=" + ctrd.Endpoint,
 		"--address=" + n.ip, "--port=10250", "--node-ip=" + n.ip,
@@ -220,8 +168,8 @@ func TestE2EPodNetworkAcrossTenantsAndNodes(t *testing.T) {
 	needPodNetwork(t)
 	l := newLab(t, 3)
 	m := newMachine(t)
-	m.netns = l.ctl
-	m.up("--runtime=none", "--bind-address=0.0.0.0", "--advertise-address="+l.ctlIP())
+	m.netns = l.Ctl
+	m.up("--runtime=none", "--bind-address=0.0.0.0", "--advertise-address="+l.CtlIP())
 	nodes := []*node{m.startNode(l, 0), m.startNode(l, 1)}
 	for _, n := range nodes {
 		m.must(m.kubectl("--context=kplex-root", "wait", "--for=condition=Ready", "node/"+n.name, "--timeout=120s"))
@@ -419,7 +367,7 @@ spec:
 		rules := func() map[string][]string {
 			got := map[string][]string{}
 			for _, table := range []string{"inet kplex-isolation", "ip kube-proxy", "ip kplex-nat"} {
-				out, err := exec.Command("nsenter", append([]string{"--net=/run/netns/" + n.netns, "nft", "-j", "list", "table"}, strings.Fields(table)...)...).Output()
+				out, err := netlab.Command(netlab.Path(n.netns), "nft", append([]string{"-j", "list", "table"}, strings.Fields(table)...)...).Output()
 				if err != nil {
 					t.Fatalf("nft list table %s on %s: %v", table, n.name, err)
 				}
@@ -475,7 +423,7 @@ spec:
 				return true, ""
 			}
 			slices, _, _ := m.kubectl("--context=kplex-a", "get", "endpointslices,pods", "-o", "wide")
-			nft, _ := exec.Command("nsenter", "--net=/run/netns/"+n.netns, "nft", "list", "map", "ip", "kube-proxy", "no-endpoint-services").CombinedOutput()
+			nft, _ := netlab.Command(netlab.Path(n.netns), "nft", "list", "map", "ip", "kube-proxy", "no-endpoint-services").CombinedOutput()
 			return false, fmt.Sprintf("rules on node-1 before the restart:\n%v\nafter:\n%v\na's slices and pods:\n%s\nno-endpoint-services:\n%s", rulesBefore, got, slices, nft)
 		})
 		// host-local's store holds exactly the IPs of node-1's pods.
