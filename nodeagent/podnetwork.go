@@ -47,6 +47,19 @@ func (w *podWorker) readPodIPs(ctx context.Context, pod *v1.Pod, sandboxID strin
 	w.podIPs, w.ipsOf = ips, sandboxID
 }
 
+// refuseHostNetwork says why a tenant's hostNetwork pod may not run on
+// this node, or "". On a node of the pod network, the node's network
+// namespace is every tenant's: its addresses, its routes to every pod, its
+// DNS and agent ports; the isolation rules cannot tell a tenant's process
+// there from the node's own. Only a node fenced to the pod's tenant
+// (--tenant) runs it; root's pods (the operator's) run anywhere.
+func (a *Agent) refuseHostNetwork(tenantName string, pod *v1.Pod) string {
+	if !pod.Spec.HostNetwork || a.net == nil || !a.net.cni || tenantName == tenant.Root || a.cfg.Tenant == tenantName {
+		return ""
+	}
+	return fmt.Sprintf("hostNetwork pods of tenant %s run only on nodes fenced to it (kplex-nodeagent --tenant %s): node %s is shared, and its network is every tenant's", tenantName, tenantName, a.name)
+}
+
 // ips are the pod's IPs for its status: the node's for a pod on the node's
 // network, the sandbox's otherwise (none until it has one).
 func (w *podWorker) ips(pod *v1.Pod) []v1.PodIP {

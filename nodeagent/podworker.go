@@ -50,9 +50,10 @@ type podWorker struct {
 
 	probes  map[string]*probeState // by container name
 	waiting map[string]*v1.ContainerStateWaiting
-	// admissionFailure, once set, fails the pod: it cannot run here.
-	admissionFailure string
-	lastStatus       *v1.PodStatus
+	// admissionFailure, once set, fails the pod: it cannot run here, for
+	// admissionReason (UnexpectedAdmissionError when empty).
+	admissionFailure, admissionReason string
+	lastStatus                        *v1.PodStatus
 	// podIPs are the IPs of sandbox ipsOf, read from the runtime.
 	podIPs  []string
 	ipsOf   string
@@ -230,6 +231,11 @@ func (w *podWorker) sync(ctx context.Context, pod *v1.Pod, gone bool) (idle, don
 		return true, false
 	}
 
+	if msg := w.agent.refuseHostNetwork(w.tenant, pod); msg != "" && obs.sandbox == nil {
+		w.admissionReason, w.admissionFailure = "HostNetworkRefused", msg
+		w.writeStatus(ctx, pod, w.computeStatus(pod, obs, false))
+		return true, false
+	}
 	if w.needsNetwork(pod) && w.agent.net.cni && (obs.sandbox == nil || obs.sandbox.State != runtimeapi.PodSandboxState_SANDBOX_READY) {
 		if err := w.agent.net.notReady(); err != nil {
 			// As the kubelet: the pod waits for the network, it never

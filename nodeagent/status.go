@@ -91,7 +91,11 @@ func (w *podWorker) computeStatus(pod *v1.Pod, obs *observed, terminating bool) 
 		st.Phase = v1.PodPending
 	}
 	if w.admissionFailure != "" {
-		st.Phase, st.Reason, st.Message = v1.PodFailed, "UnexpectedAdmissionError", w.admissionFailure
+		reason := w.admissionReason
+		if reason == "" {
+			reason = "UnexpectedAdmissionError"
+		}
+		st.Phase, st.Reason, st.Message = v1.PodFailed, reason, w.admissionFailure
 	}
 	if old.Phase == v1.PodSucceeded || old.Phase == v1.PodFailed {
 		st.Reason, st.Message = old.Reason, old.Message

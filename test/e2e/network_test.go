@@ -266,6 +266,53 @@ spec:
 		m.must(m.kubectl("--context=kplex-a", "delete", "pod", "stranded", "--grace-period=0", "--force"))
 	})
 
+	t.Run("what a tenant writes opens nothing of another tenant", func(t *testing.T) {
+		// a points a Service of its own at b's pod: the proxier translates,
+		// isolation drops.
+		m.apply("a", fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata: {name: steal}
+spec:
+  ports: [{name: http, port: 80}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: steal-1
+  labels: {kubernetes.io/service-name: steal}
+addressType: IPv4
+ports: [{name: http, port: 80}]
+endpoints: [{addresses: [%s]}]
+`, got["b"].podIP))
+		clusterIP := m.must(m.kubectl("--context=kplex-a", "get", "svc", "steal", "-o", "jsonpath={.spec.clusterIP}"))
+		// Wait for the Service on node-2 (DNS answers), then ask it.
+		eventually(t, 30*time.Second, func() (bool, string) {
+			out, err := m.execIn("a", "client", "nslookup", "steal.default.svc.cluster.local")
+			return err == nil && strings.Contains(out, clusterIP), fmt.Sprintf("steal not in a's DNS: %q (%v)", out, err)
+		})
+		time.Sleep(2 * time.Second) // the proxier's minimum sync period
+		if out, err := m.fetch("a", "client", "http://steal"); !timedOut(out, err) {
+			t.Errorf("a reached b's pod through an EndpointSlice of its own: %q (%v)", out, err)
+		}
+		// A hostNetwork pod would be the shared node itself: refused.
+		m.apply("a", `apiVersion: v1
+kind: Pod
+metadata: {name: on-the-host}
+spec:
+  hostNetwork: true
+  nodeName: node-2
+  containers:
+  - name: sh
+    image: `+images.Busybox+`
+    imagePullPolicy: Never
+    command: [sleep, "3600"]
+`)
+		eventually(t, 30*time.Second, func() (bool, string) {
+			out := m.must(m.kubectl("--context=kplex-a", "get", "pod", "on-the-host", "-o", "jsonpath={.status.phase} {.status.reason}"))
+			return out == "Failed HostNetworkRefused", fmt.Sprintf("a's hostNetwork pod on a shared node: %q", out)
+		})
+	})
+
 	t.Run("hostPorts reach their own tenant's pod only", func(t *testing.T) {
 		// a's web runs on node-1 with hostPort 8080.
 		if out, err := m.fetch("a", "client", "http://"+nodes[0].ip+":8080"); err != nil || strings.TrimSpace(out) != "tenant-a" {
