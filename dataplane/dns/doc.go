@@ -14,12 +14,12 @@
 // reach the listener) gets REFUSED for names in the cluster domain; names
 // outside it are forwarded for everyone, as they hold no tenant data.
 //
-// A pod cannot pass for another tenant's pod: pod IPs are assigned by the
-// node (CNI IPAM), not by the tenant, and the node's isolation rules drop
-// packets whose source address is not the sending pod's own (every pod's
-// traffic enters the node through its own veth, where the node checks it),
-// so the address the server sees is the address the node gave that pod. Cluster IPs are allocated by one
-// allocator for all tenants, so an IP never names two tenants' objects.
+// Pod IPs are assigned by the node (CNI IPAM), not by the tenant. The
+// source address is not yet checked against the sending pod's veth: a pod
+// with CAP_NET_RAW can forge one, and its query is then answered to the
+// address it forged, not to itself (a one-way packet; the pod security
+// floor takes NET_RAW away). Cluster IPs are allocated by one allocator for
+// all tenants, so an IP never names two tenants' objects.
 //
 // # Names
 //
@@ -34,8 +34,8 @@
 //
 // A name in the domain that does not exist is NXDOMAIN, one that exists
 // without the asked type is NODATA; both carry the zone's SOA. Search-path
-// expansion is the client's job: ResolvConf writes the pods' resolv.conf as
-// the kubelet would.
+// expansion is the client's job: ResolvConf (PodResolver, for CRI) writes
+// the pods' resolv.conf as the kubelet would.
 //
 // # Lifecycle
 //
