@@ -4,17 +4,15 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"time"
 
 	v1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
-	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/kplex/kplex/client/crosstenant"
+	"github.com/kplex/kplex/tenant"
 )
 
 // byPodIP indexes pods by the IPs of their own network namespace: the
@@ -23,14 +21,14 @@ import (
 // pod.
 const byPodIP = "pod-ip"
 
-// tenants are the caches of every tenant's objects the data plane reads,
-// plus root's Services that every tenant reads as its own.
+// tenants are the caches of every tenant's objects the data plane reads.
+// The wildcard lists root's objects too: root's Services that every
+// tenant reads as its own are among them.
 type tenants struct {
 	pods, namespaces, policies, services, slices *crosstenant.Cache
-	root                                         informers.SharedInformerFactory
 }
 
-func startCaches(ctx context.Context, root, cross kubernetes.Interface) (*tenants, error) {
+func startCaches(ctx context.Context, cross kubernetes.Interface) (*tenants, error) {
 	rest := cross.CoreV1().RESTClient()
 	t := &tenants{
 		pods:       crosstenant.NewCache(crosstenant.ListWatch(rest, "pods"), &v1.Pod{}),
@@ -38,7 +36,6 @@ func startCaches(ctx context.Context, root, cross kubernetes.Interface) (*tenant
 		services:   crosstenant.NewCache(crosstenant.ListWatch(rest, "services"), &v1.Service{}),
 		policies:   crosstenant.NewCache(crosstenant.ListWatch(cross.NetworkingV1().RESTClient(), "networkpolicies"), &networkingv1.NetworkPolicy{}),
 		slices:     crosstenant.NewCache(crosstenant.ListWatch(cross.DiscoveryV1().RESTClient(), "endpointslices"), &discoveryv1.EndpointSlice{}),
-		root:       informers.NewSharedInformerFactory(root, 10*time.Minute),
 	}
 	if err := t.pods.AddIndexers(cache.Indexers{byPodIP: podIPs}); err != nil {
 		return nil, fmt.Errorf("indexing pods by IP: %w", err)
@@ -46,21 +43,13 @@ func startCaches(ctx context.Context, root, cross kubernetes.Interface) (*tenant
 	if err := t.slices.AddTenantIndexers(cache.Indexers{byService: sliceService}); err != nil {
 		return nil, fmt.Errorf("indexing endpoint slices: %w", err)
 	}
-	t.root.Core().V1().Services().Informer()
-	t.root.Discovery().V1().EndpointSlices().Informer()
 	all := []*crosstenant.Cache{t.pods, t.namespaces, t.services, t.policies, t.slices}
 	for _, c := range all {
 		go c.Run(ctx)
 	}
-	t.root.Start(ctx.Done())
 	synced := []cache.InformerSynced{}
 	for _, c := range all {
 		synced = append(synced, c.HasSynced)
-	}
-	for _, s := range t.root.WaitForCacheSync(ctx.Done()) {
-		if !s {
-			return nil, ctx.Err()
-		}
 	}
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		return nil, fmt.Errorf("data plane caches: %w", ctx.Err())
@@ -112,10 +101,8 @@ func (t *tenants) service(tenantName, namespace, name string) *v1.Service {
 	if obj := t.services.Get(tenantName, namespace, name); obj != nil {
 		return obj.(*v1.Service)
 	}
-	if sharedService(namespace, name) {
-		if s, err := t.root.Core().V1().Services().Lister().Services(namespace).Get(name); err == nil {
-			return s
-		}
+	if obj := t.services.Get(tenant.Root, namespace, name); obj != nil && sharedService(namespace, name) {
+		return obj.(*v1.Service)
 	}
 	return nil
 }
@@ -125,8 +112,7 @@ func (t *tenants) service(tenantName, namespace, name string) *v1.Service {
 func (t *tenants) endpointSlices(tenantName, namespace, service string) []*discoveryv1.EndpointSlice {
 	var out []*discoveryv1.EndpointSlice
 	if t.services.Get(tenantName, namespace, service) == nil && sharedService(namespace, service) {
-		list, _ := t.root.Discovery().V1().EndpointSlices().Lister().EndpointSlices(namespace).List(labelsFor(service))
-		return list
+		tenantName = tenant.Root
 	}
 	objs, _ := t.slices.ByIndex(byService, tenantIndex(tenantName, namespace+"/"+service))
 	for _, o := range objs {
@@ -138,7 +124,3 @@ func (t *tenants) endpointSlices(tenantName, namespace, service string) []*disco
 // tenantIndex is the value a tenant-scoped index (AddTenantIndexers)
 // stores for value v of tenant t.
 func tenantIndex(t, v string) string { return t + "/" + v }
-
-func labelsFor(service string) labels.Selector {
-	return labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: service})
-}

@@ -62,7 +62,7 @@ func Start(ctx context.Context, rootConfig *rest.Config, o Options) error {
 	}); err != nil {
 		return err
 	}
-	tenants, err := startCaches(ctx, root, cross)
+	tenants, err := startCaches(ctx, cross)
 	if err != nil {
 		return err
 	}
