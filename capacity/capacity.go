@@ -46,6 +46,11 @@ type Pool struct {
 	Requested corev1.ResourceList
 	// Limits are the pool's spec.limits.
 	Limits corev1.ResourceList
+	// Sandbox is the pool's spec.sandbox; SandboxedNodes counts its nodes
+	// that have the runtime handler the sandbox needs (every node when it
+	// names none).
+	Sandbox        schedulingv1alpha1.Sandbox
+	SandboxedNodes int
 }
 
 // UnhealthyGPUs are the pool's GPUs in capacity but not allocatable.
@@ -81,6 +86,8 @@ const (
 	ReasonFenced        = "PoolNotAllowed"
 	ReasonInsufficient  = "InsufficientResources"
 	ReasonGated         = "SchedulingGated"
+	ReasonSandbox       = "SandboxUnavailable"
+	ReasonPodSecurity   = "PodSecurity"
 	ReasonUnschedulable = "Unschedulable"
 	ReasonNotTried      = "NotYetScheduled"
 )
@@ -98,6 +105,10 @@ func PendingReason(pod *corev1.Pod) string {
 			return ReasonQuota
 		case strings.Contains(c.Message, "pool this tenant may not use"):
 			return ReasonFenced
+		case strings.Contains(c.Message, "sandbox"):
+			return ReasonSandbox
+		case strings.Contains(c.Message, "requires PodSecurity"):
+			return ReasonPodSecurity
 		case strings.Contains(c.Message, "Insufficient"):
 			return ReasonInsufficient
 		}
@@ -119,9 +130,11 @@ func Compute(nodes []*corev1.Node, pods []*corev1.Pod, allPools []*schedulingv1a
 		}
 		return p
 	}
+	handlers := map[string]string{}
 	for _, np := range allPools {
 		p := pool(np.Name)
-		p.Mode, p.Tenants, p.Limits = np.Spec.Mode, np.Spec.Tenants, np.Spec.Limits
+		p.Mode, p.Tenants, p.Limits, p.Sandbox = np.Spec.Mode, np.Spec.Tenants, np.Spec.Limits, np.Spec.Sandbox
+		handlers[np.Name] = pools.SandboxHandler(np)
 	}
 	nodePool := map[string]string{}
 	for _, n := range nodes {
@@ -129,6 +142,9 @@ func Compute(nodes []*corev1.Node, pods []*corev1.Pod, allPools []*schedulingv1a
 		nodePool[n.Name] = name
 		p := pool(name)
 		p.Nodes++
+		if pools.HasRuntimeHandler(n, handlers[name]) {
+			p.SandboxedNodes++
+		}
 		if ready(n) {
 			p.ReadyNodes++
 		}

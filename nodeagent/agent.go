@@ -18,6 +18,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/kplex/kplex/client/crosstenant"
+	"github.com/kplex/kplex/client/pools"
 	"github.com/kplex/kplex/nodeagent/runtime/simulated"
 )
 
@@ -63,8 +64,13 @@ type Agent struct {
 	runtime Runtime
 	devices Devices
 	node    *nodeStatus
+	// security is what the node enforces of pods' security contexts.
+	security *nodeSecurity
 	// net is the pod network; nil when every pod runs on the node's.
 	net *podNetwork
+	// pools are the management plane's NodePools: the node's pool decides
+	// the runtime (sandbox) its pods run under. Nil in tests without them.
+	pools *pools.Cache
 
 	backoff *flowcontrol.Backoff
 
@@ -87,6 +93,7 @@ func newAgent(cfg *Config, name string, root kubernetes.Interface, tenants rest.
 		backoff: flowcontrol.NewBackOff(10*time.Second, 5*time.Minute),
 		workers: map[types.UID]*podWorker{},
 	}
+	a.security = newNodeSecurity(klog.Background().WithValues("node", name), cfg, rt)
 	if !rt.HostNetworkOnly {
 		a.net = newPodNetwork(rt.Scheme != simulated.RuntimeName)
 	}

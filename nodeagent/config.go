@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -39,6 +40,7 @@ const (
 	DefaultClusterDomain         = "cluster.local"
 	DefaultClusterCIDR           = "10.244.0.0/16"
 	DefaultServiceCIDR           = "10.96.0.0/12"
+	DefaultSeccompProfileRoot    = "/var/lib/kubelet/seccomp"
 )
 
 // Config is everything one agent process needs. Flags bind onto it; New
@@ -111,6 +113,18 @@ type Config struct {
 	// ClusterCIDR is the range of every node's pod CIDR; ServiceCIDR the
 	// Services' cluster IPs.
 	ClusterCIDR, ServiceCIDR string
+
+	// SeccompProfileRoot is where a pod's Localhost seccomp profiles are
+	// read from (seccompProfile.localhostProfile is relative to it).
+	SeccompProfileRoot string
+	// AllowedUnsafeSysctls are sysctls (or prefixes ending in *), beyond
+	// the kubelet's safe set, that pods may set; each must be namespaced.
+	AllowedUnsafeSysctls []string
+	// RuntimeHandlers are the CRI runtime handlers the node's runtime has
+	// besides its default (e.g. runsc for gVisor), announced in
+	// Node.status.runtimeHandlers: pools that require a sandbox run pods
+	// only on nodes announcing its handler.
+	RuntimeHandlers []string
 }
 
 // NewConfig returns the defaults.
@@ -139,6 +153,8 @@ func NewConfig() *Config {
 		ClusterDomain:    DefaultClusterDomain,
 		ClusterCIDR:      DefaultClusterCIDR,
 		ServiceCIDR:      DefaultServiceCIDR,
+
+		SeccompProfileRoot: DefaultSeccompProfileRoot,
 	}
 }
 
@@ -176,6 +192,9 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.ClusterDomain, "cluster-domain", c.ClusterDomain, "The cluster's DNS domain.")
 	fs.StringVar(&c.ClusterCIDR, "cluster-cidr", c.ClusterCIDR, "The pods' address range, of which each node's pod CIDR is a part.")
 	fs.StringVar(&c.ServiceCIDR, "service-cluster-ip-range", c.ServiceCIDR, "The Services' cluster IP range.")
+	fs.StringVar(&c.SeccompProfileRoot, "seccomp-profile-root", c.SeccompProfileRoot, "The directory of Localhost seccomp profiles: a pod's seccompProfile.localhostProfile is a path relative to it.")
+	fs.StringSliceVar(&c.RuntimeHandlers, "runtime-handlers", c.RuntimeHandlers, "CRI runtime handlers the container runtime is configured with besides its default, announced in the Node's status.runtimeHandlers (runsc: gVisor; pools with sandbox gvisor run pods only on nodes announcing it, and shared pools sandbox tenants' pods where it is).")
+	fs.StringSliceVar(&c.AllowedUnsafeSysctls, "allowed-unsafe-sysctls", c.AllowedUnsafeSysctls, "Unsafe sysctls or sysctl patterns (ending in *) pods may set, beyond the safe ones. Each must be namespaced (kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*, net.*).")
 }
 
 // Simulated reports whether pods run in the simulated runtime.
@@ -188,6 +207,11 @@ func (c *Config) Validate() error {
 	var errs []error
 	if msgs := validation.IsDNS1123Subdomain(c.NodeName); len(msgs) > 0 {
 		errs = append(errs, fmt.Errorf("--hostname-override %q: %s", c.NodeName, strings.Join(msgs, "; ")))
+	}
+	for _, h := range c.RuntimeHandlers {
+		if msgs := validation.IsDNS1123Label(h); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("--runtime-handlers %q: %s", h, strings.Join(msgs, "; ")))
+		}
 	}
 	if c.Pool != "" && c.Tenant != "" {
 		errs = append(errs, errors.New("--pool and --tenant exclude each other: a node fenced to a tenant is in that tenant's dedicated pool"))
@@ -235,6 +259,14 @@ func (c *Config) Validate() error {
 		if _, err := resource.ParseQuantity(v); err != nil {
 			errs = append(errs, fmt.Errorf("%s %q: %w", flag, v, err))
 		}
+	}
+	for _, p := range c.AllowedUnsafeSysctls {
+		if _, _, _, err := parseSysctlPattern(p); err != nil {
+			errs = append(errs, fmt.Errorf("--allowed-unsafe-sysctls: %w", err))
+		}
+	}
+	if !filepath.IsAbs(c.SeccompProfileRoot) {
+		errs = append(errs, fmt.Errorf("--seccomp-profile-root %q: must be an absolute path", c.SeccompProfileRoot))
 	}
 	if (c.TLSCertFile == "") != (c.TLSPrivateKeyFile == "") {
 		errs = append(errs, errors.New("--tls-cert-file and --tls-private-key-file go together"))

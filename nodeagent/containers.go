@@ -22,6 +22,12 @@ import (
 
 // containerConfig turns a container of the pod into what CRI creates.
 func (w *podWorker) containerConfig(ctx context.Context, pod *v1.Pod, c *v1.Container, attempt uint32, init bool) (*runtimeapi.ContainerConfig, error) {
+	// First, so that a container refused for its security context holds
+	// no devices.
+	security, err := w.securityContext(ctx, pod, c)
+	if err != nil {
+		return nil, err
+	}
 	env, err := w.env(ctx, pod, c)
 	if err != nil {
 		return nil, err
@@ -86,7 +92,7 @@ func (w *podWorker) containerConfig(ctx context.Context, pod *v1.Pod, c *v1.Cont
 		Stdin:       c.Stdin,
 		StdinOnce:   c.StdinOnce,
 		Tty:         c.TTY,
-		Linux:       &runtimeapi.LinuxContainerConfig{Resources: linuxResources(c.Resources), SecurityContext: securityContext(pod, c)},
+		Linux:       &runtimeapi.LinuxContainerConfig{Resources: linuxResources(c.Resources), SecurityContext: security},
 	}
 	return cfg, nil
 }
@@ -136,30 +142,6 @@ func linuxResources(r v1.ResourceRequirements) *runtimeapi.LinuxContainerResourc
 	}
 	if q, ok := r.Limits[v1.ResourceMemory]; ok {
 		out.MemoryLimitInBytes = q.Value()
-	}
-	return out
-}
-
-func securityContext(pod *v1.Pod, c *v1.Container) *runtimeapi.LinuxContainerSecurityContext {
-	out := &runtimeapi.LinuxContainerSecurityContext{
-		NamespaceOptions: &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE, Pid: runtimeapi.NamespaceMode_CONTAINER, Ipc: runtimeapi.NamespaceMode_POD},
-	}
-	if !pod.Spec.HostNetwork {
-		out.NamespaceOptions.Network = runtimeapi.NamespaceMode_POD
-	}
-	if psc := pod.Spec.SecurityContext; psc != nil && psc.RunAsUser != nil {
-		out.RunAsUser = &runtimeapi.Int64Value{Value: *psc.RunAsUser}
-	}
-	if sc := c.SecurityContext; sc != nil {
-		if sc.Privileged != nil {
-			out.Privileged = *sc.Privileged
-		}
-		if sc.RunAsUser != nil {
-			out.RunAsUser = &runtimeapi.Int64Value{Value: *sc.RunAsUser}
-		}
-		if sc.ReadOnlyRootFilesystem != nil {
-			out.ReadonlyRootfs = *sc.ReadOnlyRootFilesystem
-		}
 	}
 	return out
 }

@@ -232,7 +232,18 @@ func (n *nodeStatus) status(ctx context.Context, stopping bool) v1.NodeStatus {
 			Architecture:            goruntime.GOARCH,
 		},
 		DeclaredFeatures: declaredFeatures,
+		RuntimeHandlers:  n.runtimeHandlers(),
 	}
+}
+
+// runtimeHandlers are the handlers --runtime-handlers names, as the
+// kubelet reports those its runtime has.
+func (n *nodeStatus) runtimeHandlers() []v1.NodeRuntimeHandler {
+	var out []v1.NodeRuntimeHandler
+	for _, h := range n.cfg.RuntimeHandlers {
+		out = append(out, v1.NodeRuntimeHandler{Name: h, Features: &v1.NodeRuntimeHandlerFeatures{}})
+	}
+	return out
 }
 
 // sync writes the node's status when it changed, or when it was last
@@ -275,6 +286,7 @@ func (n *nodeStatus) sync(ctx context.Context, stopping bool) error {
 	node.Status.DaemonEndpoints = st.DaemonEndpoints
 	node.Status.NodeInfo = st.NodeInfo
 	node.Status.DeclaredFeatures = st.DeclaredFeatures
+	node.Status.RuntimeHandlers = st.RuntimeHandlers
 	// A patch, as the kubelet's: other writers of the node (taints, pool
 	// labels) do not make the heartbeat fail.
 	if _, _, err := nodeutil.PatchNodeStatus(n.client.CoreV1(), types.NodeName(n.name), updated, node); err != nil {
@@ -286,7 +298,8 @@ func (n *nodeStatus) sync(ctx context.Context, stopping bool) error {
 
 // sameStatus compares what the agent decides, not the timestamps.
 func sameStatus(a, b v1.NodeStatus) bool {
-	if !equality.Semantic.DeepEqual(a.Capacity, b.Capacity) || !equality.Semantic.DeepEqual(a.Addresses, b.Addresses) || a.NodeInfo != b.NodeInfo {
+	if !equality.Semantic.DeepEqual(a.Capacity, b.Capacity) || !equality.Semantic.DeepEqual(a.Addresses, b.Addresses) || a.NodeInfo != b.NodeInfo ||
+		!equality.Semantic.DeepEqual(a.RuntimeHandlers, b.RuntimeHandlers) {
 		return false
 	}
 	if len(a.Conditions) != len(b.Conditions) {

@@ -47,17 +47,30 @@ func (w *podWorker) readPodIPs(ctx context.Context, pod *v1.Pod, sandboxID strin
 	w.podIPs, w.ipsOf = ips, sandboxID
 }
 
-// refuseHostNetwork says why a tenant's hostNetwork pod may not run on
-// this node, or "". On a node of the pod network, the node's network
-// namespace is every tenant's: its addresses, its routes to every pod, its
-// DNS and agent ports; the isolation rules cannot tell a tenant's process
-// there from the node's own. Only a node fenced to the pod's tenant
-// (--tenant) runs it; root's pods (the operator's) run anywhere.
-func (a *Agent) refuseHostNetwork(tenantName string, pod *v1.Pod) string {
-	if !pod.Spec.HostNetwork || a.net == nil || !a.net.cni || tenantName == tenant.Root || a.cfg.Tenant == tenantName {
-		return ""
+// refuseHostNamespaces says why a tenant's pod that shares one of the
+// node's namespaces may not run on this node, with the pod's failure
+// reason, or "". Only a node fenced to the pod's tenant (--tenant) runs
+// such pods; root's (the operator's) run anywhere. Whatever the tenant's
+// Pod Security level, a shared node's processes (hostPID), IPC (hostIPC)
+// and, on a node of the pod network, its network are every tenant's: its
+// addresses, its routes to every pod, its DNS and agent ports, which the
+// isolation rules cannot tell from the node's own.
+func (a *Agent) refuseHostNamespaces(tenantName string, pod *v1.Pod) (reason, message string) {
+	if tenantName == tenant.Root || a.cfg.Tenant == tenantName {
+		return "", ""
 	}
-	return fmt.Sprintf("hostNetwork pods of tenant %s run only on nodes fenced to it (kplex-nodeagent --tenant %s): node %s is shared, and its network is every tenant's", tenantName, tenantName, a.name)
+	if pod.Spec.HostNetwork && a.net != nil && a.net.cni {
+		return "HostNetworkRefused", fmt.Sprintf("hostNetwork pods of tenant %s run only on nodes fenced to it (kplex-nodeagent --tenant %s): node %s is shared, and its network is every tenant's", tenantName, tenantName, a.name)
+	}
+	for _, shared := range []struct {
+		on   bool
+		name string
+	}{{pod.Spec.HostPID, "hostPID"}, {pod.Spec.HostIPC, "hostIPC"}} {
+		if shared.on {
+			return "HostNamespaceRefused", fmt.Sprintf("%s pods of tenant %s run only on nodes fenced to it (kplex-nodeagent --tenant %s): node %s is shared, and its processes and IPC are every tenant's", shared.name, tenantName, tenantName, a.name)
+		}
+	}
+	return "", ""
 }
 
 // ips are the pod's IPs for its status: the node's for a pod on the node's

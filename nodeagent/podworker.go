@@ -20,6 +20,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
+	"github.com/kplex/kplex/client/pools"
 	"github.com/kplex/kplex/nodeagent/runtime/simulated"
 	"github.com/kplex/kplex/tenant"
 )
@@ -231,10 +232,18 @@ func (w *podWorker) sync(ctx context.Context, pod *v1.Pod, gone bool) (idle, don
 		return true, false
 	}
 
-	if msg := w.agent.refuseHostNetwork(w.tenant, pod); msg != "" && obs.sandbox == nil {
-		w.admissionReason, w.admissionFailure = "HostNetworkRefused", msg
+	if reason, msg := w.agent.refuseHostNamespaces(w.tenant, pod); msg != "" && obs.sandbox == nil {
+		w.admissionReason, w.admissionFailure = reason, msg
 		w.writeStatus(ctx, pod, w.computeStatus(pod, obs, false))
 		return true, false
+	}
+	if obs.sandbox == nil {
+		if reason, msg := w.agent.security.refusePod(ctx, pod, w.namespaces(pod)); msg != "" {
+			logger.Info("Pod refused for its security context", "reason", reason, "message", msg)
+			w.admissionReason, w.admissionFailure = reason, msg
+			w.writeStatus(ctx, pod, w.computeStatus(pod, obs, false))
+			return true, false
+		}
 	}
 	if w.needsNetwork(pod) && w.agent.net.cni && (obs.sandbox == nil || obs.sandbox.State != runtimeapi.PodSandboxState_SANDBOX_READY) {
 		if err := w.agent.net.notReady(); err != nil {
@@ -314,9 +323,36 @@ func (w *podWorker) ensureSandbox(ctx context.Context, pod *v1.Pod, obs *observe
 	return id, nil
 }
 
-// runtimeHandler is the CRI handler of the pod's RuntimeClass, read from
-// the pod's tenant; "" is the runtime's default.
+// runtimeHandler is the CRI handler the pod's sandbox runs under: the
+// one its node pool requires (gVisor, on shared nodes that have it, by
+// default), else that of the pod's RuntimeClass, read from the pod's
+// tenant; "" is the runtime's default. The pool's choice is enforced here,
+// where the sandbox is made, whatever the pod or its tenant asks.
 func (w *podWorker) runtimeHandler(ctx context.Context, pod *v1.Pod) (string, error) {
+	requested, err := w.requestedHandler(ctx, pod)
+	if err != nil {
+		return "", err
+	}
+	if w.agent.pools == nil {
+		return requested, nil // an agent without the management plane's pools (tests)
+	}
+	if !w.agent.pools.HasSynced() {
+		return "", errors.New("the node pools are not read yet")
+	}
+	node, err := w.agent.root.CoreV1().Nodes().Get(ctx, w.agent.name, metav1.GetOptions{})
+	if err != nil {
+		return "", fmt.Errorf("reading node %s for its pool: %w", w.agent.name, err)
+	}
+	// The node announces what this agent's flags say, whatever its stored
+	// status does.
+	node.Status.RuntimeHandlers = w.agent.node.runtimeHandlers()
+	pool := w.agent.pools.Pool(w.agent.pools.PoolOf(node.Labels))
+	return pools.RuntimeHandlerFor(w.tenant, pool, node, requested)
+}
+
+// requestedHandler is the CRI handler of the pod's own RuntimeClass, read
+// from its tenant; "" when it names none.
+func (w *podWorker) requestedHandler(ctx context.Context, pod *v1.Pod) (string, error) {
 	if pod.Spec.RuntimeClassName == nil || *pod.Spec.RuntimeClassName == "" {
 		return "", nil
 	}
@@ -342,14 +378,17 @@ func (w *podWorker) labels(pod *v1.Pod) map[string]string {
 	}
 }
 
+// namespaces are the pod's namespaces, its sandbox's and its containers'.
+func (w *podWorker) namespaces(pod *v1.Pod) *runtimeapi.NamespaceOption {
+	return namespaceOptions(pod, w.agent.runtime.HostNetworkOnly)
+}
+
 func (w *podWorker) sandboxConfig(pod *v1.Pod, attempt uint32) *runtimeapi.PodSandboxConfig {
 	hostname := pod.Name
 	if pod.Spec.Hostname != "" {
 		hostname = pod.Spec.Hostname
 	}
-	network := runtimeapi.NamespaceMode_POD
-	if pod.Spec.HostNetwork || w.agent.runtime.HostNetworkOnly {
-		network = runtimeapi.NamespaceMode_NODE
+	if w.namespaces(pod).Network == runtimeapi.NamespaceMode_NODE {
 		hostname = ""
 	}
 	return &runtimeapi.PodSandboxConfig{
@@ -363,11 +402,7 @@ func (w *podWorker) sandboxConfig(pod *v1.Pod, attempt uint32) *runtimeapi.PodSa
 		LogDirectory: w.logDir(pod),
 		Labels:       w.labels(pod),
 		Annotations:  map[string]string{},
-		Linux: &runtimeapi.LinuxPodSandboxConfig{
-			SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
-				NamespaceOptions: &runtimeapi.NamespaceOption{Network: network, Pid: runtimeapi.NamespaceMode_CONTAINER, Ipc: runtimeapi.NamespaceMode_POD},
-			},
-		},
+		Linux:        sandboxLinuxConfig(pod, w.namespaces(pod), w.agent.security.seLinux),
 	}
 }
 

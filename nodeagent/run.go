@@ -18,6 +18,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/kplex/kplex/client/crosstenant"
+	"github.com/kplex/kplex/client/pools"
 	"github.com/kplex/kplex/dataplane"
 	"github.com/kplex/kplex/nodeagent/runtime/simulated"
 )
@@ -54,11 +55,13 @@ func run(ctx context.Context, cfg *Config, kubeconfig *rest.Config, simulatedRun
 	if err != nil {
 		return fmt.Errorf("building the cross-tenant client: %w", err)
 	}
+	dyn, err := dynamic.NewForConfig(kubeconfig)
+	if err != nil {
+		return fmt.Errorf("building the dynamic client: %w", err)
+	}
+	poolCache := pools.New(dyn)
+	poolCache.Run(ctx)
 	if cfg.Tenant != "" {
-		dyn, err := dynamic.NewForConfig(kubeconfig)
-		if err != nil {
-			return err
-		}
 		if err := retry(ctx, func() error { return ensureTenantPool(ctx, dyn, cfg.Tenant) }); err != nil {
 			return err
 		}
@@ -128,6 +131,7 @@ func run(ctx context.Context, cfg *Config, kubeconfig *rest.Config, simulatedRun
 	registering := newSlots(32)
 	for _, a := range agents {
 		a.slots = registering
+		a.pools = poolCache
 	}
 	source, err := newPodSource(cross, selector, agents)
 	if err != nil {

@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -14,6 +15,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	tenancyv1alpha1 "github.com/kplex/kplex/apis/tenancy/v1alpha1"
+	"github.com/kplex/kplex/apiserver/schedulingapi"
+	"github.com/kplex/kplex/podsecurity"
 )
 
 // tenantNameRule keeps Tenant names DNS-1123 labels and off the reserved
@@ -38,6 +41,7 @@ func TenantCRD() *apiextensionsv1.CustomResourceDefinition {
 				AdditionalPrinterColumns: []apiextensionsv1.CustomResourceColumnDefinition{
 					{Name: "Phase", Type: "string", JSONPath: ".status.phase"},
 					{Name: "Path", Type: "string", JSONPath: ".status.path"},
+					{Name: "PodSecurity", Type: "string", JSONPath: ".spec.podSecurity"},
 					{Name: "Age", Type: "date", JSONPath: ".metadata.creationTimestamp"},
 				},
 				Schema: &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: &apiextensionsv1.JSONSchemaProps{
@@ -53,24 +57,15 @@ func TenantCRD() *apiextensionsv1.CustomResourceDefinition {
 						"metadata": {Type: "object", Properties: map[string]apiextensionsv1.JSONSchemaProps{
 							"name": {Type: "string", MaxLength: ptr.To[int64](63), Pattern: tenantNamePattern},
 						}},
-						"spec": {Type: "object"},
+						// Defaults make a Tenant show its level even when its
+						// creator named none.
+						"spec": {Type: "object", Default: &apiextensionsv1.JSON{Raw: []byte(`{}`)}, Properties: map[string]apiextensionsv1.JSONSchemaProps{
+							"podSecurity": withDefault(schedulingapi.Enum(podsecurity.Levels...), podsecurity.DefaultTenantLevel),
+						}},
 						"status": {Type: "object", Properties: map[string]apiextensionsv1.JSONSchemaProps{
-							"phase": {Type: "string", Enum: []apiextensionsv1.JSON{{Raw: []byte(`"Provisioning"`)}, {Raw: []byte(`"Ready"`)}, {Raw: []byte(`"Terminating"`)}}},
-							"path":  str,
-							"conditions": {
-								Type:         "array",
-								XListType:    ptr.To("map"),
-								XListMapKeys: []string{"type"},
-								Items: &apiextensionsv1.JSONSchemaPropsOrArray{Schema: &apiextensionsv1.JSONSchemaProps{
-									Type:     "object",
-									Required: []string{"type", "status", "lastTransitionTime", "reason", "message"},
-									Properties: map[string]apiextensionsv1.JSONSchemaProps{
-										"type": str, "status": str, "reason": str, "message": str,
-										"lastTransitionTime": {Type: "string", Format: "date-time"},
-										"observedGeneration": {Type: "integer", Format: "int64"},
-									},
-								}},
-							},
+							"phase":      {Type: "string", Enum: []apiextensionsv1.JSON{{Raw: []byte(`"Provisioning"`)}, {Raw: []byte(`"Ready"`)}, {Raw: []byte(`"Terminating"`)}}},
+							"path":       str,
+							"conditions": schedulingapi.Conditions,
 						}},
 					},
 				}},
@@ -123,4 +118,9 @@ func InstallCRD(ctx context.Context, client apiextensionsclient.Interface, want 
 		return fmt.Errorf("waiting for CRD %s to be established: %w", want.Name, err)
 	}
 	return nil
+}
+
+func withDefault(p apiextensionsv1.JSONSchemaProps, value string) apiextensionsv1.JSONSchemaProps {
+	p.Default = &apiextensionsv1.JSON{Raw: []byte(strconv.Quote(value))}
+	return p
 }

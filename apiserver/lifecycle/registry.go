@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/kplex/kplex/podsecurity"
 )
 
 // Registry is the in-memory set of tenants that may be served: created and
@@ -25,6 +27,9 @@ type Registry struct {
 type entry struct {
 	uid    string
 	writes atomic.Int64
+	// podSecurity is the Tenant's spec.podSecurity, the level its pods
+	// must meet; an atomic so that a change needs no new entry.
+	podSecurity atomic.Pointer[string]
 }
 
 // NewRegistry returns an empty registry.
@@ -69,12 +74,28 @@ func (r *Registry) observe(obj *unstructured.Unstructured) {
 		r.forget(obj.GetName())
 		return
 	}
+	level, _, _ := unstructured.NestedString(obj.Object, "spec", "podSecurity")
+	level = podsecurity.TenantLevel(level)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if e, ok := r.tenants[obj.GetName()]; ok && e.uid == string(obj.GetUID()) {
-		return
+	e, ok := r.tenants[obj.GetName()]
+	if !ok || e.uid != string(obj.GetUID()) {
+		e = &entry{uid: string(obj.GetUID())}
+		r.tenants[obj.GetName()] = e
 	}
-	r.tenants[obj.GetName()] = &entry{uid: string(obj.GetUID())}
+	e.podSecurity.Store(&level)
+}
+
+// PodSecurity is the Pod Security level the management plane set for a
+// serving tenant; ok is false for a tenant not served.
+func (r *Registry) PodSecurity(name string) (level string, ok bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	e, ok := r.tenants[name]
+	if !ok {
+		return "", false
+	}
+	return *e.podSecurity.Load(), true
 }
 
 // forget stops serving tenant name; its writes in flight drain.

@@ -58,7 +58,7 @@ func Ensure(f Files, hosts []string) error {
 	if err := os.MkdirAll(f.Dir, 0o700); err != nil {
 		return fmt.Errorf("creating pki directory: %w", err)
 	}
-	caCert, caKey, err := ensureCA(f)
+	caCert, caKey, err := ensureCA(f.CACert(), f.CAKey(), "kplex-ca")
 	if err != nil {
 		return err
 	}
@@ -147,13 +147,14 @@ func names(cert, template *x509.Certificate) bool {
 	return true
 }
 
-func ensureCA(f Files) (*x509.Certificate, crypto.Signer, error) {
-	if exists(f.CACert()) && exists(f.CAKey()) {
-		certs, err := certutil.CertsFromFile(f.CACert())
+// ensureCA reads the CA at certPath and keyPath, or makes one named cn.
+func ensureCA(certPath, keyPath, cn string) (*x509.Certificate, crypto.Signer, error) {
+	if exists(certPath) && exists(keyPath) {
+		certs, err := certutil.CertsFromFile(certPath)
 		if err != nil {
 			return nil, nil, fmt.Errorf("reading CA certificate: %w", err)
 		}
-		key, err := keyutil.PrivateKeyFromFile(f.CAKey())
+		key, err := keyutil.PrivateKeyFromFile(keyPath)
 		if err != nil {
 			return nil, nil, fmt.Errorf("reading CA key: %w", err)
 		}
@@ -163,15 +164,15 @@ func ensureCA(f Files) (*x509.Certificate, crypto.Signer, error) {
 		}
 		return certs[0], signer, nil
 	}
-	key, err := ensureKey(f.CAKey())
+	key, err := ensureKey(keyPath)
 	if err != nil {
 		return nil, nil, fmt.Errorf("CA key: %w", err)
 	}
-	cert, err := certutil.NewSelfSignedCACert(certutil.Config{CommonName: "kplex-ca"}, key)
+	cert, err := certutil.NewSelfSignedCACert(certutil.Config{CommonName: cn}, key)
 	if err != nil {
 		return nil, nil, fmt.Errorf("CA certificate: %w", err)
 	}
-	if err := certutil.WriteCert(f.CACert(), encodeCertPEM(cert)); err != nil {
+	if err := certutil.WriteCert(certPath, encodeCertPEM(cert)); err != nil {
 		return nil, nil, fmt.Errorf("writing CA certificate: %w", err)
 	}
 	return cert, key, nil

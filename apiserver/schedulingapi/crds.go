@@ -1,11 +1,14 @@
 package schedulingapi
 
 import (
+	"strconv"
+
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
 	schedulingv1alpha1 "github.com/kplex/kplex/apis/scheduling/v1alpha1"
+	"github.com/kplex/kplex/podsecurity"
 )
 
 // Bounds that keep the CEL rules' cost estimate within budget.
@@ -24,6 +27,32 @@ var (
 	name   = apiextensionsv1.JSONSchemaProps{Type: "string", MaxLength: ptr.To[int64](63), Pattern: dnsLabel}
 	labels = apiextensionsv1.JSONSchemaProps{Type: "object", AdditionalProperties: &apiextensionsv1.JSONSchemaPropsOrBool{Schema: &str}}
 )
+
+// Enum is a string that must be one of values; the schema's refusal
+// names the field and lists them (422).
+func Enum(values ...string) apiextensionsv1.JSONSchemaProps {
+	out := apiextensionsv1.JSONSchemaProps{Type: "string"}
+	for _, v := range values {
+		out.Enum = append(out.Enum, apiextensionsv1.JSON{Raw: []byte(strconv.Quote(v))})
+	}
+	return out
+}
+
+// Conditions is the schema of a []metav1.Condition status field.
+var Conditions = apiextensionsv1.JSONSchemaProps{
+	Type:         "array",
+	XListType:    ptr.To("map"),
+	XListMapKeys: []string{"type"},
+	Items: &apiextensionsv1.JSONSchemaPropsOrArray{Schema: &apiextensionsv1.JSONSchemaProps{
+		Type:     "object",
+		Required: []string{"type", "status", "lastTransitionTime", "reason", "message"},
+		Properties: props{
+			"type": str, "status": str, "reason": str, "message": str,
+			"lastTransitionTime": {Type: "string", Format: "date-time"},
+			"observedGeneration": {Type: "integer", Format: "int64"},
+		},
+	}},
+}
 
 // quantity is a resource.Quantity; CEL refuses a malformed or negative one
 // with a message naming it, where a pattern would print a regular
@@ -109,19 +138,25 @@ func NodePoolCRD() *apiextensionsv1.CustomResourceDefinition {
 					"taints": {Type: "array", Items: &apiextensionsv1.JSONSchemaPropsOrArray{Schema: &taint}},
 				}},
 			}},
-			"limits": resourceList("a limit"),
-			"weight": {Type: "integer", Format: "int32", Minimum: ptr.To[float64](1), Maximum: ptr.To[float64](100)},
+			"limits":      resourceList("a limit"),
+			"weight":      {Type: "integer", Format: "int32", Minimum: ptr.To[float64](1), Maximum: ptr.To[float64](100)},
+			"podSecurity": Enum(podsecurity.Levels...),
+			"sandbox":     Enum(string(schedulingv1alpha1.SandboxGVisor), string(schedulingv1alpha1.SandboxNone)),
 		},
 	}
 	status := apiextensionsv1.JSONSchemaProps{Type: "object", Properties: props{
-		"nodes":       {Type: "integer", Format: "int32"},
-		"allocatable": observedList,
-		"requested":   observedList,
+		"nodes":          {Type: "integer", Format: "int32"},
+		"allocatable":    observedList,
+		"requested":      observedList,
+		"sandboxedNodes": {Type: "integer", Format: "int32"},
+		"conditions":     Conditions,
 	}}
 	return crd("nodepools", "nodepool", "NodePool", "np", []apiextensionsv1.CustomResourceColumnDefinition{
 		{Name: "Mode", Type: "string", JSONPath: ".spec.mode"},
 		{Name: "Tenants", Type: "string", JSONPath: ".spec.tenants"},
 		{Name: "Nodes", Type: "integer", JSONPath: ".status.nodes"},
+		{Name: "Sandbox", Type: "string", JSONPath: ".spec.sandbox", Priority: 1},
+		{Name: "PodSecurity", Type: "string", JSONPath: ".spec.podSecurity", Priority: 1},
 		{Name: "Weight", Type: "integer", JSONPath: ".spec.weight", Priority: 1},
 	}, apiextensionsv1.JSONSchemaProps{Required: []string{"spec"}, Properties: props{"spec": spec, "status": status}})
 }

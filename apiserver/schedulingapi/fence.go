@@ -6,6 +6,7 @@ import (
 	"io"
 	"sync/atomic"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apiserver/pkg/admission"
@@ -13,8 +14,10 @@ import (
 	"k8s.io/client-go/informers"
 	corev1listers "k8s.io/client-go/listers/core/v1"
 	api "k8s.io/kubernetes/pkg/apis/core"
+	k8sv1 "k8s.io/kubernetes/pkg/apis/core/v1"
 
 	"github.com/kplex/kplex/client/pools"
+	"github.com/kplex/kplex/podsecurity"
 	"github.com/kplex/kplex/tenant"
 )
 
@@ -116,6 +119,33 @@ func (f *Fence) Validate(ctx context.Context, a admission.Attributes, _ admissio
 	if !ok {
 		return apierrors.NewInvalid(a.GetKind().GroupKind(), a.GetName(), field.ErrorList{
 			field.Forbidden(path, fmt.Sprintf("node %q is not one this tenant's pods may use (see kubectl get nodes)", node)),
+		})
+	}
+	if pod, isPod := a.GetObject().(*api.Pod); isPod {
+		return f.meetsPoolLevel(a, pod, n.Labels, path)
+	}
+	return nil
+}
+
+// meetsPoolLevel refuses a pod naming a node whose pool requires a Pod
+// Security level the pod does not meet: the scheduler keeps such pods off
+// the pool, and naming the node must not get around it.
+func (f *Fence) meetsPoolLevel(a admission.Attributes, pod *api.Pod, nodeLabels map[string]string, path *field.Path) error {
+	c := f.pools.Load()
+	if c == nil {
+		return nil
+	}
+	np := c.Pool(c.PoolOf(nodeLabels))
+	if np == nil || np.Spec.PodSecurity == "" {
+		return nil
+	}
+	v1pod := &corev1.Pod{}
+	if err := k8sv1.Convert_core_Pod_To_v1_Pod(pod, v1pod, nil); err != nil {
+		return apierrors.NewInternalError(fmt.Errorf("converting pod for the pool's pod security check: %w", err))
+	}
+	if v := podsecurity.Check(np.Spec.PodSecurity, v1pod); v != nil {
+		return apierrors.NewInvalid(a.GetKind().GroupKind(), a.GetName(), field.ErrorList{
+			field.Forbidden(path, fmt.Sprintf("node %q is in pool %s, which requires PodSecurity %q: %s", pod.Spec.NodeName, np.Name, v.Level, v.Detail)),
 		})
 	}
 	return nil

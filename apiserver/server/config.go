@@ -22,6 +22,7 @@ import (
 	"github.com/kplex/kplex/apiserver/admission/namespacelifecycle"
 	"github.com/kplex/kplex/apiserver/admission/serviceaddresses"
 	"github.com/kplex/kplex/apiserver/admission/tenantmux"
+	"github.com/kplex/kplex/apiserver/admission/tenantpodsecurity"
 	"github.com/kplex/kplex/apiserver/fairness"
 	"github.com/kplex/kplex/apiserver/pki"
 	"github.com/kplex/kplex/apiserver/schedulingapi"
@@ -83,6 +84,8 @@ type Config struct {
 	fence      *schedulingapi.Fence
 	admission  *tenantmux.Hub
 	addresses  *serviceaddresses.Plugin
+	// podSecurity is the management plane's Pod Security floor.
+	podSecurity *tenantpodsecurity.Plugin
 }
 
 // DefaultDataDir is $KPLEX_DATA_DIR, else $HOME/.kplex.
@@ -104,6 +107,10 @@ func NewConfig() *Config {
 	kube.SecureServing.BindAddress = net.ParseIP("127.0.0.1")
 	kube.ServiceClusterIPRanges = DefaultServiceClusterIPRange
 	kube.Authorization.Modes = []string{"RBAC"}
+	// Privileged pods are the Pod Security floor's to refuse, per tenant
+	// (TenantPodSecurity, default baseline), not a ban for every tenant
+	// alike: a tenant on its own nodes may be trusted with them.
+	kube.AllowPrivileged = true
 	// Node agents report their IP and their name, which need not resolve:
 	// reach them by IP first, as kubeadm does.
 	kube.KubeletConfig.PreferredAddressTypes = []string{"InternalIP", "ExternalIP", "Hostname", "InternalDNS", "ExternalDNS"}
@@ -117,7 +124,9 @@ func NewConfig() *Config {
 	fence.Register(adm.Plugins)
 	addresses := serviceaddresses.New()
 	addresses.Register(adm.Plugins)
-	adm.RecommendedPluginOrder = append(adm.RecommendedPluginOrder, crdconversion.PluginName, schedulingapi.PluginName, schedulingapi.FencePluginName, serviceaddresses.PluginName)
+	podSecurity := tenantpodsecurity.New()
+	podSecurity.Register(adm.Plugins)
+	adm.RecommendedPluginOrder = append(adm.RecommendedPluginOrder, crdconversion.PluginName, schedulingapi.PluginName, schedulingapi.FencePluginName, serviceaddresses.PluginName, tenantpodsecurity.PluginName)
 	// Webhooks, policies, LimitRanger, PodSecurity and ServiceAccount keep their names and
 	// places; the hub's decorator gives each tenant its own instance. It
 	// goes first, so that upstream's metrics decorator wraps it.
@@ -126,7 +135,7 @@ func NewConfig() *Config {
 	return &Config{DataDir: DefaultDataDir(), Kube: kube, Fairness: fairness.DefaultOptions, AdmissionIdleTimeout: DefaultIdleTimeout, CRDIdleTimeout: DefaultIdleTimeout,
 		MetricsTopTenants: bounded.DefaultTopTenants, TenantStorageMetricsPeriod: tenantmetrics.DefaultStoragePeriod,
 		MetricsResolution: 15 * time.Second, ClusterCIDR: nodeipam.DefaultClusterCIDR,
-		namespaces: namespaces, fence: fence, admission: hub, addresses: addresses}
+		namespaces: namespaces, fence: fence, admission: hub, addresses: addresses, podSecurity: podSecurity}
 }
 
 // rootOnlyAdmission are upstream plugins that look objects up in root

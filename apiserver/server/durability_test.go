@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kplex/kplex/apiserver/etcd"
+	"github.com/kplex/kplex/apiserver/pki"
 	"github.com/kplex/kplex/apiserver/server"
 	"github.com/kplex/kplex/apiserver/server/servertest"
 )
@@ -99,15 +100,9 @@ func TestIntegrationExternalEtcd(t *testing.T) {
 		t.Skip("integration test: starts etcd and an apiserver")
 	}
 	ctx := ctxT(t)
-	external, err := etcd.Start(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(external.Close) // after the server's own cleanup: cleanups run last-in first-out
+	useEtcd := startExternalEtcd(t) // cleaned up after the server: cleanups run last-in first-out
 	dir := t.TempDir()
-	e := servertest.Start(t, dir, func(cfg *server.Config) {
-		cfg.Kube.Etcd.StorageConfig.Transport.ServerList = []string{external.ClientURL()}
-	})
+	e := servertest.Start(t, dir, useEtcd)
 	c := servertest.Client(t, e.CreateTenant(t, "ext"))
 	if _, err := c.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "x"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -127,15 +122,8 @@ func TestIntegrationReplicasShareTenants(t *testing.T) {
 		t.Skip("integration test: starts etcd and two apiservers")
 	}
 	ctx := ctxT(t)
-	external, err := etcd.Start(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(external.Close)
+	useEtcd := startExternalEtcd(t)
 	shared := t.TempDir() // the PKI, and so the token key, is the replicas' common state
-	useEtcd := func(cfg *server.Config) {
-		cfg.Kube.Etcd.StorageConfig.Transport.ServerList = []string{external.ClientURL()}
-	}
 	one := servertest.Start(t, shared, useEtcd)
 	two := servertest.Start(t, shared, useEtcd)
 
@@ -164,5 +152,25 @@ func TestIntegrationReplicasShareTenants(t *testing.T) {
 	}
 	if _, err := c1.CoreV1().ConfigMaps("default").Get(ctx, "x", metav1.GetOptions{}); err == nil {
 		t.Error("replica one still serves the deleted tenant")
+	}
+}
+
+// startExternalEtcd starts an etcd of the test's, as an external one, and
+// returns what points a Config at it: its servers and, through upstream's
+// --etcd-cafile, --etcd-certfile and --etcd-keyfile, the certificates its
+// mutual TLS asks for.
+func startExternalEtcd(t *testing.T) func(*server.Config) {
+	t.Helper()
+	dir := t.TempDir()
+	files := pki.Files{Dir: filepath.Join(dir, "pki")}
+	external, err := etcd.Start(ctxT(t), filepath.Join(dir, "etcd"), files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(external.Close)
+	return func(cfg *server.Config) {
+		tr := &cfg.Kube.Etcd.StorageConfig.Transport
+		tr.ServerList = []string{external.ClientURL()}
+		tr.CertFile, tr.KeyFile, tr.TrustedCAFile = files.EtcdClientCert(), files.EtcdClientKey(), files.EtcdCACert()
 	}
 }

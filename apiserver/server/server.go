@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -29,6 +30,7 @@ import (
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/apiserver/pkg/server/egressselector"
 	"k8s.io/apiserver/pkg/server/healthz"
+	"k8s.io/apiserver/pkg/storage/storagebackend"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -93,6 +95,9 @@ func Start(ctx context.Context, cfg *Config) (_ *Server, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if err := validateEtcdTLS(cfg); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	s := &Server{
 		cfg:      cfg,
@@ -125,11 +130,11 @@ func Start(ctx context.Context, cfg *Config) (_ *Server, err error) {
 	s.tokens = tenantauth.NewTokens(secret)
 
 	if cfg.EmbeddedEtcd() {
-		s.embedded, err = etcd.Start(ctx, filepath.Join(cfg.DataDir, "etcd"))
+		s.embedded, err = etcd.Start(ctx, filepath.Join(cfg.DataDir, "etcd"), files)
 		if err != nil {
 			return nil, err
 		}
-		cfg.Kube.Etcd.StorageConfig.Transport.ServerList = []string{s.embedded.ClientURL()}
+		useEmbeddedEtcd(&cfg.Kube.Etcd.StorageConfig.Transport, s.embedded.ClientURL(), files)
 	}
 	if s.etcd, err = etcdClient(cfg); err != nil {
 		return nil, err
@@ -161,6 +166,7 @@ func Start(ctx context.Context, cfg *Config) (_ *Server, err error) {
 		Pods:     serviceaddresses.Prefixes(clusterCIDRs...),
 		Services: serviceaddresses.Prefixes(&completed.PrimaryServiceClusterIPRange, &completed.SecondaryServiceClusterIPRange),
 	})
+	cfg.podSecurity.SetLevels(s.registry)
 	kubeConfig, err := app.NewConfig(completed)
 	if err != nil {
 		return nil, fmt.Errorf("building apiserver config: %w", err)
@@ -591,19 +597,52 @@ func servingHost(cfg *Config) string {
 	return "127.0.0.1"
 }
 
+// validateEtcdTLS refuses etcd certificate flags without --etcd-servers:
+// the embedded etcd trusts only its own CA, and silently replacing the
+// user's files would hide that they are unused.
+func validateEtcdTLS(cfg *Config) error {
+	t := cfg.Kube.Etcd.StorageConfig.Transport
+	if cfg.EmbeddedEtcd() && (t.CertFile != "" || t.KeyFile != "" || t.TrustedCAFile != "") {
+		return errors.New("--etcd-certfile, --etcd-keyfile and --etcd-cafile need --etcd-servers: the embedded etcd uses the certificates of its own CA, in the data directory's PKI")
+	}
+	return nil
+}
+
+// useEmbeddedEtcd points the apiserver's storage at the embedded etcd,
+// with the client certificate of the etcd CA it alone accepts.
+func useEmbeddedEtcd(t *storagebackend.TransportConfig, url string, files pki.Files) {
+	t.ServerList = []string{url}
+	t.CertFile = files.EtcdClientCert()
+	t.KeyFile = files.EtcdClientKey()
+	t.TrustedCAFile = files.EtcdCACert()
+}
+
+// etcdClient is kplex's own client of the apiserver's etcd (tenant purge,
+// storage metrics, CRD storage), on the storage's transport: the same
+// servers, certificates and CA as upstream's storage.
 func etcdClient(cfg *Config) (*clientv3.Client, error) {
 	t := cfg.Kube.Etcd.StorageConfig.Transport
-	c := clientv3.Config{Endpoints: t.ServerList, DialTimeout: 10 * time.Second}
-	if t.CertFile != "" || t.TrustedCAFile != "" {
-		tlsConfig, err := (transport.TLSInfo{CertFile: t.CertFile, KeyFile: t.KeyFile, TrustedCAFile: t.TrustedCAFile}).ClientConfig()
-		if err != nil {
-			return nil, fmt.Errorf("etcd client TLS: %w", err)
-		}
-		c.TLS = tlsConfig
+	tlsConfig, err := etcdTLS(t)
+	if err != nil {
+		return nil, err
 	}
-	client, err := clientv3.New(c)
+	client, err := clientv3.New(clientv3.Config{Endpoints: t.ServerList, DialTimeout: 10 * time.Second, TLS: tlsConfig})
 	if err != nil {
 		return nil, fmt.Errorf("connecting to etcd %v: %w", t.ServerList, err)
 	}
 	return client, nil
+}
+
+// etcdTLS is the TLS configuration upstream's storage dials etcd with
+// (storagebackend/factory's newETCD3Client): none unless a certificate, key
+// or CA is given.
+func etcdTLS(t storagebackend.TransportConfig) (*tls.Config, error) {
+	if t.CertFile == "" && t.KeyFile == "" && t.TrustedCAFile == "" {
+		return nil, nil
+	}
+	c, err := (transport.TLSInfo{CertFile: t.CertFile, KeyFile: t.KeyFile, TrustedCAFile: t.TrustedCAFile}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("etcd client TLS: %w", err)
+	}
+	return c, nil
 }

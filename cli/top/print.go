@@ -52,10 +52,10 @@ func ValidOutput(format string) error {
 // WritePools prints pools as a table.
 func WritePools(w io.Writer, pools []Pool) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tMODE\tNODES\tREADY\tGPU(REQ/ALLOC)\tGPU%\tUNHEALTHY-GPUS\tCPU(REQ/ALLOC)\tMEMORY(REQ/ALLOC)")
+	fmt.Fprintln(tw, "NAME\tMODE\tNODES\tREADY\tSANDBOX\tGPU(REQ/ALLOC)\tGPU%\tUNHEALTHY-GPUS\tCPU(REQ/ALLOC)\tMEMORY(REQ/ALLOC)")
 	for _, p := range pools {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d/%d\t%s\t%d\t%s/%s\t%s/%s\n",
-			PoolName(p.Name), orDash(p.Mode), p.Nodes, p.ReadyNodes,
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%d/%d\t%s\t%d\t%s/%s\t%s/%s\n",
+			PoolName(p.Name), orDash(p.Mode), p.Nodes, p.ReadyNodes, sandboxColumn(p),
 			p.GPURequested, p.GPUAllocatable, Percent(p.GPURequested, p.GPUAllocatable), p.GPUUnhealthy,
 			Cores(p.CPURequestedMillis), Cores(p.CPUAllocatableMillis),
 			Bytes(p.MemoryRequestedBytes), Bytes(p.MemoryAllocatableBytes))
@@ -164,4 +164,14 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// sandboxColumn shows a pool's required sandbox with how many of its nodes
+// have it ("gvisor 0/3" tells the operator why its pods wait); "-" when
+// the pool requires none.
+func sandboxColumn(p Pool) string {
+	if p.Sandbox == "" || p.Sandbox == "none" {
+		return orDash(p.Sandbox)
+	}
+	return fmt.Sprintf("%s %d/%d", p.Sandbox, p.SandboxedNodes, p.Nodes)
 }

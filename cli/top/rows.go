@@ -20,6 +20,11 @@ type Pool struct {
 	// Nodes are the pool's nodes; ReadyNodes those whose Ready is True.
 	Nodes      int `json:"nodes"`
 	ReadyNodes int `json:"readyNodes"`
+	// Sandbox is the runtime the pool requires (gvisor, none, or empty:
+	// gvisor on shared nodes that have it); SandboxedNodes counts the
+	// nodes that have it.
+	Sandbox        string `json:"sandbox,omitempty"`
+	SandboxedNodes int    `json:"sandboxedNodes"`
 	// GPUCapacity counts every GPU of the pool's nodes; GPUAllocatable
 	// those that may be handed out (unhealthy ones are not); GPURequested
 	// what the pods bound there request; GPUUnhealthy is capacity less
@@ -106,6 +111,7 @@ func Pools(r *capacity.Report, by Sort) []Pool {
 		row := Pool{
 			Name: p.Name, Mode: string(p.Mode), Tenants: p.Tenants,
 			Nodes: p.Nodes, ReadyNodes: p.ReadyNodes,
+			Sandbox: string(p.Sandbox), SandboxedNodes: p.SandboxedNodes,
 			GPUCapacity:            count(p.Capacity, capacity.GPU),
 			GPUAllocatable:         count(p.Allocatable, capacity.GPU),
 			GPURequested:           count(p.Requested, capacity.GPU),

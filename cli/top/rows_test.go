@@ -29,7 +29,7 @@ func report() *capacity.Report {
 			{Name: "gpu-a", Mode: "dedicated", Tenants: []string{"a"}, Nodes: 1, ReadyNodes: 1,
 				Capacity: list("nvidia.com/gpu", "8"), Allocatable: list("nvidia.com/gpu", "7", "cpu", "8", "memory", "32Gi"),
 				Requested: list("nvidia.com/gpu", "6", "cpu", "1", "memory", "2Gi"), Limits: list("nvidia.com/gpu", "64")},
-			{Name: "shared", Mode: "shared", Nodes: 2, ReadyNodes: 1,
+			{Name: "shared", Mode: "shared", Nodes: 2, ReadyNodes: 1, Sandbox: "gvisor", SandboxedNodes: 1,
 				Capacity: list("nvidia.com/gpu", "8"), Allocatable: list("nvidia.com/gpu", "8", "cpu", "16", "memory", "64Gi"),
 				Requested: list("nvidia.com/gpu", "7", "cpu", "1500m", "memory", "1536Mi")},
 		},
@@ -153,10 +153,10 @@ func TestWriteTables(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range [][]string{
-		{"NAME", "MODE", "NODES", "READY", "GPU(REQ/ALLOC)", "GPU%", "UNHEALTHY-GPUS", "CPU(REQ/ALLOC)", "MEMORY(REQ/ALLOC)"},
-		{"gpu-a", "dedicated", "1", "1", "6/7", "85%", "1", "1/8", "2Gi/32Gi"},
-		{"shared", "shared", "2", "1", "7/8", "87%", "0", "1.5/16", "1.5Gi/64Gi"},
-		{"(no", "pool)", "-", "1", "1", "0/0", "-", "0", "0.25/4", "0/8Gi"},
+		{"NAME", "MODE", "NODES", "READY", "SANDBOX", "GPU(REQ/ALLOC)", "GPU%", "UNHEALTHY-GPUS", "CPU(REQ/ALLOC)", "MEMORY(REQ/ALLOC)"},
+		{"gpu-a", "dedicated", "1", "1", "-", "6/7", "85%", "1", "1/8", "2Gi/32Gi"},
+		{"shared", "shared", "2", "1", "gvisor", "1/2", "7/8", "87%", "0", "1.5/16", "1.5Gi/64Gi"},
+		{"(no", "pool)", "-", "1", "1", "-", "0/0", "-", "0", "0.25/4", "0/8Gi"},
 	} {
 		if !hasLine(out.String(), want) {
 			t.Errorf("pools table has no line %q:\n%s", want, out.String())

@@ -42,9 +42,14 @@ import (
 )
 
 type flagpole struct {
-	DataDir         string
-	SecurePort      int
-	EtcdServers     []string
+	DataDir     string
+	SecurePort  int
+	EtcdServers []string
+	// EtcdCAFile, EtcdCertFile and EtcdKeyFile are upstream's flags for
+	// an external etcd's TLS; the embedded etcd uses its own PKI.
+	EtcdCAFile      string
+	EtcdCertFile    string
+	EtcdKeyFile     string
 	Foreground      bool
 	Wait            time.Duration
 	QuietPeriod     time.Duration
@@ -83,6 +88,9 @@ func NewCommand(g *cli.Global, streams cli.Streams) *cobra.Command {
 	fs.StringVar(&flags.BindAddress, "bind-address", "127.0.0.1", "address the apiserver listens on; 0.0.0.0 for every address of this host (nodes on other machines, pods reaching their API)")
 	fs.StringVar(&flags.Advertise, "advertise-address", "", "address the kubernetes Service's endpoints name, where pods reach the apiserver; empty picks this host's default-route address")
 	fs.StringSliceVar(&flags.EtcdServers, "etcd-servers", nil, "external etcd servers (scheme://ip:port, comma separated); empty runs etcd embedded")
+	fs.StringVar(&flags.EtcdCAFile, "etcd-cafile", "", "with --etcd-servers, the CA file that verifies the etcd servers")
+	fs.StringVar(&flags.EtcdCertFile, "etcd-certfile", "", "with --etcd-servers, the client certificate kplex presents to etcd")
+	fs.StringVar(&flags.EtcdKeyFile, "etcd-keyfile", "", "with --etcd-servers, the key of --etcd-certfile")
 	fs.BoolVar(&flags.Foreground, "foreground", false, "run in the foreground, logging to stderr, until interrupted")
 	fs.DurationVar(&flags.Wait, "wait", 2*time.Minute, "how long to wait for kplex to be ready")
 	fs.DurationVar(&flags.QuietPeriod, "controllers-quiet-period", activation.DefaultQuietPeriod, "stop a tenant's controller after it had no work for this long")
@@ -124,6 +132,9 @@ func runBackground(ctx context.Context, g *cli.Global, streams cli.Streams, flag
 	if flags.MetricsResolution != 0 && flags.MetricsResolution < time.Second {
 		return fmt.Errorf("--metrics-resolution must be 0 or at least 1s, got %s", flags.MetricsResolution)
 	}
+	if len(flags.EtcdServers) == 0 && flags.EtcdCAFile+flags.EtcdCertFile+flags.EtcdKeyFile != "" {
+		return errors.New("--etcd-cafile, --etcd-certfile and --etcd-keyfile need --etcd-servers: the embedded etcd uses its own PKI")
+	}
 	if flags.AutoscalerSyncPeriod <= 0 {
 		return fmt.Errorf("--horizontal-pod-autoscaler-sync-period must be positive, got %s", flags.AutoscalerSyncPeriod)
 	}
@@ -148,7 +159,8 @@ func runBackground(ctx context.Context, g *cli.Global, streams cli.Streams, flag
 		"--runtime", flags.Runtime, "--container-runtime-endpoint", flags.RuntimeEndpoint, "--simulate-gpus", flags.SimulateGPUs,
 		"--metrics-resolution", flags.MetricsResolution.String(), "--horizontal-pod-autoscaler-sync-period", flags.AutoscalerSyncPeriod.String()}
 	if len(flags.EtcdServers) > 0 {
-		args = append(args, "--etcd-servers", strings.Join(flags.EtcdServers, ","))
+		args = append(args, "--etcd-servers", strings.Join(flags.EtcdServers, ","),
+			"--etcd-cafile", flags.EtcdCAFile, "--etcd-certfile", flags.EtcdCertFile, "--etcd-keyfile", flags.EtcdKeyFile)
 	}
 	child := exec.Command(self, args...)
 	child.Stdout, child.Stderr = logFile, logFile
@@ -210,7 +222,9 @@ func runForeground(ctx context.Context, g *cli.Global, streams cli.Streams, flag
 			return fmt.Errorf("--advertise-address %q: not an IP address", flags.Advertise)
 		}
 	}
-	cfg.Kube.Etcd.StorageConfig.Transport.ServerList = flags.EtcdServers
+	etcd := &cfg.Kube.Etcd.StorageConfig.Transport
+	etcd.ServerList = flags.EtcdServers
+	etcd.TrustedCAFile, etcd.CertFile, etcd.KeyFile = flags.EtcdCAFile, flags.EtcdCertFile, flags.EtcdKeyFile
 	cfg.MetricsResolution = flags.MetricsResolution
 	s, err := server.Start(ctx, cfg)
 	if err != nil {

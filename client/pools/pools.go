@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
@@ -188,4 +189,53 @@ func Decode(u *unstructured.Unstructured) (*schedulingv1alpha1.NodePool, error) 
 		return nil, fmt.Errorf("decoding NodePool %s: %w", u.GetName(), err)
 	}
 	return p, nil
+}
+
+// SandboxHandler is the CRI runtime handler a pool's sandbox runs pods
+// under, "" when the pool names none.
+func SandboxHandler(p *schedulingv1alpha1.NodePool) string {
+	if p == nil {
+		return ""
+	}
+	return schedulingv1alpha1.RuntimeHandlers[p.Spec.Sandbox]
+}
+
+// HasRuntimeHandler reports whether a node announces the runtime handler
+// (Node.status.runtimeHandlers). The default handler, "", every node has.
+func HasRuntimeHandler(n *corev1.Node, handler string) bool {
+	if handler == "" {
+		return true
+	}
+	return slices.ContainsFunc(n.Status.RuntimeHandlers, func(h corev1.NodeRuntimeHandler) bool { return h.Name == handler })
+}
+
+// RuntimeHandlerFor decides the CRI runtime handler a pod of tenantName
+// runs under on node, in pool (nil for a node in no pool); requested is
+// the handler of the pod's own RuntimeClass ("" for none).
+//
+// The pool decides first: a pool naming gvisor runs every pod under it, a
+// node without it runs none of the pool's pods (err). A pool naming none
+// lets the pod choose. A pool naming nothing sandboxes tenants' pods on
+// shared nodes that have gVisor (a tenant sharing a kernel with other
+// tenants is the threat), and lets pods choose elsewhere. Root's pods,
+// the operator's, are sandboxed only where the pool says so.
+func RuntimeHandlerFor(tenantName string, pool *schedulingv1alpha1.NodePool, node *corev1.Node, requested string) (string, error) {
+	gvisor := schedulingv1alpha1.RuntimeHandlers[schedulingv1alpha1.SandboxGVisor]
+	var sandbox schedulingv1alpha1.Sandbox
+	if pool != nil {
+		sandbox = pool.Spec.Sandbox
+	}
+	switch {
+	case sandbox == schedulingv1alpha1.SandboxGVisor:
+		if !HasRuntimeHandler(node, gvisor) {
+			return "", fmt.Errorf("pool %s requires the gvisor sandbox and node %s lacks its runtime handler %q", pool.Name, node.Name, gvisor)
+		}
+		return gvisor, nil
+	case sandbox == "" && tenantName != tenant.Root && (pool == nil || pool.Spec.Mode == schedulingv1alpha1.Shared) && HasRuntimeHandler(node, gvisor):
+		return gvisor, nil
+	}
+	if !HasRuntimeHandler(node, requested) {
+		return "", fmt.Errorf("node %s has no runtime handler %q (the pod's RuntimeClass)", node.Name, requested)
+	}
+	return requested, nil
 }

@@ -50,10 +50,19 @@ func New(root *rest.Config) (*Client, error) {
 
 // Create creates tenant name. It validates the name before sending anything.
 func (c *Client) Create(ctx context.Context, name string) (*tenancyv1alpha1.Tenant, error) {
+	return c.CreateWithSpec(ctx, name, tenancyv1alpha1.TenantSpec{})
+}
+
+// CreateWithSpec creates tenant name with spec (its Pod Security level).
+func (c *Client) CreateWithSpec(ctx context.Context, name string, spec tenancyv1alpha1.TenantSpec) (*tenancyv1alpha1.Tenant, error) {
 	if err := tenant.ValidateName(name); err != nil {
 		return nil, err
 	}
-	u := &unstructured.Unstructured{}
+	content, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&spec)
+	if err != nil {
+		return nil, fmt.Errorf("encoding tenant %s's spec: %w", name, err)
+	}
+	u := &unstructured.Unstructured{Object: map[string]any{"spec": content}}
 	u.SetAPIVersion(tenancyv1alpha1.SchemeGroupVersion.String())
 	u.SetKind("Tenant")
 	u.SetName(name)

@@ -15,6 +15,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -134,6 +135,7 @@ func (c *controller) reconcile(ctx context.Context) error {
 		if p := report.Pool(obj.Name); p != nil && p.Nodes > 0 {
 			s = &schedulingv1alpha1.NodePoolStatus{Nodes: int32(p.Nodes), Allocatable: p.Allocatable, Requested: p.Requested}
 		}
+		sandboxStatus(s, obj, report.Pool(obj.Name))
 		if err := c.writeStatus(ctx, schedulingv1alpha1.NodePoolsResource, obj.Name, &obj.Status, s); err != nil {
 			return err
 		}
@@ -145,6 +147,28 @@ func (c *controller) reconcile(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// sandboxStatus says, for a pool that requires a sandbox, how many of its
+// nodes have it: a pool whose nodes all lack it runs none of its pods, and
+// its operator should see why.
+func sandboxStatus(s *schedulingv1alpha1.NodePoolStatus, p *schedulingv1alpha1.NodePool, row *capacity.Pool) {
+	handler := pools.SandboxHandler(p)
+	if handler == "" {
+		return
+	}
+	nodes := 0
+	if row != nil {
+		nodes, s.SandboxedNodes = row.Nodes, int32(row.SandboxedNodes)
+	}
+	s.Conditions = slices.Clone(p.Status.Conditions)
+	cond := metav1.Condition{Type: schedulingv1alpha1.ConditionSandboxReady, Status: metav1.ConditionTrue, Reason: "NodesHaveSandbox",
+		Message: fmt.Sprintf("%d of %d nodes have the %s sandbox (runtime handler %s)", s.SandboxedNodes, nodes, p.Spec.Sandbox, handler)}
+	if s.SandboxedNodes == 0 {
+		cond.Status, cond.Reason = metav1.ConditionFalse, "NoNodeHasSandbox"
+		cond.Message = fmt.Sprintf("none of the pool's %d nodes has the %s sandbox (runtime handler %s); its pods wait", nodes, p.Spec.Sandbox, handler)
+	}
+	meta.SetStatusCondition(&s.Conditions, cond)
 }
 
 // quotaStatus is, for each pool the quota names, what the tenant's pods

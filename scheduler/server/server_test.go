@@ -95,6 +95,13 @@ func writeKubeconfig(t *testing.T, cfg *rest.Config) string {
 // taint but the ones given.
 func (e *env) node(t *testing.T, name, pool string, gpus int64, taints ...corev1.Taint) {
 	t.Helper()
+	e.nodeWithHandlers(t, name, pool, gpus, nil, taints...)
+}
+
+// nodeWithHandlers registers a node whose runtime announces handlers
+// (Node.status.runtimeHandlers), as a node agent does at registration.
+func (e *env) nodeWithHandlers(t *testing.T, name, pool string, gpus int64, handlers []string, taints ...corev1.Taint) {
+	t.Helper()
 	ctx := context.Background()
 	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{corev1.LabelHostname: name}}}
 	if pool != "" {
@@ -119,6 +126,9 @@ func (e *env) node(t *testing.T, name, pool string, gpus int64, taints ...corev1
 		n.Status.Capacity, n.Status.Allocatable = capacity, capacity
 		now := metav1.Now()
 		n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: now, LastTransitionTime: now, Reason: "KubeletReady"}}
+		for _, h := range handlers {
+			n.Status.RuntimeHandlers = append(n.Status.RuntimeHandlers, corev1.NodeRuntimeHandler{Name: h})
+		}
 		_, err = e.root.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
 		return err
 	}); err != nil {

@@ -35,6 +35,7 @@ import (
 	schedulingv1alpha1 "github.com/kplex/kplex/apis/scheduling/v1alpha1"
 	"github.com/kplex/kplex/client/crosstenant/tenantns"
 	"github.com/kplex/kplex/client/pools"
+	"github.com/kplex/kplex/podsecurity"
 	"github.com/kplex/kplex/scheduler/usage"
 	"github.com/kplex/kplex/tenant"
 )
@@ -231,13 +232,37 @@ func (p *Plugin) Filter(_ context.Context, state fwk.CycleState, pod *corev1.Pod
 	why, seen := c.verdicts[pool]
 	if !seen {
 		why = p.verdict(c.tenant, pool, c.requests)
+		if why == "" {
+			why = p.securityVerdict(pool, pod)
+		}
 		c.verdicts[pool] = why
 	}
 	c.mu.Unlock()
 	if why != "" {
 		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, why)
 	}
+	if np := p.dir.Pool(pool); np != nil {
+		if handler := pools.SandboxHandler(np); !pools.HasRuntimeHandler(node, handler) {
+			// The node agent would refuse the pod; it waits here instead,
+			// for a node that has the sandbox.
+			return fwk.NewStatus(fwk.UnschedulableAndUnresolvable,
+				fmt.Sprintf("node(s) without the %s sandbox (runtime handler %s) pool %s requires", np.Spec.Sandbox, handler, pool))
+		}
+	}
 	return nil
+}
+
+// securityVerdict says why the pod does not meet the Pod Security level
+// its pool requires, or "". The details name only the pod's own fields.
+func (p *Plugin) securityVerdict(pool string, pod *corev1.Pod) string {
+	np := p.dir.Pool(pool)
+	if np == nil || np.Spec.PodSecurity == "" {
+		return ""
+	}
+	if v := podsecurity.Check(np.Spec.PodSecurity, pod); v != nil {
+		return fmt.Sprintf("pool %s requires PodSecurity %q: %s", pool, v.Level, v.Detail)
+	}
+	return ""
 }
 
 // verdict says why pool cannot take requests of tenant's, or "".
@@ -342,7 +367,8 @@ func (p *Plugin) SignPod(_ context.Context, pod *corev1.Pod) ([]fwk.SignFragment
 func (p *Plugin) EventsToRegister(context.Context) ([]fwk.ClusterEventWithHint, error) {
 	return []fwk.ClusterEventWithHint{
 		{Event: fwk.ClusterEvent{Resource: fwk.AssignedPod, ActionType: fwk.Delete | fwk.Update}},
-		{Event: fwk.ClusterEvent{Resource: fwk.Node, ActionType: fwk.Add | fwk.UpdateNodeLabel | fwk.UpdateNodeAllocatable}},
+		// Any Node update: a node may announce a sandbox (status.runtimeHandlers).
+		{Event: fwk.ClusterEvent{Resource: fwk.Node, ActionType: fwk.Add | fwk.Update}},
 		{Event: fwk.ClusterEvent{Resource: fwk.EventResource(gvk(schedulingv1alpha1.NodePoolsResource.Resource)), ActionType: fwk.All}},
 		{Event: fwk.ClusterEvent{Resource: fwk.EventResource(gvk(schedulingv1alpha1.TenantQuotasResource.Resource)), ActionType: fwk.All}},
 	}, nil

@@ -36,7 +36,7 @@ func main() {
 	naopts := addNodeAgentFlags(flag.CommandLine)
 	networkBench := flag.Bool("network", false, "measure the pod network instead: pod start with and without it, Service programming with many tenants and with one, the node agent's RSS and cluster DNS, on one containerd node in network namespaces (make bench-network)")
 	nopts := addNetworkFlags(flag.CommandLine)
-	runEtcd := flag.String("run-etcd", "", "internal: run an embedded etcd with its data in this directory and print its client URL")
+	runEtcd := flag.String("run-etcd", "", "internal: run an embedded etcd laid out in this directory as in a kplex data directory (etcd/, pki/) and print its client URL")
 	flood := flag.String("flood", "", "internal: flood this URL until standard input ends")
 	floodCA := flag.String("flood-ca", "", "internal: the flood's CA file")
 	floodToken := flag.String("flood-token", "", "internal: the flood's bearer token")

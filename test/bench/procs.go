@@ -20,15 +20,34 @@ import (
 	"github.com/kplex/kplex/apiserver/server"
 )
 
-// serveEtcd runs an embedded etcd until killed; the first line it prints is
-// its client URL.
+// serveEtcd runs an embedded etcd until killed, laid out in dir as in a
+// kplex data directory (data in etcd/, certificates in pki/); the first line
+// it prints is its client URL.
 func serveEtcd(dir string) error {
-	e, err := etcd.Start(context.Background(), dir)
+	e, err := etcd.Start(context.Background(), filepath.Join(dir, "etcd"), server.PKIFiles(dir))
 	if err != nil {
 		return err
 	}
 	fmt.Println(e.ClientURL())
 	return <-e.Err()
+}
+
+// startEtcd starts an embedded etcd in this process, laid out in dir as
+// serveEtcd does, and returns it with the apiserver flags that reach it.
+func startEtcd(ctx context.Context, dir string) (*etcd.Embedded, []string, error) {
+	files := server.PKIFiles(dir)
+	e, err := etcd.Start(ctx, filepath.Join(dir, "etcd"), files)
+	if err != nil {
+		return nil, nil, err
+	}
+	return e, etcdFlags(e.ClientURL(), files), nil
+}
+
+// etcdFlags point an apiserver at the embedded etcd at url: it serves only
+// clients with a certificate of its own CA.
+func etcdFlags(url string, files pki.Files) []string {
+	return []string{"--etcd-servers", url, "--etcd-cafile", files.EtcdCACert(),
+		"--etcd-certfile", files.EtcdClientCert(), "--etcd-keyfile", files.EtcdClientKey()}
 }
 
 // process is a child process the bench measures.
@@ -138,13 +157,14 @@ func (c *controlPlane) stop() {
 }
 
 // startKplexAPIServer starts bin/kplex-apiserver with its data in dataDir
-// over etcdURL, with extra flags; it does not wait for it to be ready.
-func startKplexAPIServer(binDir, dataDir, logPath, etcdURL string, extra ...string) (*controlPlane, error) {
+// over the etcd etcdFlags name, with extra flags; it does not wait for it
+// to be ready.
+func startKplexAPIServer(binDir, dataDir, logPath string, etcdFlags []string, extra ...string) (*controlPlane, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	args := append([]string{"--data-dir", dataDir, "--secure-port", strconv.Itoa(port), "--etcd-servers", etcdURL}, extra...)
+	args := append(append([]string{"--data-dir", dataDir, "--secure-port", strconv.Itoa(port)}, etcdFlags...), extra...)
 	apiserver, err := start(logPath, filepath.Join(binDir, "kplex-apiserver"), args...)
 	if err != nil {
 		return nil, err
@@ -164,15 +184,15 @@ func startDedicated(binDir, dir string, extra ...string) (*controlPlane, error) 
 	if err != nil {
 		return nil, err
 	}
-	etcdProc, etcdURL, err := startEtcdChild(filepath.Join(dir, "etcd"), filepath.Join(dir, "etcd.log"))
+	etcdProc, etcdURL, err := startEtcdChild(dir, filepath.Join(dir, "etcd.log"))
 	if err != nil {
 		return nil, err
 	}
-	args := append([]string{"--etcd-servers", etcdURL, "--secure-port", strconv.Itoa(port), "--bind-address", "127.0.0.1",
+	args := append(append(etcdFlags(etcdURL, files), "--secure-port", strconv.Itoa(port), "--bind-address", "127.0.0.1",
 		"--tls-cert-file", files.ServingCert(), "--tls-private-key-file", files.ServingKey(), "--client-ca-file", files.CACert(),
 		"--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file", files.ServiceAccountKey(), "--service-account-signing-key-file", files.ServiceAccountKey(),
-		"--authorization-mode", "RBAC", "--service-cluster-ip-range", "10.96.0.0/12"}, extra...)
+		"--authorization-mode", "RBAC", "--service-cluster-ip-range", "10.96.0.0/12"), extra...)
 	apiserver, err := start(filepath.Join(dir, "kube-apiserver.log"), filepath.Join(binDir, "kube-apiserver"), args...)
 	if err != nil {
 		etcdProc.stop()

@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/rest"
 
-	"github.com/kplex/kplex/apiserver/etcd"
 	"github.com/kplex/kplex/apiserver/pki"
 	"github.com/kplex/kplex/apiserver/server"
 	"github.com/kplex/kplex/client/tenants"
@@ -69,13 +68,13 @@ func progress(format string, args ...any) {
 
 func measureKplex(opts Options, work string, r *results) error {
 	ctx := context.Background()
-	etcdServer, err := etcd.Start(ctx, filepath.Join(work, "kplex-etcd"))
+	etcdServer, etcdArgs, err := startEtcd(ctx, filepath.Join(work, "kplex-etcd"))
 	if err != nil {
 		return err
 	}
 	defer etcdServer.Close()
 	started := time.Now()
-	cp, err := startKplexAPIServer(opts.BinDir, filepath.Join(work, "kplex"), filepath.Join(work, "kplex-apiserver.log"), etcdServer.ClientURL(),
+	cp, err := startKplexAPIServer(opts.BinDir, filepath.Join(work, "kplex"), filepath.Join(work, "kplex-apiserver.log"), etcdArgs,
 		append([]string{"--tenant-admission-idle-timeout", opts.Idle.String(), "--tenant-crd-idle-timeout", opts.Idle.String()}, opts.ApiserverFlags...)...)
 	if err != nil {
 		return err

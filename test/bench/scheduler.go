@@ -27,7 +27,6 @@ import (
 	"k8s.io/client-go/rest"
 
 	schedulingv1alpha1 "github.com/kplex/kplex/apis/scheduling/v1alpha1"
-	"github.com/kplex/kplex/apiserver/etcd"
 	"github.com/kplex/kplex/client/crosstenant"
 	"github.com/kplex/kplex/client/kubeconfig"
 	"github.com/kplex/kplex/client/tenants"
@@ -152,14 +151,14 @@ func printRows(w io.Writer, rows [][]string) {
 
 func benchKplexScheduler(binDir, work string, o SchedulerOptions) (*schedulingRun, error) {
 	ctx := context.Background()
-	etcdServer, err := etcd.Start(ctx, filepath.Join(work, "kplex-etcd"))
+	etcdServer, etcdArgs, err := startEtcd(ctx, filepath.Join(work, "kplex-etcd"))
 	if err != nil {
 		return nil, err
 	}
 	defer etcdServer.Close()
 	// Unthrottled on both sides: the schedulers are measured, not the
 	// servers' limits.
-	cp, err := startKplexAPIServer(binDir, filepath.Join(work, "kplex"), filepath.Join(work, "kplex-apiserver.log"), etcdServer.ClientURL(),
+	cp, err := startKplexAPIServer(binDir, filepath.Join(work, "kplex"), filepath.Join(work, "kplex-apiserver.log"), etcdArgs,
 		"--max-requests-inflight=0", "--max-mutating-requests-inflight=0", "--enable-priority-and-fairness=false", "--max-requests-inflight-per-tenant=0")
 	if err != nil {
 		return nil, err

@@ -67,7 +67,31 @@ type NodePoolSpec struct {
 	Limits corev1.ResourceList `json:"limits,omitempty"`
 	// Weight orders pools: a pod that fits several goes to the heaviest.
 	Weight *int32 `json:"weight,omitempty"`
+	// PodSecurity is the Pod Security Standard (restricted, baseline or
+	// privileged) every pod placed on the pool must meet, on top of its
+	// tenant's; empty requires nothing more.
+	PodSecurity string `json:"podSecurity,omitempty"`
+	// Sandbox is the runtime the pool's pods run under, whatever they ask:
+	// gvisor or none. Empty means gvisor on the nodes of a shared pool that
+	// have it and none elsewhere. A pool that names gvisor takes pods only
+	// on nodes that have it; the others wait.
+	Sandbox Sandbox `json:"sandbox,omitempty"`
 }
+
+// Sandbox names an isolation runtime for pods.
+type Sandbox string
+
+const (
+	// SandboxGVisor runs pods under gVisor (runsc): a user-space kernel
+	// between the pod and the host's.
+	SandboxGVisor Sandbox = "gvisor"
+	// SandboxNone runs pods under the node's default runtime (runc).
+	SandboxNone Sandbox = "none"
+)
+
+// RuntimeHandlers maps a sandbox to the CRI runtime handler that nodes
+// configure for it and announce in Node.status.runtimeHandlers.
+var RuntimeHandlers = map[Sandbox]string{SandboxGVisor: "runsc"}
 
 // NodePoolTemplate holds the labels and taints applied to the pool's
 // nodes, as Karpenter's spec.template does.
@@ -91,6 +115,12 @@ type NodePoolStatus struct {
 	Nodes       int32               `json:"nodes"`
 	Allocatable corev1.ResourceList `json:"allocatable,omitempty"`
 	Requested   corev1.ResourceList `json:"requested,omitempty"`
+	// SandboxedNodes counts the pool's nodes that have the runtime handler
+	// of the pool's sandbox (every node when it needs none).
+	SandboxedNodes int32 `json:"sandboxedNodes,omitempty"`
+	// Conditions: SandboxReady is false when the pool requires a sandbox
+	// that none of its nodes have.
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
 
 // NodePoolList is a list of NodePools.
@@ -164,3 +194,7 @@ type TenantQuotaList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []TenantQuota `json:"items"`
 }
+
+// ConditionSandboxReady is a NodePool condition: whether any of its nodes
+// can run its pods under the pool's sandbox.
+const ConditionSandboxReady = "SandboxReady"

@@ -24,9 +24,14 @@ type Tenant struct {
 	Status TenantStatus `json:"status,omitempty"`
 }
 
-// TenantSpec is what the user asks for. It is empty for now: every tenant
-// gets the same built-in API.
-type TenantSpec struct{}
+// TenantSpec is what the management plane sets for a tenant; the tenant
+// itself cannot change it.
+type TenantSpec struct {
+	// PodSecurity is the Pod Security Standard every pod of the tenant must
+	// meet (restricted, baseline or privileged; default baseline), whatever
+	// the tenant's namespace labels say: they may only tighten it.
+	PodSecurity string `json:"podSecurity,omitempty"`
+}
 
 // TenantPhase is a tenant's place in its lifecycle.
 type TenantPhase string

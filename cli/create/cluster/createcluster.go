@@ -9,14 +9,17 @@ import (
 
 	"github.com/spf13/cobra"
 
+	tenancyv1alpha1 "github.com/kplex/kplex/apis/tenancy/v1alpha1"
 	"github.com/kplex/kplex/cli"
 	"github.com/kplex/kplex/cli/getcredentials"
 	"github.com/kplex/kplex/client/kubeconfig"
+	"github.com/kplex/kplex/podsecurity"
 )
 
 type flagpole struct {
-	Wait       time.Duration
-	SetCurrent bool
+	Wait        time.Duration
+	SetCurrent  bool
+	PodSecurity string
 }
 
 // NewCommand returns the create cluster command.
@@ -32,6 +35,8 @@ func NewCommand(g *cli.Global, streams cli.Streams) *cobra.Command {
 	}
 	cmd.Flags().DurationVar(&flags.Wait, "wait", time.Minute, "how long to wait for the cluster to serve; 0 returns as soon as it is created")
 	cmd.Flags().BoolVar(&flags.SetCurrent, "set-current", false, "make kplex-NAME the current context")
+	cmd.Flags().StringVar(&flags.PodSecurity, "pod-security", podsecurity.DefaultTenantLevel,
+		"the Pod Security Standard every pod of the cluster must meet (restricted, baseline or privileged), whatever its namespaces' labels say; only the management plane can change it")
 	return cmd
 }
 
@@ -44,7 +49,7 @@ func runE(ctx context.Context, g *cli.Global, streams cli.Streams, flags *flagpo
 	defer st.End(false)
 	start := time.Now()
 	st.Start(fmt.Sprintf("Creating cluster %q", name))
-	if _, err := client.Create(ctx, name); err != nil {
+	if _, err := client.CreateWithSpec(ctx, name, tenancyv1alpha1.TenantSpec{PodSecurity: flags.PodSecurity}); err != nil {
 		return err
 	}
 	if flags.Wait > 0 {

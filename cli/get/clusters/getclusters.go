@@ -14,6 +14,7 @@ import (
 
 	tenancyv1alpha1 "github.com/kplex/kplex/apis/tenancy/v1alpha1"
 	"github.com/kplex/kplex/cli"
+	"github.com/kplex/kplex/podsecurity"
 )
 
 type flagpole struct {
@@ -51,9 +52,9 @@ func print(streams cli.Streams, format string, list []tenancyv1alpha1.Tenant) er
 	switch format {
 	case "":
 		w := tabwriter.NewWriter(streams.Out, 0, 4, 3, ' ', 0)
-		fmt.Fprintln(w, "NAME\tPHASE\tPATH\tAGE")
+		fmt.Fprintln(w, "NAME\tPHASE\tPOD-SECURITY\tPATH\tAGE")
 		for _, t := range list {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", t.Name, t.Status.Phase, t.Status.Path,
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", t.Name, t.Status.Phase, podsecurity.TenantLevel(t.Spec.PodSecurity), t.Status.Path,
 				duration.HumanDuration(time.Since(t.CreationTimestamp.Time)))
 		}
 		return w.Flush()
