@@ -1,6 +1,7 @@
 package nodeagent
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -41,7 +42,7 @@ func TestRefuseHostNamespaces(t *testing.T) {
 		{"root's hostPID pod", shared, tenant.Root, hostPID, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			reason, msg := tc.agent.refuseHostNamespaces(tc.tenant, tc.pod)
+			reason, msg := tc.agent.refuseHostNamespaces(context.Background(), tc.tenant, tc.pod)
 			if reason != tc.wantReason || !strings.Contains(msg, tc.wantIn) || (tc.wantReason == "") != (msg == "") {
 				t.Errorf("refuseHostNamespaces = %q, %q; want %q containing %q", reason, msg, tc.wantReason, tc.wantIn)
 			}

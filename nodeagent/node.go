@@ -83,6 +83,11 @@ func ensureTenantPool(ctx context.Context, dyn dynamic.Interface, tenantName str
 		if apierrors.IsAlreadyExists(err) {
 			return ensureTenantPool(ctx, dyn, tenantName)
 		}
+		if apierrors.IsForbidden(err) {
+			// A node's own identity may not make pools: which nodes a tenant
+			// owns is the operator's decision.
+			return fmt.Errorf("--tenant %s: NodePool %s does not exist and this node may not create it; as the operator: kubectl --context kplex-root apply a NodePool %s with mode dedicated and tenants [%s]: %w", tenantName, name, name, tenantName, err)
+		}
 		if err != nil {
 			return fmt.Errorf("creating NodePool %s for tenant %s: %w", name, tenantName, err)
 		}

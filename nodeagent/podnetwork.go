@@ -16,6 +16,8 @@ import (
 	v1helper "k8s.io/kubernetes/pkg/apis/core/v1/helper"
 	"k8s.io/kubernetes/pkg/kubelet/envvars"
 
+	schedulingv1alpha1 "github.com/kplex/kplex/apis/scheduling/v1alpha1"
+	"github.com/kplex/kplex/client/pools"
 	"github.com/kplex/kplex/dataplane/dns"
 	"github.com/kplex/kplex/tenant"
 )
@@ -55,11 +57,12 @@ func (w *podWorker) readPodIPs(ctx context.Context, pod *v1.Pod, sandboxID strin
 // and, on a node of the pod network, its network are every tenant's: its
 // addresses, its routes to every pod, its DNS and agent ports, which the
 // isolation rules cannot tell from the node's own.
-func (a *Agent) refuseHostNamespaces(tenantName string, pod *v1.Pod) (reason, message string) {
-	if tenantName == tenant.Root || a.cfg.Tenant == tenantName {
+func (a *Agent) refuseHostNamespaces(ctx context.Context, tenantName string, pod *v1.Pod) (reason, message string) {
+	hostNetwork := pod.Spec.HostNetwork && a.net != nil && a.net.cni
+	if tenantName == tenant.Root || !hostNetwork && !pod.Spec.HostPID && !pod.Spec.HostIPC || a.fencedTo(ctx, tenantName) {
 		return "", ""
 	}
-	if pod.Spec.HostNetwork && a.net != nil && a.net.cni {
+	if hostNetwork {
 		return "HostNetworkRefused", fmt.Sprintf("hostNetwork pods of tenant %s run only on nodes fenced to it (kplex-nodeagent --tenant %s): node %s is shared, and its network is every tenant's", tenantName, tenantName, a.name)
 	}
 	for _, shared := range []struct {
@@ -71,6 +74,23 @@ func (a *Agent) refuseHostNamespaces(tenantName string, pod *v1.Pod) (reason, me
 		}
 	}
 	return "", ""
+}
+
+// fencedTo reports whether this node is the tenant's alone: fenced by
+// --tenant, or in a pool dedicated to it.
+func (a *Agent) fencedTo(ctx context.Context, tenantName string) bool {
+	if a.cfg.Tenant == tenantName {
+		return true
+	}
+	if a.pools == nil || !a.pools.HasSynced() {
+		return false
+	}
+	node, err := a.root.CoreV1().Nodes().Get(ctx, a.name, metav1.GetOptions{})
+	if err != nil {
+		return false
+	}
+	pool := a.pools.Pool(a.pools.PoolOf(node.Labels))
+	return pool != nil && pool.Spec.Mode == schedulingv1alpha1.Dedicated && pools.Admits(pool, tenantName)
 }
 
 // ips are the pod's IPs for its status: the node's for a pod on the node's

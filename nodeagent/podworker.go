@@ -2,7 +2,6 @@ package nodeagent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
-	nodev1 "k8s.io/api/node/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -232,7 +230,7 @@ func (w *podWorker) sync(ctx context.Context, pod *v1.Pod, gone bool) (idle, don
 		return true, false
 	}
 
-	if reason, msg := w.agent.refuseHostNamespaces(w.tenant, pod); msg != "" && obs.sandbox == nil {
+	if reason, msg := w.agent.refuseHostNamespaces(ctx, w.tenant, pod); msg != "" && obs.sandbox == nil {
 		w.admissionReason, w.admissionFailure = reason, msg
 		w.writeStatus(ctx, pod, w.computeStatus(pod, obs, false))
 		return true, false
@@ -350,18 +348,16 @@ func (w *podWorker) runtimeHandler(ctx context.Context, pod *v1.Pod) (string, er
 	return pools.RuntimeHandlerFor(w.tenant, pool, node, requested)
 }
 
-// requestedHandler is the CRI handler of the pod's own RuntimeClass, read
-// from its tenant; "" when it names none.
+// requestedHandler is the CRI handler of the pod's RuntimeClass; "" when
+// it names none. RuntimeClasses are the management plane's, as the nodes'
+// runtimes are (upstream's RuntimeClass admission reads root's too): a
+// tenant names one, it cannot make one.
 func (w *podWorker) requestedHandler(ctx context.Context, pod *v1.Pod) (string, error) {
 	if pod.Spec.RuntimeClassName == nil || *pod.Spec.RuntimeClassName == "" {
 		return "", nil
 	}
-	raw, err := w.agent.tenants.Get().AbsPath(tenant.Path(w.tenant), "apis/node.k8s.io/v1/runtimeclasses", *pod.Spec.RuntimeClassName).DoRaw(ctx)
+	rc, err := w.agent.root.NodeV1().RuntimeClasses().Get(ctx, *pod.Spec.RuntimeClassName, metav1.GetOptions{})
 	if err != nil {
-		return "", fmt.Errorf("RuntimeClass %q: %w", *pod.Spec.RuntimeClassName, err)
-	}
-	var rc nodev1.RuntimeClass
-	if err := json.Unmarshal(raw, &rc); err != nil {
 		return "", fmt.Errorf("RuntimeClass %q: %w", *pod.Spec.RuntimeClassName, err)
 	}
 	return rc.Handler, nil

@@ -59,7 +59,7 @@ func run(ctx context.Context, cfg *Config, kubeconfig *rest.Config, simulatedRun
 	if err != nil {
 		return fmt.Errorf("building the dynamic client: %w", err)
 	}
-	poolCache := pools.New(dyn)
+	poolCache := pools.NewPoolsOnly(dyn)
 	poolCache.Run(ctx)
 	if cfg.Tenant != "" {
 		if err := retry(ctx, func() error { return ensureTenantPool(ctx, dyn, cfg.Tenant) }); err != nil {

@@ -24,6 +24,7 @@ import (
 	"github.com/kplex/kplex/apiserver/admission/tenantmux"
 	"github.com/kplex/kplex/apiserver/admission/tenantpodsecurity"
 	"github.com/kplex/kplex/apiserver/fairness"
+	"github.com/kplex/kplex/apiserver/nodeauth"
 	"github.com/kplex/kplex/apiserver/pki"
 	"github.com/kplex/kplex/apiserver/schedulingapi"
 	"github.com/kplex/kplex/apiserver/tenantmetrics"
@@ -111,6 +112,9 @@ func NewConfig() *Config {
 	// (TenantPodSecurity, default baseline), not a ban for every tenant
 	// alike: a tenant on its own nodes may be trusted with them.
 	kube.AllowPrivileged = true
+	// Node agents join with bootstrap tokens (kube-system Secrets of root)
+	// and ask for their client certificates, as kubelets do.
+	kube.Authentication.BootstrapToken.Enable = true
 	// Node agents report their IP and their name, which need not resolve:
 	// reach them by IP first, as kubeadm does.
 	kube.KubeletConfig.PreferredAddressTypes = []string{"InternalIP", "ExternalIP", "Hostname", "InternalDNS", "ExternalDNS"}
@@ -126,7 +130,8 @@ func NewConfig() *Config {
 	addresses.Register(adm.Plugins)
 	podSecurity := tenantpodsecurity.New()
 	podSecurity.Register(adm.Plugins)
-	adm.RecommendedPluginOrder = append(adm.RecommendedPluginOrder, crdconversion.PluginName, schedulingapi.PluginName, schedulingapi.FencePluginName, serviceaddresses.PluginName, tenantpodsecurity.PluginName)
+	nodeauth.NewAdmission().Register(adm.Plugins)
+	adm.RecommendedPluginOrder = append(adm.RecommendedPluginOrder, crdconversion.PluginName, schedulingapi.PluginName, schedulingapi.FencePluginName, serviceaddresses.PluginName, tenantpodsecurity.PluginName, nodeauth.PluginName)
 	// Webhooks, policies, LimitRanger, PodSecurity and ServiceAccount keep their names and
 	// places; the hub's decorator gives each tenant its own instance. It
 	// goes first, so that upstream's metrics decorator wraps it.

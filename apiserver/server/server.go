@@ -48,6 +48,7 @@ import (
 	"github.com/kplex/kplex/apiserver/etcd"
 	"github.com/kplex/kplex/apiserver/fairness"
 	"github.com/kplex/kplex/apiserver/lifecycle"
+	"github.com/kplex/kplex/apiserver/nodeauth"
 	"github.com/kplex/kplex/apiserver/partition"
 	"github.com/kplex/kplex/apiserver/pki"
 	"github.com/kplex/kplex/apiserver/resourcemetrics"
@@ -68,6 +69,8 @@ type Server struct {
 	url      string
 	tokens   *tenantauth.Tokens
 	registry *lifecycle.Registry
+	// nodes authorizes node agents across tenants.
+	nodes    *nodeauth.Authorizer
 	prefixes *partition.Prefixes
 	rbac     *tenantrbac.Policy
 	accounts *tenantauth.ServiceAccountGetter
@@ -186,6 +189,24 @@ func Start(ctx context.Context, cfg *Config) (_ *Server, err error) {
 	if err := s.resourceMetrics(generic, completedConfig); err != nil {
 		return nil, err
 	}
+	if err := generic.AddPostStartHook("kplex-node-authorizer", func(hook genericapiserver.PostStartHookContext) error {
+		go s.nodes.Run(hook)
+		client, err := kubernetes.NewForConfig(hook.LoopbackClientConfig)
+		if err != nil {
+			return err
+		}
+		// The server answers once post-start hooks are running: retry
+		// until the bindings are written.
+		return wait.PollUntilContextCancel(hook, time.Second, true, func(ctx context.Context) (bool, error) {
+			if err := nodeauth.EnsureBootstrapBindings(ctx, client); err != nil {
+				klog.FromContext(ctx).V(2).Info("Writing the node bootstrap bindings; will retry", "err", err)
+				return false, nil
+			}
+			return true, nil
+		})
+	}); err != nil {
+		return nil, err
+	}
 	if err := s.nodePortRepair(generic, completedConfig); err != nil {
 		return nil, err
 	}
@@ -256,6 +277,9 @@ func (s *Server) partition(c *app.Config) error {
 	}
 	perTenant := s.rbac.Authorizer()
 	kube := c.KubeAPIs.ControlPlane.Generic
+	if s.nodes, err = nodeauth.New(kube.LoopbackClientConfig); err != nil {
+		return err
+	}
 	kube.RuleResolver = tenantauth.RuleResolver(kube.RuleResolver, perTenant)
 	if s.accounts == nil {
 		return errors.New("the apiserver config did not ask for a service account token getter")
@@ -292,7 +316,7 @@ func (s *Server) partition(c *app.Config) error {
 		} else {
 			g.Authentication.Authenticator = union.New(tokens)
 		}
-		g.Authorization.Authorizer = tenantauth.Authorizer(g.Authorization.Authorizer, perTenant)
+		g.Authorization.Authorizer = nodeauth.Wrap(s.nodes, tenantauth.Authorizer(g.Authorization.Authorizer, perTenant), g.Authorization.Authorizer)
 		if g.FlowControl != nil {
 			g.FlowControl = fairness.PerTenant(g.FlowControl, inflight)
 		}

@@ -3,6 +3,7 @@ package dashboard
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"embed"
 	"encoding/hex"
@@ -30,6 +31,11 @@ const (
 	DefaultCacheFor = time.Second
 	// loadTimeout bounds one read of the management plane.
 	loadTimeout = 15 * time.Second
+	// MinTokenLength is the shortest Token accepted: a short one could be
+	// guessed by anything that can reach the port.
+	MinTokenLength = 16
+	// tokenParam is the query parameter of the printed URL.
+	tokenParam = "token"
 )
 
 // ErrRemote is returned for a non-loopback address without AllowRemote.
@@ -43,10 +49,13 @@ type Options struct {
 	Address string
 	// Refresh is how often the page reloads the report (DefaultRefresh).
 	Refresh time.Duration
-	// AllowRemote permits any address; Token is then required.
+	// AllowRemote permits any address.
 	AllowRemote bool
-	// Token, when set, must be presented to /api/ as "Authorization:
-	// Bearer <token>" or ?token=<token>. Required with AllowRemote.
+	// Token must be presented with every request: as "Authorization:
+	// Bearer <token>", or as the cookie a browser gets for ?token=<token>.
+	// Required, at least MinTokenLength characters: even on loopback,
+	// other processes of the host (a tenant's hostNetwork pod among them)
+	// reach the listener.
 	Token string
 	// Load reads the capacity report, with the management plane's admin
 	// credentials. Required.
@@ -78,16 +87,33 @@ func (o Options) Validate() error {
 	}
 	if !o.AllowRemote && !IsLoopback(host) {
 		return fmt.Errorf("--address %q is %w: the dashboard shows every tenant's usage read with the management plane's admin credentials; "+
-			"listen on 127.0.0.1 and reach it through `ssh -L 8765:127.0.0.1:8765`, or pass --allow-remote (then a token is required)", o.Address, ErrRemote)
+			"listen on 127.0.0.1 and reach it through `ssh -L 8765:127.0.0.1:8765`, or pass --allow-remote (plain HTTP, behind the same token)", o.Address, ErrRemote)
 	}
-	if o.AllowRemote && o.Token == "" {
-		return errors.New("--allow-remote needs a token")
+	if err := validToken(o.Token); err != nil {
+		return fmt.Errorf("the dashboard's token ($%s; unset, a random one is made): %w", TokenEnv, err)
 	}
 	if o.Load == nil {
 		return errors.New("dashboard: Options.Load is required")
 	}
 	return nil
 }
+
+// validToken checks that token is long enough not to be guessed, and
+// travels unchanged in a URL's query and in a cookie.
+func validToken(token string) error {
+	if len(token) < MinTokenLength {
+		return fmt.Errorf("want at least %d characters, got %d", MinTokenLength, len(token))
+	}
+	for _, c := range token {
+		if !strings.ContainsRune(tokenChars, c) {
+			return fmt.Errorf("want only letters, digits and %q, got %q", "-._~", c)
+		}
+	}
+	return nil
+}
+
+// tokenChars are URL's unreserved characters, all valid in a cookie.
+const tokenChars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
 
 // IsLoopback reports whether host (an IP or a name, without port) is this
 // machine's loopback: "localhost" or a loopback IP. Other names are not
@@ -101,11 +127,11 @@ func IsLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// NewToken returns a random token for --allow-remote.
+// NewToken returns a random token (192 bits, hex).
 func NewToken() (string, error) {
 	b := make([]byte, 24)
 	if _, err := rand.Read(b); err != nil {
-		return "", err
+		return "", fmt.Errorf("making the dashboard's token: %w", err)
 	}
 	return hex.EncodeToString(b), nil
 }
@@ -125,6 +151,9 @@ type Server struct {
 	listener net.Listener
 	page     *template.Template
 	static   fs.FS
+	// tokenSum is the token's SHA-256: comparing fixed-size sums keeps
+	// the comparison's time independent of the token presented.
+	tokenSum [sha256.Size]byte
 
 	mu  sync.Mutex
 	at  time.Time
@@ -152,10 +181,10 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--address %s: %w", opts.Address, err)
 	}
-	return &Server{opts: opts, listener: l, page: page, static: static}, nil
+	return &Server{opts: opts, listener: l, page: page, static: static, tokenSum: sha256.Sum256([]byte(opts.Token))}, nil
 }
 
-// URL is where a browser opens the dashboard, with the token if any.
+// URL is where a browser opens the dashboard, with the token.
 func (s *Server) URL() string {
 	addr := s.listener.Addr().(*net.TCPAddr)
 	host := addr.IP.String()
@@ -165,9 +194,7 @@ func (s *Server) URL() string {
 		}
 	}
 	u := url.URL{Scheme: "http", Host: net.JoinHostPort(host, fmt.Sprint(addr.Port)), Path: "/"}
-	if s.opts.Token != "" {
-		u.RawQuery = url.Values{"token": {s.opts.Token}}.Encode()
-	}
+	u.RawQuery = url.Values{tokenParam: {s.opts.Token}}.Encode()
 	return u.String()
 }
 
@@ -190,13 +217,14 @@ func (s *Server) Serve(ctx context.Context) error {
 }
 
 // Handler is the dashboard's HTTP handler: the page at /, its script and
-// style under /static/, and the report at /api/report.
+// style under /static/, and the report at /api/report, all behind the
+// token.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", s.servePage)
 	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(s.static)))
-	mux.Handle("GET /api/report", s.authorized(http.HandlerFunc(s.serveReport)))
-	return s.guard(mux)
+	mux.HandleFunc("GET /api/report", s.serveReport)
+	return s.guard(s.authorized(mux))
 }
 
 // guard sets headers every response carries and, on loopback, refuses a
@@ -222,23 +250,86 @@ func (s *Server) guard(next http.Handler) http.Handler {
 	})
 }
 
-// authorized requires the token, if there is one.
+// authorized lets through requests that carry the token: as a bearer
+// token (scripts), or as the cookie the browser got when it opened the
+// printed URL. A request with a right ?token= gets that cookie and is
+// sent to the same URL without it, so that the token leaves the address
+// bar and the history.
 func (s *Server) authorized(next http.Handler) http.Handler {
-	if s.opts.Token == "" {
-		return next
-	}
-	want := []byte(s.opts.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := r.URL.Query().Get("token")
 		if bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
-			got = bearer
-		}
-		if subtle.ConstantTimeCompare([]byte(got), want) != 1 {
-			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "a token is required: open the URL `kplex dashboard` printed"})
+			s.admit(w, r, next, s.valid(bearer))
 			return
 		}
-		next.ServeHTTP(w, r)
+		if q := r.URL.Query(); q.Has(tokenParam) {
+			if !s.valid(q.Get(tokenParam)) {
+				s.refuse(w, r)
+				return
+			}
+			s.setCookie(w)
+			redirectWithout(w, r, tokenParam)
+			return
+		}
+		c, err := r.Cookie(s.cookieName())
+		s.admit(w, r, next, err == nil && s.valid(c.Value))
 	})
+}
+
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, next http.Handler, ok bool) {
+	if !ok {
+		s.refuse(w, r)
+		return
+	}
+	next.ServeHTTP(w, r)
+}
+
+// valid compares token with the dashboard's in constant time.
+func (s *Server) valid(token string) bool {
+	sum := sha256.Sum256([]byte(token))
+	return subtle.ConstantTimeCompare(sum[:], s.tokenSum[:]) == 1
+}
+
+// unauthorized is the message of a 401.
+const unauthorized = "the kplex dashboard requires its token: open the URL `kplex dashboard` printed (…/?token=…), " +
+	"or send \"Authorization: Bearer <token>\""
+
+// refuse answers 401, as JSON under /api/ (the page shows its error) and
+// as text elsewhere (a person opened a URL without the token).
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="kplex dashboard"`)
+	if strings.HasPrefix(r.URL.Path, "/api/") {
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": unauthorized})
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	http.Error(w, unauthorized, http.StatusUnauthorized)
+}
+
+// cookieName is per port: cookies do not tell ports apart, and two
+// dashboards on one host must not overwrite each other's.
+func (s *Server) cookieName() string {
+	return fmt.Sprintf("kplex-dashboard-%d", s.listener.Addr().(*net.TCPAddr).Port)
+}
+
+// setCookie gives the browser the token for the session: HttpOnly, so the
+// page's script never holds it; SameSite=Strict, so another site's page
+// cannot make the browser send it.
+func (s *Server) setCookie(w http.ResponseWriter) {
+	http.SetCookie(w, &http.Cookie{
+		Name: s.cookieName(), Value: s.opts.Token, Path: "/",
+		HttpOnly: true, SameSite: http.SameSiteStrictMode,
+	})
+}
+
+// redirectWithout sends the client to r's URL without the query
+// parameter param, on this server: a path of "//host" would leave it.
+func redirectWithout(w http.ResponseWriter, r *http.Request, param string) {
+	u := url.URL{Path: "/" + strings.TrimLeft(r.URL.Path, "/")}
+	q := r.URL.Query()
+	q.Del(param)
+	u.RawQuery = q.Encode()
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, u.String(), http.StatusSeeOther)
 }
 
 func (s *Server) servePage(w http.ResponseWriter, _ *http.Request) {

@@ -30,8 +30,10 @@ import (
 	"github.com/kplex/kplex/cli"
 	"github.com/kplex/kplex/cli/daemon"
 	"github.com/kplex/kplex/client/kubeconfig"
+	"github.com/kplex/kplex/client/nodetokens"
 	"github.com/kplex/kplex/controllers/activation"
 	"github.com/kplex/kplex/controllers/autoscaling"
+	"github.com/kplex/kplex/controllers/certificates"
 	"github.com/kplex/kplex/controllers/manager"
 	"github.com/kplex/kplex/dataplane/cni"
 	"github.com/kplex/kplex/deviceplugin/gpu"
@@ -256,7 +258,10 @@ func runForeground(ctx context.Context, g *cli.Global, streams cli.Streams, flag
 	autoscaler.SyncPeriod = flags.AutoscalerSyncPeriod
 	controllers := make(chan error, 4)
 	go func() {
-		err := manager.Run(ctx, manager.Options{Loopback: s.AdminConfig(), RootCA: ca, QuietPeriod: flags.QuietPeriod, ServiceAccountKey: saKey, Autoscaling: autoscaler})
+		err := manager.Run(ctx, manager.Options{Loopback: s.AdminConfig(), RootCA: ca, QuietPeriod: flags.QuietPeriod, ServiceAccountKey: saKey, Autoscaling: autoscaler,
+			// Node agents' client certificates are signed by the CA the
+			// apiserver trusts for client certificates.
+			Certificates: certificates.Options{SigningCertFile: cfg.PKI().CACert(), SigningKeyFile: cfg.PKI().CAKey()}})
 		controllers <- fmt.Errorf("controller manager stopped: %v", err)
 	}()
 	if flags.Scheduler {
@@ -277,7 +282,13 @@ func runForeground(ctx context.Context, g *cli.Global, streams cli.Streams, flag
 			return err
 		}
 		go func() {
-			err := nodeagent.Run(ctx, agent, s.AdminConfig())
+			// The local node is a node like any other: it joins with a
+			// bootstrap token and runs as system:node:<name>, never with
+			// the admin's credentials.
+			creds, err := localNodeCredentials(ctx, s.AdminConfig(), agent)
+			if err == nil {
+				err = nodeagent.Run(ctx, agent, creds)
+			}
 			controllers <- fmt.Errorf("node agent stopped: %v", err)
 		}()
 		if flags.SimulateGPUs != "" {
@@ -379,6 +390,31 @@ func (flags *flagpole) nodeAgentConfig(caFile string) (*nodeagent.Config, error)
 	cfg.DevicePluginDir = filepath.Join(flags.DataDir, "dp")
 	cfg.NodeLabelsDir = filepath.Join(cfg.RootDir, "node-labels.d")
 	return cfg, cfg.Validate()
+}
+
+// localNodeCredentials gets the local node agent its own client
+// certificate: a bootstrap token (valid an hour, enough to join) is made
+// only when the node has no credentials of its own yet.
+func localNodeCredentials(ctx context.Context, admin *rest.Config, agent *nodeagent.Config) (*rest.Config, error) {
+	own := filepath.Join(agent.RootDir, "kubeconfig")
+	bootstrapPath := filepath.Join(agent.RootDir, "bootstrap.kubeconfig")
+	if _, err := os.Stat(own); err != nil {
+		client, err := kubernetes.NewForConfig(admin)
+		if err != nil {
+			return nil, err
+		}
+		token, err := nodetokens.Create(ctx, client, time.Hour, "kplex up's local node agent")
+		if err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(agent.RootDir, 0o700); err != nil {
+			return nil, fmt.Errorf("creating the node agent's directory: %w", err)
+		}
+		if err := nodetokens.WriteKubeconfig(bootstrapPath, admin, token); err != nil {
+			return nil, err
+		}
+	}
+	return nodeagent.NodeCredentials(ctx, agent.NodeName, own, bootstrapPath, filepath.Join(agent.RootDir, "pki"))
 }
 
 func writeRootContext(g *cli.Global, files pki.Files, url string) error {

@@ -36,14 +36,24 @@ func New(client dynamic.Interface) *Cache {
 	}
 }
 
+// NewPoolsOnly returns a Cache of the NodePools alone, for a reader that
+// may not see the tenants' quotas (a node agent); it has no quotas.
+func NewPoolsOnly(client dynamic.Interface) *Cache {
+	return &Cache{pools: typedInformer[schedulingv1alpha1.NodePool](client, schedulingv1alpha1.NodePoolsResource)}
+}
+
 // Run fills the cache until ctx ends.
 func (c *Cache) Run(ctx context.Context) {
 	go c.pools.RunWithContext(ctx)
-	go c.quotas.RunWithContext(ctx)
+	if c.quotas != nil {
+		go c.quotas.RunWithContext(ctx)
+	}
 }
 
-// HasSynced reports whether both lists arrived.
-func (c *Cache) HasSynced() bool { return c.pools.HasSynced() && c.quotas.HasSynced() }
+// HasSynced reports whether the lists arrived.
+func (c *Cache) HasSynced() bool {
+	return c.pools.HasSynced() && (c.quotas == nil || c.quotas.HasSynced())
+}
 
 // typedInformer watches a management-plane resource and keeps its objects
 // as T.
@@ -95,6 +105,9 @@ func (c *Cache) Pools() []*schedulingv1alpha1.NodePool {
 
 // Quota returns the tenant's TenantQuota, or nil.
 func (c *Cache) Quota(tenantName string) *schedulingv1alpha1.TenantQuota {
+	if c.quotas == nil {
+		return nil
+	}
 	obj, ok, _ := c.quotas.GetStore().GetByKey(tenantName)
 	if !ok {
 		return nil
@@ -106,6 +119,9 @@ func (c *Cache) Quota(tenantName string) *schedulingv1alpha1.TenantQuota {
 // Quotas returns every TenantQuota.
 func (c *Cache) Quotas() []*schedulingv1alpha1.TenantQuota {
 	var out []*schedulingv1alpha1.TenantQuota
+	if c.quotas == nil {
+		return nil
+	}
 	for _, obj := range c.quotas.GetStore().List() {
 		if q, ok := obj.(*schedulingv1alpha1.TenantQuota); ok {
 			out = append(out, q)

@@ -43,6 +43,7 @@ import (
 	"github.com/kplex/kplex/client/pools"
 	"github.com/kplex/kplex/controllers/activation"
 	"github.com/kplex/kplex/controllers/autoscaling"
+	"github.com/kplex/kplex/controllers/certificates"
 	"github.com/kplex/kplex/controllers/clusterdns"
 	"github.com/kplex/kplex/controllers/clusterroles"
 	"github.com/kplex/kplex/controllers/disruption"
@@ -107,11 +108,14 @@ type Options struct {
 	// NodeIPAM configures the pod CIDRs given to nodes; zero fields take
 	// nodeipam's defaults (10.244.0.0/16, /24 per node).
 	NodeIPAM nodeipam.Options
+	// Certificates approves and signs node agents' client certificates
+	// (TLS bootstrap); without signing files it only approves.
+	Certificates certificates.Options
 }
 
 // capacityMetrics is the process's capacity collector, registered with
 // legacyregistry on first use: /metrics of kplex-controller-manager
-// (--metrics-bind-address), and of the apiserver in `kplex up`'s process.
+// (--secure-port), and of the apiserver in `kplex up`'s process.
 var capacityMetrics = sync.OnceValue(func() *capmetrics.Collector {
 	c := capmetrics.New(bounded.DefaultTopTenants)
 	legacyregistry.RawMustRegister(c)
@@ -392,6 +396,14 @@ func (m *Manager) run(ctx context.Context) error {
 	if err := m.warnInertPolicies(ctx); err != nil {
 		return err
 	}
+	certsDone := make(chan error, 1)
+	go func() {
+		err := certificates.Run(ctx, m.opts.Loopback, m.opts.Certificates)
+		if err != nil {
+			klog.FromContext(ctx).Error(err, "Certificate controllers stopped")
+		}
+		certsDone <- err
+	}()
 	ipamDone := make(chan error, 1)
 	go func() {
 		err := nodeipam.Run(ctx, m.opts.Loopback, m.opts.NodeIPAM)
@@ -425,6 +437,9 @@ func (m *Manager) run(ctx context.Context) error {
 	}
 	if ierr := <-ipamDone; err == nil && ierr != nil {
 		err = ierr
+	}
+	if cerr := <-certsDone; err == nil && cerr != nil {
+		err = cerr
 	}
 	return err
 }

@@ -45,6 +45,7 @@ type Containerd struct {
 
 	dir     string
 	netns   string
+	opts    options
 	sockDir string // socket directory outside dir when dir is too long; removed by Stop
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed once containerd has exited
@@ -82,13 +83,13 @@ const maxSocketPath = 100
 // Start runs containerd with its root, state and log under dir, waits for
 // its CRI service and imports images.Pause and images.Busybox into it.
 // ctx bounds the startup only; call Stop to end containerd.
-func Start(ctx context.Context, dir string) (*Containerd, error) {
-	return StartIn(ctx, dir, "")
+func Start(ctx context.Context, dir string, opts ...Option) (*Containerd, error) {
+	return StartIn(ctx, dir, "", opts...)
 }
 
 // StartIn is Start with containerd, and so its pods' networks, in the
 // network namespace netns (`ip netns`); "" is the caller's.
-func StartIn(ctx context.Context, dir, netns string) (*Containerd, error) {
+func StartIn(ctx context.Context, dir, netns string, opts ...Option) (*Containerd, error) {
 	if err := Available(); err != nil {
 		return nil, fmt.Errorf("containerd unavailable: %w", err)
 	}
@@ -108,6 +109,9 @@ func StartIn(ctx context.Context, dir, netns string) (*Containerd, error) {
 
 	c := &Containerd{dir: dir, Log: filepath.Join(dir, "containerd.log"), exited: make(chan struct{}),
 		CNIConfDir: filepath.Join(dir, "cni", "net.d"), CNIBinDir: CNIBinDir, netns: netns}
+	for _, o := range opts {
+		o(&c.opts)
+	}
 	c.Address = filepath.Join(dir, "containerd.sock")
 	if len(c.Address) > maxSocketPath-len(".ttrpc") {
 		if c.sockDir, err = os.MkdirTemp("/tmp", "ctrd"); err != nil {
@@ -137,8 +141,12 @@ func StartIn(ctx context.Context, dir, netns string) (*Containerd, error) {
 
 // launch writes containerd's config and starts it, logging to c.Log.
 func (c *Containerd) launch(root string) error {
+	runtimes, err := c.opts.writeRunsc(c.dir)
+	if err != nil {
+		return err
+	}
 	cfg := filepath.Join(c.dir, "config.toml")
-	if err := os.WriteFile(cfg, []byte(config(c.dir, root, c.Address, c.Snapshotter, c.CNIBinDir, c.CNIConfDir)), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(config(c.dir, root, c.Address, c.Snapshotter, c.CNIBinDir, c.CNIConfDir)+runtimes), 0o644); err != nil {
 		return fmt.Errorf("write containerd config: %w", err)
 	}
 	log, err := os.Create(c.Log)
@@ -333,7 +341,7 @@ func (c *Containerd) stop() error {
 		}
 	}
 	// Whatever survived (containerd crashed, a delete failed) goes by force.
-	errs = append(errs, c.deleteRuncContainers(), c.killShims(), unmountUnder(c.dir))
+	errs = append(errs, c.deleteRuncContainers(), c.deleteRunscContainers(), c.killShims(), unmountUnder(c.dir))
 	if c.sockDir != "" {
 		errs = append(errs, os.RemoveAll(c.sockDir))
 	}

@@ -9,6 +9,7 @@ import (
 	"image"
 	"image/png"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -210,24 +211,52 @@ spec:
 		t.Errorf("kplex dashboard on 0.0.0.0 without --allow-remote: %s", errOut)
 	}
 
-	// kplex dashboard: its JSON, then its page in a real browser.
-	url := m.dashboard("--address", "127.0.0.1:0", "--refresh", "1s")
+	// kplex dashboard: its JSON, then its page in a real browser. The
+	// printed URL carries the token, which every request needs, loopback
+	// or not: a script sends it as a bearer token, the browser opens the
+	// URL and keeps it in a cookie.
+	url, token := m.dashboard("--address", "127.0.0.1:0", "--refresh", "1s")
+	base := strings.TrimSuffix(url, "?token="+token)
 	var report struct {
 		Pools   []topPool   `json:"pools"`
 		Tenants []topTenant `json:"tenants"`
 	}
-	resp, err := http.Get(url + "api/report")
-	if err != nil {
-		t.Fatal(err)
+	getReport := func(bearer string) *http.Response {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, base+"api/report", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
 	}
-	err = json.NewDecoder(resp.Body).Decode(&report)
+	for _, bearer := range []string{"", "wrong-" + token} {
+		resp := getReport(bearer)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("GET %sapi/report with bearer %q: %d, want 401", base, bearer, resp.StatusCode)
+		}
+	}
+	resp := getReport(token)
+	err := json.NewDecoder(resp.Body).Decode(&report)
 	resp.Body.Close()
 	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %sapi/report: %d %v", url, resp.StatusCode, err)
+		t.Fatalf("GET %sapi/report with the token: %d %v", base, resp.StatusCode, err)
 	}
 	checkPools(t, "/api/report", report.Pools, api)
 	checkTenants(t, "/api/report", report.Tenants)
 
+	// A browser without the token gets the refusal, not the figures.
+	refused := browse(t, chromium, t.TempDir(), "--dump-dom", base)
+	if !strings.Contains(refused, "requires its token") || strings.Contains(refused, "data-field") {
+		t.Errorf("the page without the token is not the 401's message:\n%s", refused)
+	}
 	profile := t.TempDir()
 	dom := browse(t, chromium, profile, "--dump-dom", url)
 	if !regexp.MustCompile(`<body[^>]*data-state="ok"`).MatchString(dom) {
@@ -463,8 +492,9 @@ func ptr(p *int64) string {
 }
 
 // dashboard starts `kplex dashboard` with args and returns the URL it
-// prints; at the end of the test it is stopped with Ctrl-C and must exit 0.
-func (m *machine) dashboard(args ...string) string {
+// prints, which carries its token, and the token; at the end of the test
+// it is stopped with Ctrl-C and must exit 0.
+func (m *machine) dashboard(args ...string) (string, string) {
 	m.t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, "kplex"), append([]string{"dashboard"}, args...)...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+m.kubeconfig)
@@ -502,16 +532,17 @@ func (m *machine) dashboard(args ...string) string {
 	})
 	select {
 	case u := <-urls:
-		if !strings.HasPrefix(u, "http://127.0.0.1:") || !strings.HasSuffix(u, "/") {
-			m.t.Fatalf("kplex dashboard printed %q, want its URL", u)
+		parsed, err := neturl.Parse(u)
+		if err != nil || !strings.HasPrefix(u, "http://127.0.0.1:") || parsed.Path != "/" || len(parsed.Query().Get("token")) < 16 {
+			m.t.Fatalf("kplex dashboard printed %q, want its URL with a token (http://127.0.0.1:<port>/?token=…)", u)
 		}
-		return u
+		return u, parsed.Query().Get("token")
 	case err := <-exited:
 		m.t.Fatalf("kplex dashboard exited: %v\n%s", err, stderr.String())
 	case <-time.After(30 * time.Second):
 		m.t.Fatalf("kplex dashboard printed no URL within 30 s\n%s", stderr.String())
 	}
-	return ""
+	return "", ""
 }
 
 // browse runs headless Chromium on url with args (--dump-dom, or

@@ -2,13 +2,14 @@
 // it. Every number is an element with data-field (and data-pool and/or
 // data-tenant) holding only its value as text, so that tests and scrapers
 // can read it; CPU and memory show units, with the exact number in
-// data-value. Names are set as text, never as HTML.
+// data-value. Names are set as text, never as HTML. The token travels in
+// an HttpOnly cookie the server set when the printed URL was opened: this
+// script never sees it, and same-origin fetches carry it.
 "use strict";
 
 (function () {
   const body = document.body;
   const refresh = Number(body.dataset.refreshMs) || 5000;
-  const token = new URLSearchParams(location.search).get("token");
 
   // el makes an element: attrs are attributes (null ones are skipped),
   // children are nodes or strings.
@@ -155,8 +156,7 @@
 
   async function load() {
     try {
-      const headers = token ? { Authorization: "Bearer " + token } : {};
-      const resp = await fetch("/api/report", { headers, cache: "no-store" });
+      const resp = await fetch("/api/report", { credentials: "same-origin", cache: "no-store" });
       const data = await resp.json().catch(() => ({}));
       if (!resp.ok) throw new Error(data.error || resp.status + " " + resp.statusText);
       renderPools(data.pools || []);

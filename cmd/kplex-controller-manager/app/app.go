@@ -6,8 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -24,12 +22,11 @@ import (
 	componentbaseoptions "k8s.io/component-base/config/options"
 	"k8s.io/component-base/logs"
 	logsapi "k8s.io/component-base/logs/api/v1"
-	"k8s.io/component-base/metrics/legacyregistry"
 	"k8s.io/component-base/version/verflag"
-	"k8s.io/klog/v2"
 
 	"github.com/kplex/kplex/controllers/activation"
 	"github.com/kplex/kplex/controllers/autoscaling"
+	"github.com/kplex/kplex/controllers/certificates"
 	"github.com/kplex/kplex/controllers/manager"
 	"github.com/kplex/kplex/controllers/nodeipam"
 	"github.com/kplex/kplex/controllers/nodelifecycle"
@@ -46,8 +43,11 @@ type Options struct {
 	// Secrets; empty leaves them unfilled.
 	ServiceAccountKeyFile string
 	QuietPeriod           time.Duration
-	// MetricsBindAddress serves /metrics (Prometheus) and /healthz over
-	// plain HTTP; empty serves nothing.
+	// Serving serves /metrics (Prometheus) and /healthz on the secure
+	// port, authenticated and authorized by the management plane.
+	Serving *ServingOptions
+	// MetricsBindAddress is the removed --metrics-bind-address (plain
+	// HTTP, no authentication), kept to say what replaces it.
 	MetricsBindAddress string
 	// MetricsTopTenants is how many tenants get per-tenant capacity
 	// series; the others are summed as tenant="_other".
@@ -60,6 +60,8 @@ type Options struct {
 	Autoscaling autoscaling.Options
 	// NodeIPAM are the nodes' pod CIDRs.
 	NodeIPAM nodeipam.Options
+	// Certificates are node agents' client certificates (TLS bootstrap).
+	Certificates certificates.Options
 }
 
 // NewOptions returns the defaults: leader election on, on the Lease
@@ -67,6 +69,7 @@ type Options struct {
 func NewOptions() *Options {
 	return &Options{
 		QuietPeriod:       activation.DefaultQuietPeriod,
+		Serving:           NewServingOptions(),
 		MetricsTopTenants: bounded.DefaultTopTenants,
 		Nodes: nodelifecycle.Options{
 			MonitorPeriod:      nodelifecycle.DefaultMonitorPeriod,
@@ -96,14 +99,17 @@ func (o *Options) AddFlags(fss *cliflag.NamedFlagSets) {
 	fs.StringVar(&o.RootCAFile, "root-ca-file", o.RootCAFile, "CA bundle published as kube-root-ca.crt in every namespace of every tenant; empty uses the kubeconfig's CA")
 	fs.StringVar(&o.ServiceAccountKeyFile, "service-account-private-key-file", o.ServiceAccountKeyFile, "PEM private key that signs the tokens of service-account-token Secrets (the apiserver's sa.key); empty runs no token controller")
 	fs.DurationVar(&o.QuietPeriod, "quiet-period", o.QuietPeriod, "stop a tenant's controller after it saw no relevant event and made no API call for this long")
-	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress, "address (host:port) to serve /metrics and /healthz on, over plain HTTP; empty serves neither")
+	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress, "removed: use --secure-port")
+	_ = fs.MarkHidden("metrics-bind-address")
 	fs.IntVar(&o.MetricsTopTenants, "metrics-top-tenants", o.MetricsTopTenants, "per-tenant capacity metrics (kplex_tenant_*) name this many tenants, those requesting the most GPUs (then CPU, then with the most pending pods); the others are summed as tenant=\"_other\", so that series stay bounded whatever the number of tenants")
 	nodes := fss.FlagSet("node lifecycle")
 	nodes.DurationVar(&o.Nodes.MonitorPeriod, "node-monitor-period", o.Nodes.MonitorPeriod, "how often the health of every node is checked")
 	nodes.DurationVar(&o.Nodes.StartupGracePeriod, "node-startup-grace-period", o.Nodes.StartupGracePeriod, "how long a starting node may be unresponsive before it is marked unhealthy")
 	nodes.DurationVar(&o.Nodes.MonitorGracePeriod, "node-monitor-grace-period", o.Nodes.MonitorGracePeriod, "how long a node may go without renewing its Lease before it is marked NotReady (its pods in every tenant then not ready, and evicted per their tolerations)")
+	o.Serving.AddFlags(fss)
 	o.Autoscaling.AddFlags(fss.FlagSet("horizontal pod autoscaler"))
 	o.NodeIPAM.AddFlags(fss.FlagSet("node ipam"))
+	o.Certificates.AddFlags(fss.FlagSet("certificates"))
 	componentbaseoptions.BindLeaderElectionFlags(&o.LeaderElection, fss.FlagSet("leader election"))
 	logsapi.AddFlags(o.Logs, fss.FlagSet("logs"))
 }
@@ -116,7 +122,17 @@ func (o *Options) Validate() error {
 	if o.MetricsTopTenants <= 0 {
 		return errors.New("--metrics-top-tenants must be positive")
 	}
+	if o.MetricsBindAddress != "" {
+		return errors.New("--metrics-bind-address was removed: it served /metrics over plain HTTP to anyone who could reach it; " +
+			"use --secure-port (and --bind-address): HTTPS, each request authenticated and authorized by the management plane")
+	}
+	if err := o.Serving.Validate(); err != nil {
+		return err
+	}
 	if err := o.Autoscaling.Validate(); err != nil {
+		return err
+	}
+	if err := o.Certificates.Validate(); err != nil {
 		return err
 	}
 	for flag, d := range map[string]time.Duration{"--node-monitor-period": o.Nodes.MonitorPeriod, "--node-startup-grace-period": o.Nodes.StartupGracePeriod, "--node-monitor-grace-period": o.Nodes.MonitorGracePeriod} {
@@ -163,10 +179,8 @@ func NewCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if o.MetricsBindAddress != "" {
-				if err := serveMetrics(cmd.Context(), o.MetricsBindAddress); err != nil {
-					return err
-				}
+			if err := o.Serving.Serve(cmd.Context(), opts.Loopback); err != nil {
+				return err
 			}
 			return manager.Run(cmd.Context(), opts)
 		},
@@ -212,30 +226,5 @@ func (o *Options) managerOptions() (manager.Options, error) {
 			return manager.Options{}, fmt.Errorf("--service-account-private-key-file: %w", err)
 		}
 	}
-	return manager.Options{Loopback: cfg, RootCA: ca, QuietPeriod: o.QuietPeriod, LeaderElection: o.LeaderElection, Nodes: o.Nodes, ServiceAccountKey: saKey, MetricsTopTenants: o.MetricsTopTenants, Autoscaling: o.Autoscaling, NodeIPAM: o.NodeIPAM}, nil
-}
-
-// serveMetrics serves the process's metrics (goroutines, memory, work
-// queues, and the fleet's capacity: kplex_nodepool_*, kplex_tenant_*) and
-// a liveness check on addr until ctx ends.
-func serveMetrics(ctx context.Context, addr string) error {
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("--metrics-bind-address: %w", err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", legacyregistry.Handler())
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		<-ctx.Done()
-		_ = srv.Close()
-	}()
-	go func() {
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			klog.ErrorS(err, "Serving metrics stopped", "address", addr)
-		}
-	}()
-	klog.InfoS("Serving metrics", "address", l.Addr().String())
-	return nil
+	return manager.Options{Loopback: cfg, RootCA: ca, QuietPeriod: o.QuietPeriod, LeaderElection: o.LeaderElection, Nodes: o.Nodes, ServiceAccountKey: saKey, MetricsTopTenants: o.MetricsTopTenants, Autoscaling: o.Autoscaling, NodeIPAM: o.NodeIPAM, Certificates: o.Certificates}, nil
 }

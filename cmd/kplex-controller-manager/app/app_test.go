@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,6 +34,24 @@ func TestNoFlagsMeansNewOptions(t *testing.T) {
 	if !o.LeaderElection.LeaderElect {
 		t.Error("leader election is off by default")
 	}
+	if o.Serving.SecureServing.BindPort != 0 {
+		t.Errorf("--secure-port defaults to %d, want 0 (off)", o.Serving.SecureServing.BindPort)
+	}
+}
+
+// The plain-HTTP --metrics-bind-address is gone: given, it fails the
+// start saying what replaces it, rather than an unknown flag.
+func TestMetricsBindAddressRemoved(t *testing.T) {
+	t.Parallel()
+	o := NewOptions()
+	var fss cliflag.NamedFlagSets
+	o.AddFlags(&fss)
+	if err := fss.FlagSet("generic").Parse([]string{"--metrics-bind-address=127.0.0.1:8080"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Validate(); err == nil || !strings.Contains(err.Error(), "--metrics-bind-address was removed") || !strings.Contains(err.Error(), "--secure-port") {
+		t.Errorf("--metrics-bind-address: %v, want an error naming --secure-port", err)
+	}
 }
 
 func TestIntegrationBinaryLeadsAndServesTenants(t *testing.T) {
@@ -41,25 +60,7 @@ func TestIntegrationBinaryLeadsAndServesTenants(t *testing.T) {
 	}
 	e := servertest.Start(t, "")
 	tenantClient := servertest.Client(t, e.CreateTenant(t, "cm-bin"))
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["root"] = &clientcmdapi.Cluster{Server: e.Admin.Host, CertificateAuthority: e.Admin.CAFile}
-	cfg.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificate: e.Admin.CertFile, ClientKey: e.Admin.KeyFile}
-	cfg.Contexts["kplex-root"] = &clientcmdapi.Context{Cluster: "root", AuthInfo: "admin"}
-	cfg.CurrentContext = "kplex-root"
-	if err := clientcmd.WriteToFile(*cfg, kubeconfig); err != nil {
-		t.Fatal(err)
-	}
-
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- Run(ctx, []string{"--kubeconfig", kubeconfig, "--quiet-period=2s"}) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("kplex-controller-manager: %v", err)
-		}
-	})
+	run(t, "--kubeconfig", writeKubeconfig(t, e), "--quiet-period=2s")
 
 	root := servertest.Client(t, e.Admin)
 	if err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
@@ -81,4 +82,35 @@ func TestIntegrationBinaryLeadsAndServesTenants(t *testing.T) {
 	}); err != nil {
 		t.Fatal("the leader did not give namespace work its default ServiceAccount and kube-root-ca.crt")
 	}
+}
+
+// writeKubeconfig writes a kubeconfig of e's management plane, as its
+// admin, and returns its path.
+func writeKubeconfig(t *testing.T, e *servertest.Env) string {
+	t.Helper()
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["root"] = &clientcmdapi.Cluster{Server: e.Admin.Host, CertificateAuthority: e.Admin.CAFile}
+	cfg.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificate: e.Admin.CertFile, ClientKey: e.Admin.KeyFile}
+	cfg.Contexts["kplex-root"] = &clientcmdapi.Context{Cluster: "root", AuthInfo: "admin"}
+	cfg.CurrentContext = "kplex-root"
+	if err := clientcmd.WriteToFile(*cfg, kubeconfig); err != nil {
+		t.Fatal(err)
+	}
+	return kubeconfig
+}
+
+// run runs kplex-controller-manager with args until the test ends, when
+// it must stop without error.
+func run(t *testing.T, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, args) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("kplex-controller-manager: %v", err)
+		}
+	})
 }

@@ -4,7 +4,9 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -30,7 +32,7 @@ func Run(ctx context.Context, args []string) error {
 func NewCommand() *cobra.Command {
 	cfg := nodeagent.NewConfig()
 	logging := logsapi.NewLoggingConfiguration()
-	var kubeconfig, kubeContext string
+	var kubeconfig, kubeContext, bootstrapKubeconfig, certDir string
 	var fss cliflag.NamedFlagSets
 	cmd := &cobra.Command{
 		Use:   "kplex-nodeagent",
@@ -49,6 +51,19 @@ its built-in simulated runtime. It serves logs and exec to the apiserver.`,
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
+			if bootstrapKubeconfig != "" {
+				if kubeconfig == "" || cfg.SimulateNodes > 0 {
+					return errors.New("--bootstrap-kubeconfig needs --kubeconfig (where the node's own credentials are written) and one node (no --simulate-nodes)")
+				}
+				if certDir == "" {
+					certDir = filepath.Join(cfg.RootDir, "pki")
+				}
+				rc, err := nodeagent.NodeCredentials(cmd.Context(), cfg.NodeName, kubeconfig, bootstrapKubeconfig, certDir)
+				if err != nil {
+					return err
+				}
+				return nodeagent.Run(cmd.Context(), cfg, rc)
+			}
 			loading := &clientcmd.ClientConfigLoadingRules{ExplicitPath: kubeconfig}
 			if kubeconfig == "" {
 				loading = clientcmd.NewDefaultClientConfigLoadingRules()
@@ -66,6 +81,8 @@ its built-in simulated runtime. It serves logs and exec to the apiserver.`,
 	generic := fss.FlagSet("generic")
 	generic.StringVar(&kubeconfig, "kubeconfig", kubeconfig, "path to a kubeconfig of the kplex management plane (context kplex-root); empty uses the in-cluster config")
 	generic.StringVar(&kubeContext, "context", kubeContext, "kubeconfig context to use; empty uses the current context")
+	generic.StringVar(&bootstrapKubeconfig, "bootstrap-kubeconfig", bootstrapKubeconfig, "path to a kubeconfig holding a bootstrap token of the management plane (kplex create node-token): the agent asks for a client certificate of its own (system:node:<name>), writes a kubeconfig using it to --kubeconfig and renews it; a valid --kubeconfig from an earlier start is used as it is")
+	generic.StringVar(&certDir, "cert-dir", certDir, "directory of the node's client certificate; default <root-dir>/pki")
 	cfg.AddFlags(fss.FlagSet("node"))
 	logsapi.AddFlags(logging, fss.FlagSet("logs"))
 	component.AddFlagSets(cmd, &fss)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/kplex/kplex/cli"
 	createcluster "github.com/kplex/kplex/cli/create/cluster"
+	"github.com/kplex/kplex/cli/create/nodetoken"
 	"github.com/kplex/kplex/cli/dashboard"
 	deletecluster "github.com/kplex/kplex/cli/delete/cluster"
 	"github.com/kplex/kplex/cli/down"
@@ -64,6 +65,7 @@ func NewCommand(streams cli.Streams) *cobra.Command {
 
 	create := &cobra.Command{Use: "create", Short: "Create a cluster", Args: cobra.NoArgs}
 	create.AddCommand(createcluster.NewCommand(g, streams))
+	create.AddCommand(nodetoken.NewCommand(g, streams))
 	del := &cobra.Command{Use: "delete", Short: "Delete a cluster", Args: cobra.NoArgs}
 	del.AddCommand(deletecluster.NewCommand(g, streams))
 	get := &cobra.Command{Use: "get", Short: "List clusters", Args: cobra.NoArgs}

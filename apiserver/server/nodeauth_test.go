@@ -1,0 +1,185 @@
+package server_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	certutil "k8s.io/client-go/util/cert"
+	"k8s.io/client-go/util/keyutil"
+
+	schedulingv1alpha1 "github.com/kplex/kplex/apis/scheduling/v1alpha1"
+	"github.com/kplex/kplex/apiserver/server"
+	"github.com/kplex/kplex/apiserver/server/servertest"
+	"github.com/kplex/kplex/client/crosstenant"
+	"github.com/kplex/kplex/tenant"
+)
+
+// nodeConfig returns root's config authenticated as node name: a client
+// certificate of the server's client CA with the subject TLS bootstrap
+// gives a node (system:node:<name>, O system:nodes).
+func nodeConfig(t *testing.T, e *servertest.Env, name string) *rest.Config {
+	t.Helper()
+	files := server.PKIFiles(e.DataDir)
+	caPEM, err := os.ReadFile(files.CACert())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cas, err := certutil.ParseCertsPEM(caPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caKey, err := keyutil.PrivateKeyFromFile(files.CAKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	template := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: "system:node:" + name, Organization: []string{"system:nodes"}},
+		NotBefore:    time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, template, cas[0], &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := rest.AnonymousClientConfig(e.Admin)
+	cfg.CertData = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	cfg.KeyData = pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+	return cfg
+}
+
+func inTenant(cfg *rest.Config, name string) *rest.Config {
+	out := rest.CopyConfig(cfg)
+	out.Host += tenant.Path(name)
+	return out
+}
+
+// TestIntegrationNodeIdentityReadsOnlyWhatItsPodsNeed: a node's own
+// credential reads, in any tenant, only the pods bound to it and the
+// Secrets they reference; it writes only its own Node and those pods'
+// status; another tenant's or node's objects are 403, and a tenant's admin
+// cannot grant it more.
+func TestIntegrationNodeIdentityReadsOnlyWhatItsPodsNeed(t *testing.T) {
+	e := startEnv(t)
+	ctx := ctxT(t)
+	root := servertest.Client(t, rootHost(e))
+	for _, n := range []string{"ident-1", "ident-2"} {
+		if _, err := root.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clients := map[string]kubernetes.Interface{
+		"ident-a": servertest.Client(t, e.CreateTenant(t, "ident-a")),
+		"ident-b": servertest.Client(t, e.CreateTenant(t, "ident-b")),
+	}
+	for tenantName, node := range map[string]string{"ident-a": "ident-1", "ident-b": "ident-2"} {
+		c := clients[tenantName]
+		if _, err := c.CoreV1().Secrets("default").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "db"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.CoreV1().Secrets("default").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "unused"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		p := pod("web")
+		p.Spec.NodeName = node
+		p.Spec.AutomountServiceAccountToken = ptrTo(false)
+		p.Spec.Volumes = []corev1.Volume{{Name: "db", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "db"}}}}
+		if _, err := c.CoreV1().Pods("default").Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nodeCfg := nodeConfig(t, e, "ident-1")
+	asNode := servertest.Client(t, nodeCfg)
+	inA, inB := servertest.Client(t, inTenant(nodeCfg, "ident-a")), servertest.Client(t, inTenant(nodeCfg, "ident-b"))
+
+	eventually(t, "node ident-1 reads the Secret its pod in ident-a mounts", func() bool {
+		_, err := inA.CoreV1().Secrets("default").Get(ctx, "db", metav1.GetOptions{})
+		return err == nil
+	})
+	forbidden := func(what string, err error) {
+		t.Helper()
+		if !apierrors.IsForbidden(err) {
+			t.Errorf("node ident-1 %s: %v, want 403 Forbidden", what, err)
+		}
+	}
+	_, err := inB.CoreV1().Secrets("default").Get(ctx, "db", metav1.GetOptions{})
+	forbidden("reading the Secret of ident-b's pod on another node", err)
+	_, err = inA.CoreV1().Secrets("default").Get(ctx, "unused", metav1.GetOptions{})
+	forbidden("reading a Secret no pod of its uses", err)
+	_, err = inA.CoreV1().Secrets("default").List(ctx, metav1.ListOptions{})
+	forbidden("listing a tenant's Secrets", err)
+	_, err = inB.CoreV1().Pods("default").Get(ctx, "web", metav1.GetOptions{})
+	forbidden("reading another node's pod", err)
+	if _, err := inA.CoreV1().Pods("default").Get(ctx, "web", metav1.GetOptions{}); err != nil {
+		t.Errorf("node ident-1 reading its own pod: %v", err)
+	}
+	status := []byte(`{"status":{"phase":"Running"}}`)
+	if _, err := inA.CoreV1().Pods("default").Patch(ctx, "web", types.MergePatchType, status, metav1.PatchOptions{}, "status"); err != nil {
+		t.Errorf("node ident-1 writing its pod's status: %v", err)
+	}
+	_, err = inB.CoreV1().Pods("default").Patch(ctx, "web", types.MergePatchType, status, metav1.PatchOptions{}, "status")
+	forbidden("writing another node's pod's status", err)
+	_, err = inA.CoreV1().Pods("default").Create(ctx, pod("planted"), metav1.CreateOptions{})
+	forbidden("creating a pod", err)
+
+	// Its own Node yes, another's no, and not its own pool.
+	label := []byte(`{"metadata":{"labels":{"touched":"yes"}}}`)
+	if _, err := asNode.CoreV1().Nodes().Patch(ctx, "ident-1", types.MergePatchType, label, metav1.PatchOptions{}); err != nil {
+		t.Errorf("node ident-1 labelling its own Node: %v", err)
+	}
+	_, err = asNode.CoreV1().Nodes().Patch(ctx, "ident-2", types.MergePatchType, label, metav1.PatchOptions{})
+	forbidden("patching another node", err)
+	_, err = asNode.CoreV1().Nodes().Patch(ctx, "ident-2", types.MergePatchType, []byte(`{"status":{"capacity":{"pods":"0"}}}`), metav1.PatchOptions{}, "status")
+	forbidden("patching another node's status", err)
+	_, err = asNode.CoreV1().Nodes().Patch(ctx, "ident-1", types.MergePatchType, []byte(`{"metadata":{"labels":{"`+schedulingv1alpha1.PoolLabel+`":"tenant-ident-b"}}}`), metav1.PatchOptions{})
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "its pool is the operator") {
+		t.Errorf("node ident-1 moving itself to another pool: %v, want a refusal", err)
+	}
+	_, err = asNode.CoreV1().Secrets("kube-system").List(ctx, metav1.ListOptions{})
+	forbidden("listing root's Secrets", err)
+
+	// Across tenants: the data plane's reads, nothing else.
+	cross := servertest.Client(t, crosstenant.Config(nodeCfg))
+	if _, err := cross.CoreV1().Pods("").List(ctx, metav1.ListOptions{}); err != nil {
+		t.Errorf("node ident-1 listing pods across tenants: %v", err)
+	}
+	_, err = cross.CoreV1().Secrets("").List(ctx, metav1.ListOptions{})
+	forbidden("listing Secrets across tenants", err)
+
+	// A tenant's admin binding the node to cluster-admin changes nothing.
+	if _, err := clients["ident-b"].RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "node-is-admin"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "system:node:ident-1"}},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	_, err = inB.CoreV1().Secrets("default").Get(ctx, "db", metav1.GetOptions{})
+	forbidden("reading ident-b's Secret after ident-b's admin bound it to cluster-admin", err)
+}
