@@ -21,7 +21,7 @@ export KPLEX_BIN_DIR := $(BIN)
 # first build that say nothing about kplex. Go's default flags, plus that.
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 
-.PHONY: build up down test test-unit test-e2e bench bench-scheduler bench-nodeagent bench-network clean
+.PHONY: build up down test test-unit test-e2e bench bench-scheduler bench-nodeagent bench-network bench-sandbox clean
 
 build: ## build every binary into ./bin
 	@echo "go build -o $(BIN)/ ./cmd/...  ($(VERSION))"
@@ -47,6 +47,7 @@ BENCH_FLAGS   ?=
 BENCH_SCHEDULER_FLAGS ?=
 BENCH_NODEAGENT_FLAGS ?=
 BENCH_NETWORK_FLAGS ?=
+BENCH_SANDBOX_FLAGS ?=
 bench: build ## tenant cost and provisioning vs a dedicated kube-apiserver + etcd, as a table (BENCH_TENANTS=10000 for more)
 	@echo "go build -o $(BIN)/kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver  (baseline)"
 	@go build -ldflags '$(LDFLAGS)' -o $(BIN)/kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
@@ -67,6 +68,11 @@ bench-nodeagent: build ## kplex-nodeagent: pod bound → Running (simulated runt
 bench-network: build ## the pod network on one containerd node in network namespaces (root): pod start with vs without it, Service programming at 1,000 tenants × 3 Services vs one tenant, the agent's RSS, cluster DNS, as a table
 	go build -o $(BIN)/kplex-bench ./test/bench
 	$(BIN)/kplex-bench --bin-dir=$(BIN) --network $(BENCH_NETWORK_FLAGS)
+
+bench-sandbox: ## gVisor (runsc) vs runc in one private containerd (root): pod start, a CPU loop, writes to the root fs, stop + remove, as a table
+	@mkdir -p $(BIN)
+	go build -o $(BIN)/kplex-bench ./test/bench
+	$(BIN)/kplex-bench --sandbox $(BENCH_SANDBOX_FLAGS)
 
 clean:
 	rm -rf $(BIN)

@@ -36,6 +36,8 @@ func main() {
 	naopts := addNodeAgentFlags(flag.CommandLine)
 	networkBench := flag.Bool("network", false, "measure the pod network instead: pod start with and without it, Service programming with many tenants and with one, the node agent's RSS and cluster DNS, on one containerd node in network namespaces (make bench-network)")
 	nopts := addNetworkFlags(flag.CommandLine)
+	sandboxBench := flag.Bool("sandbox", false, "measure gVisor (runsc) against runc instead: pod start, a CPU loop, writes to the root fs, stop and removal, in one private containerd through CRI (make bench-sandbox)")
+	sbopts := addSandboxFlags(flag.CommandLine)
 	runEtcd := flag.String("run-etcd", "", "internal: run an embedded etcd laid out in this directory as in a kplex data directory (etcd/, pki/) and print its client URL")
 	flood := flag.String("flood", "", "internal: flood this URL until standard input ends")
 	floodCA := flag.String("flood-ca", "", "internal: the flood's CA file")
@@ -76,6 +78,13 @@ func main() {
 		nopts.BinDir = opts.BinDir
 		if err := runNetworkBench(nopts); err != nil {
 			fmt.Fprintln(os.Stderr, "bench-network:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *sandboxBench {
+		if err := runSandboxBench(sbopts); err != nil {
+			fmt.Fprintln(os.Stderr, "bench-sandbox:", err)
 			os.Exit(1)
 		}
 		return

@@ -175,6 +175,30 @@ func (t *teardown) run() {
 	}
 }
 
+// workspace makes the bench's temporary directory (kept with
+// KPLEX_BENCH_KEEP) and a teardown that also runs, saying onInterrupt, when
+// the bench is interrupted; call the returned stop when the bench ends.
+func workspace(prefix, onInterrupt string) (work string, td *teardown, stop func(), err error) {
+	work, err = os.MkdirTemp("", prefix)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	td = &teardown{}
+	if os.Getenv("KPLEX_BENCH_KEEP") == "" {
+		td.add(func() { os.RemoveAll(work) })
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		if _, ok := <-sigs; ok {
+			progress(onInterrupt)
+			td.run()
+			os.Exit(130)
+		}
+	}()
+	return work, td, func() { signal.Stop(sigs); td.run() }, nil
+}
+
 func runNetworkBench(o *NetworkOptions) error {
 	if err := o.validate(); err != nil {
 		return err
@@ -182,26 +206,11 @@ func runNetworkBench(o *NetworkOptions) error {
 	if err := netlab.Missing(); err != nil {
 		return fmt.Errorf("this bench needs root, containerd, Debian's CNI plugins, ip and nft:\n%w", err)
 	}
-	work, err := os.MkdirTemp("", "kplex-bench-network-")
+	work, td, stop, err := workspace("kplex-bench-network-", "interrupted: removing the lab")
 	if err != nil {
 		return err
 	}
-	keep := os.Getenv("KPLEX_BENCH_KEEP") != ""
-	td := &teardown{}
-	defer td.run()
-	if !keep {
-		td.add(func() { os.RemoveAll(work) })
-	}
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	go func() {
-		if _, ok := <-sigs; ok {
-			progress("interrupted: removing the lab")
-			td.run()
-			os.Exit(130)
-		}
-	}()
+	defer stop()
 
 	r := &networkResults{opts: o, context: machineContext()}
 	b := &networkBench{opts: o, work: work, clients: map[string]kubernetes.Interface{}}
@@ -256,7 +265,7 @@ func runNetworkBench(o *NetworkOptions) error {
 	b.agent.stop()
 	r.agentErrs = scanLog(b.agentLog, stopped)
 	r.print(os.Stdout)
-	if keep {
+	if os.Getenv("KPLEX_BENCH_KEEP") != "" {
 		progress("logs kept in %s", work)
 	}
 	return nil
