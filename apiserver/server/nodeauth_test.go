@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -88,10 +89,14 @@ func TestIntegrationNodeIdentityReadsOnlyWhatItsPodsNeed(t *testing.T) {
 	e := startEnv(t)
 	ctx := ctxT(t)
 	root := servertest.Client(t, rootHost(e))
+	// The nodes are in a pool of the two tenants', so that other tests on
+	// the shared server do not see them.
+	e.CreateScheduling(t, `{apiVersion: scheduling.kplex.io/v1alpha1, kind: NodePool, metadata: {name: ident}, spec: {mode: shared, tenants: [ident-a, ident-b]}}`)
 	for _, n := range []string{"ident-1", "ident-2"} {
-		if _, err := root.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n}}, metav1.CreateOptions{}); err != nil {
+		if _, err := root.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n, Labels: map[string]string{schedulingv1alpha1.PoolLabel: "ident"}}}, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { _ = root.CoreV1().Nodes().Delete(context.Background(), n, metav1.DeleteOptions{}) })
 	}
 	clients := map[string]kubernetes.Interface{
 		"ident-a": servertest.Client(t, e.CreateTenant(t, "ident-a")),
