@@ -3,6 +3,7 @@ package nodeagent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -82,15 +83,24 @@ func (a *Agent) fencedTo(ctx context.Context, tenantName string) bool {
 	if a.cfg.Tenant == tenantName {
 		return true
 	}
-	if a.pools == nil || !a.pools.HasSynced() {
+	if a.pools == nil {
 		return false
+	}
+	_, pool, err := a.nodePool(ctx)
+	return err == nil && pool != nil && pool.Spec.Mode == schedulingv1alpha1.Dedicated && pools.Admits(pool, tenantName)
+}
+
+// nodePool reads the agent's Node and the NodePool it is in (nil for
+// none): pools may take nodes by their labels, which the operator sets.
+func (a *Agent) nodePool(ctx context.Context) (*v1.Node, *schedulingv1alpha1.NodePool, error) {
+	if !a.pools.HasSynced() {
+		return nil, nil, errors.New("the node pools are not read yet")
 	}
 	node, err := a.root.CoreV1().Nodes().Get(ctx, a.name, metav1.GetOptions{})
 	if err != nil {
-		return false
+		return nil, nil, fmt.Errorf("reading node %s for its pool: %w", a.name, err)
 	}
-	pool := a.pools.Pool(a.pools.PoolOf(node.Labels))
-	return pool != nil && pool.Spec.Mode == schedulingv1alpha1.Dedicated && pools.Admits(pool, tenantName)
+	return node, a.pools.Pool(a.pools.PoolOf(node.Labels)), nil
 }
 
 // ips are the pod's IPs for its status: the node's for a pod on the node's

@@ -334,17 +334,13 @@ func (w *podWorker) runtimeHandler(ctx context.Context, pod *v1.Pod) (string, er
 	if w.agent.pools == nil {
 		return requested, nil // an agent without the management plane's pools (tests)
 	}
-	if !w.agent.pools.HasSynced() {
-		return "", errors.New("the node pools are not read yet")
-	}
-	node, err := w.agent.root.CoreV1().Nodes().Get(ctx, w.agent.name, metav1.GetOptions{})
+	node, pool, err := w.agent.nodePool(ctx)
 	if err != nil {
-		return "", fmt.Errorf("reading node %s for its pool: %w", w.agent.name, err)
+		return "", err
 	}
 	// The node announces what this agent's flags say, whatever its stored
 	// status does.
 	node.Status.RuntimeHandlers = w.agent.node.runtimeHandlers()
-	pool := w.agent.pools.Pool(w.agent.pools.PoolOf(node.Labels))
 	return pools.RuntimeHandlerFor(w.tenant, pool, node, requested)
 }
 

@@ -11,6 +11,8 @@ import (
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
+	api "k8s.io/kubernetes/pkg/apis/core"
+	k8sv1 "k8s.io/kubernetes/pkg/apis/core/v1"
 	psaapi "k8s.io/pod-security-admission/api"
 	"k8s.io/pod-security-admission/policy"
 )
@@ -83,6 +85,16 @@ func Check(level string, pod *corev1.Pod) *Violation {
 		return nil
 	}
 	return &Violation{Level: lv.String(), Detail: result.ForbiddenDetail()}
+}
+
+// CheckInternal is Check for the apiserver's internal form of a pod, as
+// admission plugins see it.
+func CheckInternal(level string, pod *api.Pod) (*Violation, error) {
+	v1pod := &corev1.Pod{}
+	if err := k8sv1.Convert_core_Pod_To_v1_Pod(pod, v1pod, nil); err != nil {
+		return nil, fmt.Errorf("converting pod %s for the pod security check: %w", pod.Name, err)
+	}
+	return Check(level, v1pod), nil
 }
 
 // Stricter reports whether level a forbids more than b.

@@ -28,8 +28,8 @@ type entry struct {
 	uid    string
 	writes atomic.Int64
 	// podSecurity is the Tenant's spec.podSecurity, the level its pods
-	// must meet; an atomic so that a change needs no new entry.
-	podSecurity atomic.Pointer[string]
+	// must meet; written under the registry's lock.
+	podSecurity string
 }
 
 // NewRegistry returns an empty registry.
@@ -83,7 +83,7 @@ func (r *Registry) observe(obj *unstructured.Unstructured) {
 		e = &entry{uid: string(obj.GetUID())}
 		r.tenants[obj.GetName()] = e
 	}
-	e.podSecurity.Store(&level)
+	e.podSecurity = level
 }
 
 // PodSecurity is the Pod Security level the management plane set for a
@@ -95,7 +95,7 @@ func (r *Registry) PodSecurity(name string) (level string, ok bool) {
 	if !ok {
 		return "", false
 	}
-	return *e.podSecurity.Load(), true
+	return e.podSecurity, true
 }
 
 // forget stops serving tenant name; its writes in flight drain.

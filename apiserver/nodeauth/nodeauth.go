@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apiserver/pkg/authentication/user"
@@ -12,14 +11,12 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/kubernetes/pkg/auth/nodeidentifier"
 
 	schedulingv1alpha1 "github.com/kplex/kplex/apis/scheduling/v1alpha1"
 	"github.com/kplex/kplex/client/crosstenant"
 	"github.com/kplex/kplex/tenant"
 )
-
-// NodeLeaseNamespace holds every node's Lease.
-const NodeLeaseNamespace = "kube-node-lease"
 
 const byNode = "node"
 
@@ -53,12 +50,12 @@ func (a *Authorizer) Run(ctx context.Context) { a.pods.Run(ctx) }
 // HasSynced reports whether the pod cache holds its first list.
 func (a *Authorizer) HasSynced() bool { return a.pods.HasSynced() }
 
-// NodeName returns the node u authenticates as, and whether it is one.
+var nodes = nodeidentifier.NewDefaultNodeIdentifier()
+
+// NodeName returns the node u authenticates as (upstream's rule: group
+// system:nodes, name system:node:<name>), and whether it is one.
 func NodeName(u user.Info) (string, bool) {
-	if u == nil || !slices.Contains(u.GetGroups(), user.NodesGroup) {
-		return "", false
-	}
-	name, ok := strings.CutPrefix(u.GetName(), "system:node:")
+	name, ok := nodes.NodeIdentity(u)
 	return name, ok && name != ""
 }
 
@@ -134,7 +131,7 @@ func (r request) managementPlane() bool {
 			return true
 		}
 		return (r.sub == "" || r.sub == "status") && (r.verb == "update" || r.verb == "patch" || r.verb == "get") && name == r.node
-	case r.group == "coordination.k8s.io" && r.resource == "leases" && r.attrs.GetNamespace() == NodeLeaseNamespace:
+	case r.group == "coordination.k8s.io" && r.resource == "leases" && r.attrs.GetNamespace() == corev1.NamespaceNodeLease:
 		return r.verb == "create" || name == r.node && (r.readOnly() || r.verb == "update" || r.verb == "patch")
 	case r.is(schedulingv1alpha1.GroupName, "nodepools") && r.readOnly():
 		return true

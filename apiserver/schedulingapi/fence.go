@@ -6,7 +6,6 @@ import (
 	"io"
 	"sync/atomic"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apiserver/pkg/admission"
@@ -14,7 +13,6 @@ import (
 	"k8s.io/client-go/informers"
 	corev1listers "k8s.io/client-go/listers/core/v1"
 	api "k8s.io/kubernetes/pkg/apis/core"
-	k8sv1 "k8s.io/kubernetes/pkg/apis/core/v1"
 
 	"github.com/kplex/kplex/client/pools"
 	"github.com/kplex/kplex/podsecurity"
@@ -139,11 +137,11 @@ func (f *Fence) meetsPoolLevel(a admission.Attributes, pod *api.Pod, nodeLabels 
 	if np == nil || np.Spec.PodSecurity == "" {
 		return nil
 	}
-	v1pod := &corev1.Pod{}
-	if err := k8sv1.Convert_core_Pod_To_v1_Pod(pod, v1pod, nil); err != nil {
-		return apierrors.NewInternalError(fmt.Errorf("converting pod for the pool's pod security check: %w", err))
+	v, err := podsecurity.CheckInternal(np.Spec.PodSecurity, pod)
+	if err != nil {
+		return apierrors.NewInternalError(err)
 	}
-	if v := podsecurity.Check(np.Spec.PodSecurity, v1pod); v != nil {
+	if v != nil {
 		return apierrors.NewInvalid(a.GetKind().GroupKind(), a.GetName(), field.ErrorList{
 			field.Forbidden(path, fmt.Sprintf("node %q is in pool %s, which requires PodSecurity %q: %s", pod.Spec.NodeName, np.Name, v.Level, v.Detail)),
 		})

@@ -4,11 +4,13 @@ import (
 	_ "embed"
 	"fmt"
 	"strings"
+
+	schedulingv1alpha1 "github.com/kplex/kplex/apis/scheduling/v1alpha1"
 )
 
 // Handler is the CRI runtime handler nodes configure for gVisor and
 // announce (kplex-nodeagent --runtime-handlers).
-const Handler = "runsc"
+const Handler = schedulingv1alpha1.GVisorRuntimeHandler
 
 //go:embed kplex-runsc.sh
 var script string

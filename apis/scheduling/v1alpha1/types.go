@@ -89,9 +89,12 @@ const (
 	SandboxNone Sandbox = "none"
 )
 
+// GVisorRuntimeHandler is the CRI runtime handler of gVisor (runsc).
+const GVisorRuntimeHandler = "runsc"
+
 // RuntimeHandlers maps a sandbox to the CRI runtime handler that nodes
 // configure for it and announce in Node.status.runtimeHandlers.
-var RuntimeHandlers = map[Sandbox]string{SandboxGVisor: "runsc"}
+var RuntimeHandlers = map[Sandbox]string{SandboxGVisor: GVisorRuntimeHandler}
 
 // NodePoolTemplate holds the labels and taints applied to the pool's
 // nodes, as Karpenter's spec.template does.

@@ -6,11 +6,9 @@ import (
 	"io"
 	"slices"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apiserver/pkg/admission"
 	api "k8s.io/kubernetes/pkg/apis/core"
-	k8sv1 "k8s.io/kubernetes/pkg/apis/core/v1"
 
 	"github.com/kplex/kplex/podsecurity"
 	"github.com/kplex/kplex/tenant"
@@ -83,11 +81,10 @@ func (p *Plugin) validate(tenantName string, a admission.Attributes) error {
 	if !ok {
 		level = podsecurity.Restricted // not served: fail closed
 	}
-	v1pod := &corev1.Pod{}
-	if err := k8sv1.Convert_core_Pod_To_v1_Pod(pod, v1pod, nil); err != nil {
-		return apierrors.NewInternalError(fmt.Errorf("converting pod for the pod security check: %w", err))
+	violation, err := podsecurity.CheckInternal(level, pod)
+	if err != nil {
+		return apierrors.NewInternalError(err)
 	}
-	violation := podsecurity.Check(level, v1pod)
 	if violation == nil {
 		return nil
 	}
