@@ -6,10 +6,15 @@
 // A node may:
 //   - read Nodes, NodePools and RuntimeClasses, and write its own Node,
 //     its own Node's status and its own Lease in kube-node-lease;
-//   - list and watch, across tenants (read-only), the pods, namespaces,
-//     Services, EndpointSlices and NetworkPolicies its pod source and data
-//     plane need: the data plane enforces every tenant's isolation and
-//     policies by pod IP and labels, as every NetworkPolicy agent does;
+//   - list and watch, across tenants (read-only), the namespaces,
+//     Services, EndpointSlices and NetworkPolicies its data plane needs,
+//     and the pods as a projection (WithPodProjection: identity, labels,
+//     node, host network, container ports, phase, addresses; no images,
+//     commands, environment, volumes or annotations): the data plane
+//     enforces every tenant's isolation and policies by pod IP and
+//     labels, as every NetworkPolicy agent does;
+//   - list and watch whole, in any tenant or across them, only the pods
+//     it selects by fieldSelector spec.nodeName=<itself>;
 //   - in a tenant: get, delete and write the status of the pods bound to
 //     it; get the Secrets, ConfigMaps, PersistentVolumeClaims and
 //     ServiceAccounts those pods reference, and ask tokens for those

@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	"k8s.io/client-go/kubernetes"
@@ -70,7 +71,10 @@ func (a *Authorizer) Authorize(node, requested string, attrs authorizer.Attribut
 	r := request{node: node, attrs: attrs, group: attrs.GetAPIGroup(), resource: attrs.GetResource(), sub: attrs.GetSubresource(), verb: attrs.GetVerb()}
 	switch requested {
 	case tenant.Wildcard:
-		if r.readOnly() && r.is("", "pods", "namespaces", "services") || r.readOnly() && r.is("discovery.k8s.io", "endpointslices") ||
+		// Pods are read whole only when selected to the node; otherwise
+		// WithPodProjection serves them as a projection.
+		if r.is("", "pods") && (r.verb == "list" || r.verb == "watch") ||
+			r.readOnly() && r.is("", "namespaces", "services") || r.readOnly() && r.is("discovery.k8s.io", "endpointslices") ||
 			r.readOnly() && r.is("networking.k8s.io", "networkpolicies") {
 			return true, true, ""
 		}
@@ -107,6 +111,21 @@ func (r request) is(group string, resources ...string) bool {
 
 func (r request) readOnly() bool {
 	return r.verb == "get" || r.verb == "list" || r.verb == "watch"
+}
+
+// selectsOwnPods reports whether a list or watch selects the node's pods
+// only.
+func (r request) selectsOwnPods() bool {
+	reqs, err := r.attrs.GetFieldSelector()
+	if err != nil {
+		return false
+	}
+	for _, req := range reqs {
+		if req.Field == "spec.nodeName" && (req.Operator == selection.Equals || req.Operator == selection.DoubleEquals) && req.Value == r.node {
+			return true
+		}
+	}
+	return false
 }
 
 func (r request) what() string {
@@ -158,6 +177,11 @@ func (a *Authorizer) tenantObjects(r request, tenantName string) (bool, string) 
 				return true, ""
 			}
 			return false, fmt.Sprintf("node %s may %s only the pods bound to it; %s/%s is not", r.node, r.verb, ns, name)
+		case r.sub == "" && (r.verb == "list" || r.verb == "watch"):
+			if r.selectsOwnPods() {
+				return true, ""
+			}
+			return false, fmt.Sprintf("node %s may %s only the pods bound to it: select them with fieldSelector spec.nodeName=%s", r.node, r.verb, r.node)
 		}
 		return false, fmt.Sprintf("node %s may not %s %s", r.node, r.verb, r.what())
 	case r.is("", "secrets", "configmaps", "persistentvolumeclaims", "serviceaccounts") && r.verb == "get",

@@ -19,6 +19,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	certutil "k8s.io/client-go/util/cert"
@@ -114,6 +115,7 @@ func TestIntegrationNodeIdentityReadsOnlyWhatItsPodsNeed(t *testing.T) {
 		p.Spec.NodeName = node
 		p.Spec.AutomountServiceAccountToken = ptrTo(false)
 		p.Spec.Volumes = []corev1.Volume{{Name: "db", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "db"}}}}
+		p.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "PASSWORD", Value: "hunter2-" + tenantName}}
 		if _, err := c.CoreV1().Pods("default").Create(ctx, p, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -169,9 +171,54 @@ func TestIntegrationNodeIdentityReadsOnlyWhatItsPodsNeed(t *testing.T) {
 	forbidden("listing root's Secrets", err)
 
 	// Across tenants: the data plane's reads, nothing else.
+	// Another node's pods are a projection (addresses, labels, ports; no
+	// image, environment or volumes); its own are whole when it selects
+	// them, as a kubelet does.
 	cross := servertest.Client(t, crosstenant.Config(nodeCfg))
-	if _, err := cross.CoreV1().Pods("").List(ctx, metav1.ListOptions{}); err != nil {
-		t.Errorf("node ident-1 listing pods across tenants: %v", err)
+	all, err := cross.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatalf("node ident-1 listing pods across tenants: %v", err)
+	}
+	seen := 0
+	for _, p := range all.Items {
+		if p.Name != "web" || !strings.HasPrefix(crosstenant.TenantOf(&p), "ident-") {
+			continue
+		}
+		seen++
+		if c := p.Spec.Containers[0]; c.Image != "" || len(c.Env) != 0 || len(p.Spec.Volumes) != 0 || c.Name == "" {
+			t.Errorf("node ident-1 listing across tenants read %s's pod beyond its projection: %+v", crosstenant.TenantOf(&p), p.Spec)
+		}
+	}
+	if seen != 2 {
+		t.Errorf("node ident-1 listing across tenants saw %d of the two tenants' pods", seen)
+	}
+	own := metav1.ListOptions{FieldSelector: "spec.nodeName=ident-1"}
+	mine, err := cross.CoreV1().Pods("").List(ctx, own)
+	if err != nil || len(mine.Items) != 1 || crosstenant.TenantOf(&mine.Items[0]) != "ident-a" ||
+		len(mine.Items[0].Spec.Containers[0].Env) != 1 || len(mine.Items[0].Spec.Volumes) != 1 {
+		t.Errorf("node ident-1 listing its own pods whole: %v, %+v", err, mine)
+	}
+	w, err := cross.CoreV1().Pods("").Watch(ctx, metav1.ListOptions{ResourceVersion: all.ResourceVersion, FieldSelector: "metadata.name=web"})
+	if err != nil {
+		t.Fatalf("node ident-1 watching pods across tenants: %v", err)
+	}
+	if _, err := clients["ident-b"].CoreV1().Pods("default").Patch(ctx, "web", types.MergePatchType, []byte(`{"metadata":{"labels":{"seen":"yes"}}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-w.ResultChan():
+		p, ok := ev.Object.(*corev1.Pod)
+		if !ok || p.Labels["seen"] != "yes" || p.Spec.Containers[0].Image != "" || len(p.Spec.Containers[0].Env) != 0 {
+			t.Errorf("node ident-1 watching across tenants: %s %+v, want ident-b's relabelled pod, projected", ev.Type, ev.Object)
+		}
+	case <-time.After(wait.ForeverTestTimeout):
+		t.Error("node ident-1's watch across tenants heard nothing of ident-b's relabelled pod")
+	}
+	w.Stop()
+	_, err = inA.CoreV1().Pods("default").List(ctx, metav1.ListOptions{})
+	forbidden("listing a tenant's pods whole without selecting its own", err)
+	if _, err := inA.CoreV1().Pods("").List(ctx, own); err != nil {
+		t.Errorf("node ident-1 listing its own pods in ident-a: %v", err)
 	}
 	_, err = cross.CoreV1().Secrets("").List(ctx, metav1.ListOptions{})
 	forbidden("listing Secrets across tenants", err)

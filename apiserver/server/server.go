@@ -334,7 +334,7 @@ func (s *Server) partition(c *app.Config) error {
 	build := agg.BuildHandlerChainFunc
 	agg.BuildHandlerChainFunc = func(h http.Handler, gc *genericapiserver.Config) http.Handler {
 		h = tenantauth.WithTokenReviews(h, kube.Authentication.Authenticator, kube.Authentication.APIAudiences)
-		h = build(routing.WithServingTenant(s.crds.Filter(h), s.registry), gc)
+		h = build(routing.WithServingTenant(s.crds.Filter(nodeauth.WithPodProjection(h)), s.registry), gc)
 		return routing.WithTenant(tenantmetrics.WithRequests(h, gc.RequestInfoResolver, s.registry.Serving))
 	}
 	// The IP repair loop sees only root's Services and would free the
