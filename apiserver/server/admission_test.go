@@ -201,6 +201,46 @@ func TestIntegrationValidatingAdmissionPolicyIsPerTenant(t *testing.T) {
 	}
 }
 
+// TestIntegrationMutatingAdmissionPolicyIsPerTenant: a tenant's bound
+// MutatingAdmissionPolicy changes its own objects, never another tenant's
+// or root's (upstream's conformance suite found it did nothing at all).
+func TestIntegrationMutatingAdmissionPolicyIsPerTenant(t *testing.T) {
+	e := startEnv(t)
+	ctx := ctxT(t)
+	a, b, root := servertest.Client(t, e.CreateTenant(t, "map-a")), servertest.Client(t, e.CreateTenant(t, "map-b")), servertest.Client(t, rootHost(e))
+	if _, err := a.AdmissionregistrationV1().MutatingAdmissionPolicies().Create(ctx, &admissionregistrationv1.MutatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "stamp"},
+		Spec: admissionregistrationv1.MutatingAdmissionPolicySpec{
+			MatchConstraints:   &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{RuleWithOperations: configMapRules()[0]}}},
+			ReinvocationPolicy: admissionregistrationv1.NeverReinvocationPolicy,
+			Mutations: []admissionregistrationv1.Mutation{{
+				PatchType:          admissionregistrationv1.PatchTypeApplyConfiguration,
+				ApplyConfiguration: &admissionregistrationv1.ApplyConfiguration{Expression: `Object{metadata: Object.metadata{labels: {"stamped-by": "map-a"}}}`},
+			}},
+		},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.AdmissionregistrationV1().MutatingAdmissionPolicyBindings().Create(ctx, &admissionregistrationv1.MutatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "stamp"},
+		Spec:       admissionregistrationv1.MutatingAdmissionPolicyBindingSpec{PolicyName: "stamp"},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "map-a's policy stamps map-a's ConfigMaps", func() bool {
+		cm, err := createConfigMap(ctx, a, probe("stamp-a-"))
+		return err == nil && cm.Labels["stamped-by"] == "map-a"
+	})
+	for name, c := range map[string]kubernetes.Interface{"map-b": b, "root": root} {
+		cm, err := createConfigMap(ctx, c, probe("stamp-"+name+"-"))
+		if err != nil {
+			t.Errorf("creating %s's ConfigMap: %v", name, err)
+		} else if cm.Labels["stamped-by"] != "" {
+			t.Errorf("map-a's policy stamped %s's ConfigMap: %v", name, cm.Labels)
+		}
+	}
+}
+
 // pod is a plain pod: baseline, but not restricted (it may run as root,
 // escalate privileges, and keeps its capabilities). Privileged pods are
 // refused by --allow-privileged=false before PodSecurity.

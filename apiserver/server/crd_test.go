@@ -418,3 +418,37 @@ func TestIntegrationTenantConversionWebhooksNeedAURL(t *testing.T) {
 		t.Errorf("a tenant CRD converting through a URL: %v", err)
 	}
 }
+
+// TestIntegrationTenantLegacyDiscoveryAtEveryPath: upstream's conformance
+// suite reads /apis/ (trailing slash) in protobuf-or-JSON, then every
+// group's /apis/<group>/, and wants each preferred version among its
+// versions. A tenant answers as root does, also when its answer is the
+// first since root's document went stale.
+func TestIntegrationTenantLegacyDiscoveryAtEveryPath(t *testing.T) {
+	e := startEnv(t)
+	cfg := e.CreateTenant(t, "legacy-disco")
+	for _, c := range []*rest.Config{e.Admin, cfg} {
+		dc, err := discovery.NewDiscoveryClientForConfig(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(1100 * time.Millisecond) // past the tenant filter's revalidation of root's document
+		list := &metav1.APIGroupList{}
+		if err := dc.RESTClient().Get().AbsPath("/apis/").SetHeader("Accept", "application/vnd.kubernetes.protobuf, application/json").Do(context.Background()).Into(list); err != nil {
+			t.Fatalf("GET %s/apis/: %v", c.Host, err)
+		}
+		if len(list.Groups) < 10 {
+			t.Fatalf("GET %s/apis/: %d groups", c.Host, len(list.Groups))
+		}
+		for _, g := range list.Groups {
+			group := &metav1.APIGroup{}
+			if err := dc.RESTClient().Get().AbsPath("/apis/" + g.Name + "/").Do(context.Background()).Into(group); err != nil {
+				t.Errorf("GET %s/apis/%s/: %v", c.Host, g.Name, err)
+				continue
+			}
+			if !slices.Contains(group.Versions, group.PreferredVersion) {
+				t.Errorf("%s/apis/%s/: preferred version %v is not among %v", c.Host, g.Name, group.PreferredVersion, group.Versions)
+			}
+		}
+	}
+}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"time"
 
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/client-go/kubernetes"
@@ -48,13 +49,25 @@ func (s *Server) nodePortRepair(generic *genericapiserver.GenericAPIServer, c ap
 		if err != nil {
 			return err
 		}
-		repair := portallocatorcontroller.NewRepair(interval, cross.CoreV1(), root.EventsV1(), ports, registry)
+		// Until the first repair writes the range's record, every NodePort
+		// Service is refused; upstream's loop retries only after its full
+		// interval (minutes), so the first one retries every second, and
+		// the server is not ready before it succeeds, as upstream's is not.
+		first, firstStop := make(chan struct{}), make(chan struct{})
+		go portallocatorcontroller.NewRepair(time.Second, cross.CoreV1(), root.EventsV1(), ports, registry).RunUntil(func() { close(first) }, firstStop)
+		select {
+		case <-first:
+			close(firstStop)
+		case <-hook.Done():
+			close(firstStop)
+			return nil
+		}
 		stop := make(chan struct{})
 		go func() {
 			<-hook.Done()
 			close(stop)
 		}()
-		go repair.RunUntil(func() {}, stop)
+		go portallocatorcontroller.NewRepair(interval, cross.CoreV1(), root.EventsV1(), ports, registry).RunUntil(func() {}, stop)
 		return nil
 	})
 }

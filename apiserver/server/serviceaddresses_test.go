@@ -121,3 +121,45 @@ func TestIntegrationTenantServicesMayNotClaimKplexAddresses(t *testing.T) {
 	}
 	_ = root.CoreV1().Services("default").Delete(ctx, rootSvc.Name, metav1.DeleteOptions{})
 }
+
+// TestIntegrationTenantNodePortServices: a tenant's NodePort Service gets
+// a port from the nodes' range, which every tenant shares (a node port is
+// opened on every node): another tenant asking for the same port is
+// refused with the field named, and gets its own when it asks for none;
+// a port freed by one tenant's deletion is free again.
+func TestIntegrationTenantNodePortServices(t *testing.T) {
+	e := startEnv(t)
+	ctx := ctxT(t)
+	a := servertest.Client(t, e.CreateTenant(t, "nodeport-a"))
+	b := servertest.Client(t, e.CreateTenant(t, "nodeport-b"))
+	nodePort := func(name string, port int32) *corev1.Service {
+		return &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeNodePort, Selector: map[string]string{"app": name},
+				Ports: []corev1.ServicePort{{Port: 80, NodePort: port}}},
+		}
+	}
+	got, err := a.CoreV1().Services("default").Create(ctx, nodePort("web", 0), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("tenant nodeport-a creating a NodePort Service: %v", err)
+	}
+	port := got.Spec.Ports[0].NodePort
+	if port < 30000 || port > 32767 {
+		t.Fatalf("tenant nodeport-a's Service got node port %d, want one of 30000-32767", port)
+	}
+	_, err = b.CoreV1().Services("default").Create(ctx, nodePort("web", port), metav1.CreateOptions{})
+	if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "spec.ports[0].nodePort") {
+		t.Errorf("tenant nodeport-b taking nodeport-a's node port %d: %v, want 422 naming spec.ports[0].nodePort", port, err)
+	}
+	other, err := b.CoreV1().Services("default").Create(ctx, nodePort("web", 0), metav1.CreateOptions{})
+	if err != nil || other.Spec.Ports[0].NodePort == port || other.Spec.Ports[0].NodePort == 0 {
+		t.Fatalf("tenant nodeport-b's own NodePort Service: %v, %+v", err, other)
+	}
+	if err := a.CoreV1().Services("default").Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "nodeport-a's freed node port is free for nodeport-b", func() bool {
+		_, err := b.CoreV1().Services("default").Create(ctx, nodePort("taken-over", port), metav1.CreateOptions{})
+		return err == nil
+	})
+}

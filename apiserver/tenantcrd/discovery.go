@@ -199,6 +199,9 @@ func (c *discoveryCache) refreshBase(req *http.Request, next http.Handler) error
 	}
 	c.checked = time.Now()
 	r := req.Clone(req.Context())
+	// Aggregated discovery is served at /apis alone: /apis/ is the legacy
+	// handler, which refuses the aggregated media type.
+	r.URL.Path, r.URL.RawPath, r.RequestURI = "/apis", "", "/apis"
 	r.Header = http.Header{"Accept": {aggregatedV2JSON}}
 	if c.base != nil {
 		r.Header.Set("If-None-Match", strconv.Quote(c.baseETag))

@@ -11,20 +11,26 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apiserver/pkg/util/webhook"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/kubernetes"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 )
 
 // coreClient is a kubernetes.Interface of core/v1 only, all these plugins
-// use: a full clientset costs ~30 KB a tenant, this one ~0.5 KB. Other
-// groups panic.
+// use, and discovery where a plugin needs it: a full clientset costs
+// ~30 KB a tenant, this one ~0.5 KB. Other groups panic.
 type coreClient struct {
 	kubernetes.Interface // nil
 	core                 corev1client.CoreV1Interface
+	// discovery is set for plugins that read the tenant's OpenAPI
+	// (MutatingAdmissionPolicy's apply configurations).
+	discovery discovery.DiscoveryInterfaces
 }
 
 func (c coreClient) CoreV1() corev1client.CoreV1Interface { return c.core }
+
+func (c coreClient) Discovery() discovery.DiscoveryInterfaces { return c.discovery }
 
 func newCoreClient(cfg *rest.Config, client *http.Client) (coreClient, error) {
 	core, err := corev1client.NewForConfigAndClient(cfg, client)

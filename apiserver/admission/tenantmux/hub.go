@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apiserver/pkg/admission"
 	"k8s.io/apiserver/pkg/admission/initializer"
+	"k8s.io/apiserver/pkg/admission/plugin/policy/mutating"
 	"k8s.io/apiserver/pkg/admission/plugin/policy/validating"
 	"k8s.io/apiserver/pkg/admission/plugin/resourcequota"
 	webhookinit "k8s.io/apiserver/pkg/admission/plugin/webhook/initializer"
@@ -27,6 +28,7 @@ import (
 	quota "k8s.io/apiserver/pkg/quota/v1"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -192,6 +194,8 @@ func (h *Hub) Start(ctx context.Context, loopback *rest.Config, namespaces *cros
 	c.ValidatingWebhooks = start(validatingwebhook.PluginName, reg, "validatingwebhookconfigurations", &admissionregistrationv1.ValidatingWebhookConfiguration{})
 	c.Policies = start(validating.PluginName, reg, "validatingadmissionpolicies", &admissionregistrationv1.ValidatingAdmissionPolicy{})
 	c.PolicyBindings = start(validating.PluginName, reg, "validatingadmissionpolicybindings", &admissionregistrationv1.ValidatingAdmissionPolicyBinding{})
+	c.MutatingPolicies = start(mutating.PluginName, reg, "mutatingadmissionpolicies", &admissionregistrationv1.MutatingAdmissionPolicy{})
+	c.MutatingPolicyBindings = start(mutating.PluginName, reg, "mutatingadmissionpolicybindings", &admissionregistrationv1.MutatingAdmissionPolicyBinding{})
 	c.LimitRanges = start(limitranger.PluginName, core, "limitranges", &corev1.LimitRange{})
 	c.ServiceAccounts = start(serviceaccount.PluginName, core, "serviceaccounts", &corev1.ServiceAccount{})
 	c.ResourceQuotas = start(resourcequota.PluginName, core, "resourcequotas", &corev1.ResourceQuota{})
@@ -278,6 +282,9 @@ func (h *Hub) build(caches *tenantview.Caches, spec Spec, t string) (*instance, 
 	if spec.dynamic {
 		if dyn, err = dynamic.NewForConfigAndClient(cfg, e.http); err != nil {
 			return nil, apierrors.NewInternalError(fmt.Errorf("building tenant %q's dynamic admission client: %w", t, err))
+		}
+		if client.discovery, err = discovery.NewDiscoveryClientForConfigAndClient(cfg, e.http); err != nil {
+			return nil, apierrors.NewInternalError(fmt.Errorf("building tenant %q's admission discovery client: %w", t, err))
 		}
 	}
 	var mapper meta.RESTMapper

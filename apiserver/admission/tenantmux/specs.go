@@ -6,6 +6,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apiserver/pkg/admission"
+	"k8s.io/apiserver/pkg/admission/plugin/policy/mutating"
 	"k8s.io/apiserver/pkg/admission/plugin/policy/validating"
 	"k8s.io/apiserver/pkg/admission/plugin/resourcequota"
 	mutatingwebhook "k8s.io/apiserver/pkg/admission/plugin/webhook/mutating"
@@ -49,6 +50,7 @@ var Specs = []Spec{
 	webhookSpec(mutatingwebhook.PluginName, mutatingwebhook.Register, func(c *tenantview.Caches) *crosstenant.Cache { return c.MutatingWebhooks }),
 	webhookSpec(validatingwebhook.PluginName, validatingwebhook.Register, func(c *tenantview.Caches) *crosstenant.Cache { return c.ValidatingWebhooks }),
 	policySpec(),
+	mutatingPolicySpec(),
 	limitRangerSpec(),
 	podSecuritySpec(),
 	serviceAccountSpec(),
@@ -64,6 +66,12 @@ func webhookSpec(name string, register func(*admission.Plugins), sel func(*tenan
 func policySpec() Spec {
 	need, keep, watched := has(func(c *tenantview.Caches) *crosstenant.Cache { return c.PolicyBindings })
 	return Spec{Name: validating.PluginName, register: validating.Register, Need: need, Keep: keep, watched: watched, dynamic: true}
+}
+
+// mutatingPolicySpec: the same for MutatingAdmissionPolicies.
+func mutatingPolicySpec() Spec {
+	need, keep, watched := has(func(c *tenantview.Caches) *crosstenant.Cache { return c.MutatingPolicyBindings })
+	return Spec{Name: mutating.PluginName, register: mutating.Register, Need: need, Keep: keep, watched: watched, dynamic: true}
 }
 
 // limitRangerSpec: upstream lists a namespace without LimitRanges live,

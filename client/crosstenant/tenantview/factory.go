@@ -74,15 +74,19 @@ type Caches struct {
 	ValidatingWebhooks *crosstenant.Cache
 	Policies           *crosstenant.Cache
 	PolicyBindings     *crosstenant.Cache
-	ServiceAccounts    *crosstenant.Cache
-	ConfigMaps         *crosstenant.Cache
+	// MutatingPolicies and MutatingPolicyBindings are
+	// MutatingAdmissionPolicies and their bindings.
+	MutatingPolicies       *crosstenant.Cache
+	MutatingPolicyBindings *crosstenant.Cache
+	ServiceAccounts        *crosstenant.Cache
+	ConfigMaps             *crosstenant.Cache
 	// Secrets may hold only service-account-token Secrets.
 	Secrets *crosstenant.Cache
 }
 
 // HasSynced reports whether every cache has synced.
 func (c *Caches) HasSynced() bool {
-	for _, x := range []*crosstenant.Cache{c.Pods, c.ReplicaSets, c.Deployments, c.Jobs, c.CronJobs, c.StatefulSets, c.ControllerRevisions, c.DaemonSets, c.ReplicationControllers, c.PodDisruptionBudgets, c.Services, c.PersistentVolumeClaims, c.ResourceQuotas, c.ResourceClaims, c.Endpoints, c.EndpointSlices, c.DeviceClasses, c.Nodes, c.Namespaces, c.LimitRanges, c.MutatingWebhooks, c.ValidatingWebhooks, c.Policies, c.PolicyBindings, c.ServiceAccounts, c.ConfigMaps, c.Secrets} {
+	for _, x := range []*crosstenant.Cache{c.Pods, c.ReplicaSets, c.Deployments, c.Jobs, c.CronJobs, c.StatefulSets, c.ControllerRevisions, c.DaemonSets, c.ReplicationControllers, c.PodDisruptionBudgets, c.Services, c.PersistentVolumeClaims, c.ResourceQuotas, c.ResourceClaims, c.Endpoints, c.EndpointSlices, c.DeviceClasses, c.Nodes, c.Namespaces, c.LimitRanges, c.MutatingWebhooks, c.ValidatingWebhooks, c.Policies, c.PolicyBindings, c.MutatingPolicies, c.MutatingPolicyBindings, c.ServiceAccounts, c.ConfigMaps, c.Secrets} {
 		if x != nil && !x.HasSynced() {
 			return false
 		}
@@ -435,4 +439,12 @@ func (v admissionV1) ValidatingAdmissionPolicies() admissionregistrationv1inform
 
 func (v admissionV1) ValidatingAdmissionPolicyBindings() admissionregistrationv1informers.TypedValidatingAdmissionPolicyBindingInformer {
 	return newTyped[admissionregistrationv1informers.ValidatingAdmissionPolicyBindingIndexInformer](v.f.informer(v.f.caches.PolicyBindings), admissionregistrationv1listers.NewValidatingAdmissionPolicyBindingLister)
+}
+
+func (v admissionV1) MutatingAdmissionPolicies() admissionregistrationv1informers.TypedMutatingAdmissionPolicyInformer {
+	return newTyped[admissionregistrationv1informers.MutatingAdmissionPolicyIndexInformer](v.f.informer(v.f.caches.MutatingPolicies), admissionregistrationv1listers.NewMutatingAdmissionPolicyLister)
+}
+
+func (v admissionV1) MutatingAdmissionPolicyBindings() admissionregistrationv1informers.TypedMutatingAdmissionPolicyBindingInformer {
+	return newTyped[admissionregistrationv1informers.MutatingAdmissionPolicyBindingIndexInformer](v.f.informer(v.f.caches.MutatingPolicyBindings), admissionregistrationv1listers.NewMutatingAdmissionPolicyBindingLister)
 }
