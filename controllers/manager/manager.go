@@ -167,9 +167,11 @@ func (m *Manager) build(ctx context.Context) (*activation.Activator, []*crossten
 	w := workloads.Caches{
 		Pods:        crosstenant.NewCache(crosstenant.ListWatch(core, "pods"), &corev1.Pod{}),
 		ReplicaSets: crosstenant.NewCache(crosstenant.ListWatch(apps, "replicasets"), &appsv1.ReplicaSet{}),
-		Deployments: crosstenant.NewCache(crosstenant.ListWatch(apps, "deployments"), &appsv1.Deployment{}),
-		Jobs:        crosstenant.NewCache(crosstenant.ListWatch(batch, "jobs"), &batchv1.Job{}),
-		CronJobs:    crosstenant.NewCache(crosstenant.ListWatch(batch, "cronjobs"), &batchv1.CronJob{}),
+
+		ReplicationControllers: crosstenant.NewCache(crosstenant.ListWatch(core, "replicationcontrollers"), &corev1.ReplicationController{}),
+		Deployments:            crosstenant.NewCache(crosstenant.ListWatch(apps, "deployments"), &appsv1.Deployment{}),
+		Jobs:                   crosstenant.NewCache(crosstenant.ListWatch(batch, "jobs"), &batchv1.Job{}),
+		CronJobs:               crosstenant.NewCache(crosstenant.ListWatch(batch, "cronjobs"), &batchv1.CronJob{}),
 
 		StatefulSets:        crosstenant.NewCache(crosstenant.ListWatch(apps, "statefulsets"), &appsv1.StatefulSet{}),
 		ControllerRevisions: crosstenant.NewCache(crosstenant.ListWatch(apps, "controllerrevisions"), &appsv1.ControllerRevision{}),
@@ -188,7 +190,7 @@ func (m *Manager) build(ctx context.Context) (*activation.Activator, []*crossten
 	}
 	pdb := disruption.Caches{
 		PodDisruptionBudgets:   crosstenant.NewCache(crosstenant.ListWatch(m.cross.PolicyV1().RESTClient(), "poddisruptionbudgets"), &policyv1.PodDisruptionBudget{}),
-		ReplicationControllers: crosstenant.NewCache(crosstenant.ListWatch(core, "replicationcontrollers"), &corev1.ReplicationController{}),
+		ReplicationControllers: w.ReplicationControllers,
 		Pods:                   w.Pods, ReplicaSets: w.ReplicaSets, Deployments: w.Deployments, StatefulSets: w.StatefulSets,
 	}
 	gc, err := garbagecollector.NewCaches(ctx, m.opts.Loopback, crosstenant.Config(m.opts.Loopback))
@@ -225,7 +227,7 @@ func (m *Manager) build(ctx context.Context) (*activation.Activator, []*crossten
 		namespace.Spec(sa.Namespaces),
 		garbagecollector.Spec(gc),
 		resourcequota.Spec(quotas, append([]*crosstenant.Cache{w.Pods, services, claims}, gc.List()...)),
-		workloads.Deployments(w), workloads.ReplicaSets(w), workloads.StatefulSets(w), workloads.Jobs(w),
+		workloads.Deployments(w), workloads.ReplicaSets(w), workloads.ReplicationControllers(w), workloads.StatefulSets(w), workloads.Jobs(w),
 		workloads.CronJobs(w), workloads.TTLAfterFinished(w),
 		endpoints.Endpoints(ep), endpoints.EndpointSlices(ep),
 		disruption.Spec(pdb), podGC, workloads.DaemonSets(w, ep.Nodes),

@@ -3,6 +3,7 @@ package manager_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,9 +12,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kplex/kplex/apiserver/server/servertest"
+	"github.com/kplex/kplex/controllers/resourcequota"
 )
 
 func pod(name string) *corev1.Pod {
@@ -121,5 +124,47 @@ func TestIntegrationResourceQuotaPerTenant(t *testing.T) {
 	// Root's own quota still holds in root.
 	if _, err := root.CoreV1().Pods("default").Create(ctx, pod("p"), metav1.CreateOptions{}); !apierrors.IsForbidden(err) {
 		t.Errorf("root's pod under root's quota of 0: %v, want 403", err)
+	}
+}
+
+// TestIntegrationResourceQuotaStatusIsReconciled: a quota status someone
+// else writes (upstream's conformance suite patches it) is put back from
+// the spec and the tenant's objects at once, whether the tenant's
+// controller is awake or asleep; another tenant's quota of the same name
+// keeps its own.
+func TestIntegrationResourceQuotaStatusIsReconciled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: starts etcd and an apiserver")
+	}
+	e := servertest.Start(t, "")
+	a := servertest.Client(t, e.CreateTenant(t, "rqs-a"))
+	b := servertest.Client(t, e.CreateTenant(t, "rqs-b"))
+	m := runManager(t, e)
+	ctx := context.Background()
+	createQuota(t, a, corev1.ResourceList{corev1.ResourcePods: resource.MustParse("5")})
+	createQuota(t, b, corev1.ResourceList{corev1.ResourcePods: resource.MustParse("7")})
+	waitUsedPods(t, a, "rqs-a", 0)
+	waitUsedPods(t, b, "rqs-b", 0)
+	for _, when := range []string{"awake", "asleep"} {
+		if when == "asleep" {
+			eventually(t, 30*time.Second, "rqs-a's quota controller asleep", func(context.Context) (bool, error) {
+				return !slices.Contains(m.AwakeTenants(resourcequota.Name), "rqs-a"), nil
+			})
+		}
+		if _, err := a.CoreV1().ResourceQuotas("default").Patch(ctx, "q", types.MergePatchType,
+			[]byte(`{"status":{"hard":{"pods":"99"},"used":{"pods":"42"}}}`), metav1.PatchOptions{}, "status"); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 30*time.Second, "rqs-a's patched quota status put back while its controller is "+when, func(ctx context.Context) (bool, error) {
+			q, err := a.CoreV1().ResourceQuotas("default").Get(ctx, "q", metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			return q.Status.Hard.Pods().Value() == 5 && q.Status.Used.Pods().Value() == 0, nil
+		})
+	}
+	qb, err := b.CoreV1().ResourceQuotas("default").Get(ctx, "q", metav1.GetOptions{})
+	if err != nil || qb.Status.Hard.Pods().Value() != 7 {
+		t.Errorf("rqs-b's quota: %v, %+v", err, qb.Status)
 	}
 }

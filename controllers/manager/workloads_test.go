@@ -626,3 +626,51 @@ func TestIntegrationPodDisruptionBudgetsPerTenant(t *testing.T) {
 		})
 	}
 }
+
+// TestIntegrationReplicationControllersPerTenant: a tenant's
+// ReplicationController gets its pods (upstream's garbage collector
+// conformance tests use them), sized per tenant under one name, and an
+// untouched tenant runs no instance.
+func TestIntegrationReplicationControllersPerTenant(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: starts etcd and an apiserver")
+	}
+	e := servertest.Start(t, "")
+	a := servertest.Client(t, e.CreateTenant(t, "rc-a"))
+	b := servertest.Client(t, e.CreateTenant(t, "rc-b"))
+	e.CreateTenant(t, "rc-idle")
+	m := runManager(t, e)
+	ctx := context.Background()
+	rc := func(n int32) *corev1.ReplicationController {
+		labels := map[string]string{"app": "web"}
+		return &corev1.ReplicationController{
+			ObjectMeta: metav1.ObjectMeta{Name: "web"},
+			Spec: corev1.ReplicationControllerSpec{Replicas: &n, Selector: labels, Template: &corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox"}}},
+			}},
+		}
+	}
+	for c, n := range map[kubernetes.Interface]int32{a: 3, b: 1} {
+		if _, err := c.CoreV1().ReplicationControllers("default").Create(ctx, rc(n), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, want := range map[string]int{"rc-a": 3, "rc-b": 1} {
+		c := map[string]kubernetes.Interface{"rc-a": a, "rc-b": b}[name]
+		eventually(t, 60*time.Second, fmt.Sprintf("%d pods of ReplicationController web in %s", want, name), func(ctx context.Context) (bool, error) {
+			pods, err := c.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
+			if err != nil {
+				return false, err
+			}
+			got, err := c.CoreV1().ReplicationControllers("default").Get(ctx, "web", metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			return len(pods.Items) == want && got.Status.Replicas == int32(want), nil
+		})
+	}
+	if got := m.AwakeTenants(workloads.ReplicationControllerName); slices.Contains(got, "rc-idle") {
+		t.Errorf("the replication manager awake in the untouched tenant: %v", got)
+	}
+}

@@ -9,9 +9,12 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	quota "k8s.io/apiserver/pkg/quota/v1"
 	"k8s.io/apiserver/pkg/quota/v1/generic"
+	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/kubernetes/pkg/controller"
 	rqcontroller "k8s.io/kubernetes/pkg/controller/resourcequota"
 	quotainstall "k8s.io/kubernetes/pkg/quota/v1/install"
@@ -90,7 +93,7 @@ func Spec(quotas *crosstenant.Cache, watched []*crosstenant.Cache) activation.Sp
 			discover := env.Client.Discovery().ServerPreferredNamespacedResources
 			rq, err := rqcontroller.NewController(ctx, &rqcontroller.ControllerOptions{
 				QuotaClient:               env.Client.CoreV1(),
-				ResourceQuotaInformer:     env.Informers.Core().V1().ResourceQuotas(),
+				ResourceQuotaInformer:     quotaInformer{env.Informers.Core().V1().ResourceQuotas()},
 				ResyncPeriod:              controller.StaticResyncPeriodFunc(resync),
 				Registry:                  generic.NewRegistry(cfg.Evaluators()),
 				DiscoveryFunc:             discover,
@@ -111,4 +114,39 @@ func Spec(quotas *crosstenant.Cache, watched []*crosstenant.Cache) activation.Sp
 			}, nil
 		},
 	}
+}
+
+// quotaInformer hands the controller a write that unsettles a quota's
+// status (someone else's: the controller's own settle it) as an add, which
+// the controller reconciles at once. Upstream's controller ignores status
+// changes and leaves them to its full resync every five minutes, which a
+// tenant's instance that sleeps when quiet may never reach.
+type quotaInformer struct {
+	coreinformers.ResourceQuotaInformer
+}
+
+func (q quotaInformer) Informer() cache.SharedIndexInformer {
+	return unsettledAsAdded{q.ResourceQuotaInformer.Informer()}
+}
+
+type unsettledAsAdded struct {
+	cache.SharedIndexInformer
+}
+
+func (i unsettledAsAdded) AddEventHandlerWithResyncPeriod(h cache.ResourceEventHandler, resync time.Duration) (cache.ResourceEventHandlerRegistration, error) {
+	return i.SharedIndexInformer.AddEventHandlerWithResyncPeriod(unsettledHandler{h}, resync)
+}
+
+type unsettledHandler struct {
+	cache.ResourceEventHandler
+}
+
+func (h unsettledHandler) OnUpdate(oldObj, newObj any) {
+	old, _ := oldObj.(*corev1.ResourceQuota)
+	cur, ok := newObj.(*corev1.ResourceQuota)
+	if ok && old != nil && !settled(cur) && !apiequality.Semantic.DeepEqual(old.Status, cur.Status) {
+		h.OnAdd(cur, false)
+		return
+	}
+	h.ResourceEventHandler.OnUpdate(oldObj, newObj)
 }

@@ -1,6 +1,6 @@
 // Package workloads runs upstream's workload controllers per tenant, as
-// activation Specs: deployment, replicaset, statefulset, daemonset, job,
-// cronjob and ttl-after-finished.
+// activation Specs: deployment, replicaset, replicationcontroller,
+// statefulset, daemonset, job, cronjob and ttl-after-finished.
 package workloads
 
 import (
@@ -14,6 +14,7 @@ import (
 	deploymentutil "k8s.io/kubernetes/pkg/controller/deployment/util"
 	"k8s.io/kubernetes/pkg/controller/job"
 	"k8s.io/kubernetes/pkg/controller/replicaset"
+	"k8s.io/kubernetes/pkg/controller/replication"
 
 	"github.com/kplex/kplex/client/crosstenant"
 	"github.com/kplex/kplex/controllers/activation"
@@ -23,16 +24,21 @@ import (
 const (
 	DeploymentName = "deployment"
 	ReplicaSetName = "replicaset"
-	JobName        = "job"
+	// ReplicationControllerName is kube-controller-manager's name for it.
+	ReplicationControllerName = "replicationcontroller"
+	JobName                   = "job"
 )
 
 // Caches are the cross-tenant caches the controllers read.
 type Caches struct {
 	Pods        *crosstenant.Cache
 	ReplicaSets *crosstenant.Cache
-	Deployments *crosstenant.Cache
-	Jobs        *crosstenant.Cache
-	CronJobs    *crosstenant.Cache
+	// ReplicationControllers: upstream's garbage collector tests and older
+	// tools still use them.
+	ReplicationControllers *crosstenant.Cache
+	Deployments            *crosstenant.Cache
+	Jobs                   *crosstenant.Cache
+	CronJobs               *crosstenant.Cache
 	// StatefulSets and ControllerRevisions: the statefulset controller's.
 	StatefulSets        *crosstenant.Cache
 	ControllerRevisions *crosstenant.Cache
@@ -171,6 +177,40 @@ func ReplicaSets(c Caches) activation.Spec {
 			apps, core := env.Informers.Apps().V1(), env.Informers.Core().V1()
 			rsc := replicaset.NewReplicaSetController(ctx, apps.ReplicaSets(), core.Pods(), env.Client, replicaset.BurstReplicas)
 			return func(ctx context.Context) { rsc.Run(ctx, 1) }, nil
+		},
+	}
+}
+
+// ReplicationControllers is upstream's replication manager (the replicaset
+// controller over ReplicationControllers) per tenant.
+func ReplicationControllers(c Caches) activation.Spec {
+	return activation.Spec{
+		Name:     ReplicationControllerName,
+		Watch:    []*crosstenant.Cache{c.ReplicationControllers, c.Pods},
+		Relevant: dependentsOf[*corev1.Pod]("ReplicationController"),
+		Pending: func(t string) bool {
+			for _, obj := range c.ReplicationControllers.InTenant(t) {
+				rc := obj.(*corev1.ReplicationController)
+				if rc.Status.ObservedGeneration < rc.Generation || rc.Status.Replicas != replicas(rc.Spec.Replicas) ||
+					(rc.Spec.MinReadySeconds > 0 && rc.Status.ReadyReplicas > rc.Status.AvailableReplicas) {
+					return true
+				}
+			}
+			return false
+		},
+		Keep: func(t string) bool {
+			for _, obj := range c.ReplicationControllers.InTenant(t) {
+				rc := obj.(*corev1.ReplicationController)
+				if rc.Spec.MinReadySeconds > 0 && rc.Status.ReadyReplicas > rc.Status.AvailableReplicas {
+					return true
+				}
+			}
+			return false
+		},
+		Build: func(ctx context.Context, env activation.Env) (func(context.Context), error) {
+			core := env.Informers.Core().V1()
+			rm := replication.NewReplicationManager(ctx, core.Pods(), core.ReplicationControllers(), env.Client, replication.BurstReplicas)
+			return func(ctx context.Context) { rm.Run(ctx, 1) }, nil
 		},
 	}
 }
