@@ -246,23 +246,27 @@ func (a *Agent) adoptOrphans(ctx context.Context) {
 // removeSandbox stops a sandbox's containers, giving each grace seconds,
 // then removes them and the sandbox.
 func (a *Agent) removeSandbox(ctx context.Context, id string, grace int64) {
-	containers, _ := a.runtime.Service.ListContainers(ctx, &runtimeapi.ContainerFilter{PodSandboxId: id})
+	removeSandbox(ctx, a.runtime.Service, id, grace)
+}
+
+func removeSandbox(ctx context.Context, svc internalapi.RuntimeService, id string, grace int64) {
+	containers, _ := svc.ListContainers(ctx, &runtimeapi.ContainerFilter{PodSandboxId: id})
 	var wg sync.WaitGroup
 	for _, c := range containers {
 		if c.State == runtimeapi.ContainerState_CONTAINER_RUNNING {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				_ = a.runtime.Service.StopContainer(ctx, c.Id, grace)
+				_ = svc.StopContainer(ctx, c.Id, grace)
 			}()
 		}
 	}
 	wg.Wait()
 	for _, c := range containers {
-		_ = a.runtime.Service.RemoveContainer(ctx, c.Id)
+		_ = svc.RemoveContainer(ctx, c.Id)
 	}
-	_ = a.runtime.Service.StopPodSandbox(ctx, id)
-	_ = a.runtime.Service.RemovePodSandbox(ctx, id)
+	_ = svc.StopPodSandbox(ctx, id)
+	_ = svc.RemovePodSandbox(ctx, id)
 }
 
 // podSource watches the pods bound to a set of agents, of every tenant, in

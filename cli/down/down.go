@@ -5,6 +5,7 @@ package down
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"syscall"
 	"time"
@@ -14,7 +15,9 @@ import (
 	"github.com/kplex/kplex/apiserver/server"
 	"github.com/kplex/kplex/cli"
 	"github.com/kplex/kplex/cli/daemon"
+	"github.com/kplex/kplex/cli/status"
 	"github.com/kplex/kplex/client/kubeconfig"
+	"github.com/kplex/kplex/nodeagent"
 	"github.com/kplex/kplex/tenant"
 )
 
@@ -57,6 +60,9 @@ func runE(ctx context.Context, g *cli.Global, streams cli.Streams, flags *flagpo
 		}
 	}
 	if flags.DeleteData {
+		if err := removeLocalPods(ctx, st, g.Chatter(streams), flags.DataDir); err != nil {
+			return err
+		}
 		st.Start(fmt.Sprintf("Deleting %s", flags.DataDir))
 		if err := os.RemoveAll(flags.DataDir); err != nil {
 			return fmt.Errorf("deleting data directory: %w", err)
@@ -66,6 +72,26 @@ func runE(ctx context.Context, g *cli.Global, streams cli.Streams, flags *flagpo
 		}
 	}
 	st.End(true)
+	return nil
+}
+
+// removeLocalPods stops and removes the local node's pods in its container
+// runtime: with the data gone, no agent would ever adopt them. A plain
+// down keeps them for the next up.
+func removeLocalPods(ctx context.Context, st *status.Status, out io.Writer, dataDir string) error {
+	node, err := daemon.ReadLocalNode(dataDir)
+	if err != nil || node == nil {
+		return err
+	}
+	st.Start(fmt.Sprintf("Removing local node %s's pods from %s", node.Name, node.RuntimeEndpoint))
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	n, err := nodeagent.RemovePods(ctx, node.RuntimeEndpoint, node.Name)
+	if err != nil {
+		return fmt.Errorf("removing the local node's pods (the data directory is kept; try again once the runtime answers): %w", err)
+	}
+	st.End(true)
+	fmt.Fprintf(out, "Removed %d pod(s) of local node %s from its container runtime\n", n, node.Name)
 	return nil
 }
 

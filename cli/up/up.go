@@ -281,6 +281,11 @@ func runForeground(ctx context.Context, g *cli.Global, streams cli.Streams, flag
 		if err != nil {
 			return err
 		}
+		if flags.Runtime == runtimeContainerd {
+			if err := daemon.WriteLocalNode(flags.DataDir, daemon.LocalNode{Name: agent.NodeName, RuntimeEndpoint: agent.RuntimeEndpoint}); err != nil {
+				return err
+			}
+		}
 		go func() {
 			// The local node is a node like any other: it joins with a
 			// bootstrap token and runs as system:node:<name>, never with

@@ -404,3 +404,13 @@ func tail(path string, n int) string {
 	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
+
+// Containers lists the IDs of the containers in CRI's namespace (k8s.io):
+// pod sandboxes and their containers.
+func (c *Containerd) Containers(ctx context.Context) ([]string, error) {
+	out, err := c.ctr(ctx, "-n", "k8s.io", "containers", "ls", "-q")
+	if err != nil {
+		return nil, err
+	}
+	return strings.Fields(string(out)), nil
+}

@@ -75,6 +75,26 @@ spec:
 	if got := m.must(m.kubectl(b, "get", "pod", "train", "-o", "jsonpath={.spec.nodeName}{.status.phase}")); got != "Pending" {
 		t.Errorf("b's GPU pod: %q, want Pending and unbound (the only GPU node is a's)", got)
 	}
+
+	// kplex down --delete-data leaves nothing running in containerd: no
+	// agent would ever adopt the local node's pods once its data is gone.
+	m.must(m.kubectl(a, "run", "sleeper", "--image="+images.Busybox, "--restart=Never", "--command", "--", "sleep", "3600"))
+	m.until(90*time.Second, "a's sleeper Running", equals("Running"), a, "get", "pod", "sleeper", "-o", "jsonpath={.status.phase}")
+	before, err := ctrd.Containers(context.Background())
+	if err != nil || len(before) == 0 {
+		t.Fatalf("containers before kplex down: %v, %v", before, err)
+	}
+	out, progress, err := m.kplex("down", "--delete-data")
+	progress = out + progress
+	if err != nil {
+		t.Fatalf("kplex down --delete-data: %v\n%s", err, progress)
+	}
+	if !strings.Contains(progress, "Removed ") || !strings.Contains(progress, "pod(s) of local node") {
+		t.Errorf("kplex down --delete-data said nothing of the local node's pods:\n%s", progress)
+	}
+	if left, err := ctrd.Containers(context.Background()); err != nil || len(left) != 0 {
+		t.Errorf("containers left in containerd after kplex down --delete-data: %v, %v", left, err)
+	}
 }
 
 // TestE2EGPUTimeSlicing: kplex-deviceplugin with NVIDIA's config format,
