@@ -188,7 +188,7 @@ func (w *podWorker) sync(ctx context.Context, pod *v1.Pod, gone bool) (idle, don
 	if gone {
 		// The pod left the API (deleted, or bound elsewhere by a restart of
 		// history): nothing of it may keep running here.
-		w.killPod(ctx, 0)
+		w.killPod(ctx, nil, 0)
 		w.cleanup(ctx, pod)
 		return true, true
 	}
@@ -202,7 +202,7 @@ func (w *podWorker) sync(ctx context.Context, pod *v1.Pod, gone bool) (idle, don
 		if pod.DeletionGracePeriodSeconds != nil {
 			grace = *pod.DeletionGracePeriodSeconds
 		}
-		w.killPod(ctx, grace)
+		w.killPod(ctx, pod, grace)
 		obs, _ = w.observe(ctx)
 		if obs != nil {
 			w.writeStatus(ctx, pod, w.computeStatus(pod, obs, true))
@@ -225,7 +225,7 @@ func (w *podWorker) sync(ctx context.Context, pod *v1.Pod, gone bool) (idle, don
 		// Terminal: its containers are done; stop what is left and keep the
 		// logs until the pod is deleted.
 		if obs.sandbox != nil && obs.sandbox.State == runtimeapi.PodSandboxState_SANDBOX_READY {
-			w.killPod(ctx, 0)
+			w.killPod(ctx, nil, 0)
 		}
 		return true, false
 	}
@@ -280,7 +280,7 @@ func (w *podWorker) sync(ctx context.Context, pod *v1.Pod, gone bool) (idle, don
 	st := w.computeStatus(pod, obs, false)
 	w.writeStatus(ctx, pod, st)
 	if st.Phase == v1.PodSucceeded || st.Phase == v1.PodFailed {
-		w.killPod(ctx, 0)
+		w.killPod(ctx, nil, 0)
 		if w.agent.devices != nil {
 			// A finished pod's devices are free for the next.
 			w.agent.devices.Release(string(w.uid))
@@ -508,6 +508,17 @@ func (w *podWorker) start(ctx context.Context, pod *v1.Pod, c *v1.Container, san
 	delete(w.waiting, c.Name)
 	delete(w.probes, c.Name)
 	logger.V(2).Info("Started container", "id", id, "attempt", attempt)
+	if c.Lifecycle != nil && c.Lifecycle.PostStart != nil {
+		// As the kubelet: the container counts as started once its hook
+		// is done; a failed hook kills it, and restartPolicy decides.
+		hookCtx, cancel := context.WithTimeout(ctx, postStartTimeout)
+		err := w.runHook(hookCtx, pod, c, id, c.Lifecycle.PostStart, postStartTimeout)
+		cancel()
+		if err != nil {
+			logger.Info("PostStart hook failed, killing the container", "err", err)
+			_ = rt.Service.StopContainer(ctx, id, 0)
+		}
+	}
 	return true
 }
 
@@ -537,8 +548,9 @@ func (w *podWorker) ensureImage(ctx context.Context, pod *v1.Pod, c *v1.Containe
 }
 
 // killPod stops every running container of the pod with grace seconds,
-// then the sandbox.
-func (w *podWorker) killPod(ctx context.Context, grace int64) {
+// after its preStop hook (pod, when given, has the hooks), then the
+// sandbox.
+func (w *podWorker) killPod(ctx context.Context, pod *v1.Pod, grace int64) {
 	rt := w.agent.runtime.Service
 	sel := map[string]string{labelPodUID: string(w.uid)}
 	containers, err := rt.ListContainers(ctx, &runtimeapi.ContainerFilter{LabelSelector: sel})
@@ -553,6 +565,7 @@ func (w *podWorker) killPod(ctx context.Context, grace int64) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			grace := w.preStop(ctx, pod, c.Labels[labelContainer], c.Id, grace)
 			if err := rt.StopContainer(ctx, c.Id, grace); err != nil {
 				klog.FromContext(ctx).Error(err, "Stopping container", "id", c.Id)
 			}

@@ -78,6 +78,7 @@ func (w *podWorker) killForProbe(ctx context.Context, pod *v1.Pod, c *v1.Contain
 	if pod.Spec.TerminationGracePeriodSeconds != nil {
 		grace = *pod.Spec.TerminationGracePeriodSeconds
 	}
+	grace = w.preStop(ctx, pod, c.Name, st.Id, grace)
 	_ = w.agent.runtime.Service.StopContainer(ctx, st.Id, grace)
 	delete(w.probes, c.Name)
 	return true
@@ -114,6 +115,15 @@ func (w *podWorker) runProbe(ctx context.Context, pod *v1.Pod, c *v1.Container, 
 	return false, r.failures >= failure
 }
 
+// podAddress is where a probe without a host reaches the pod, as the
+// kubelet's: its own IP, which is the node's on the node's network.
+func (w *podWorker) podAddress(pod *v1.Pod) string {
+	if ips := w.ips(pod); len(ips) > 0 {
+		return ips[0].IP
+	}
+	return w.agent.cfg.NodeIP
+}
+
 func (w *podWorker) runHandler(ctx context.Context, pod *v1.Pod, c *v1.Container, st *runtimeapi.ContainerStatus, p *v1.Probe) error {
 	timeout := time.Duration(max(p.TimeoutSeconds, 1)) * time.Second
 	if p.Exec == nil && w.agent.runtime.Scheme == simulated.RuntimeName {
@@ -131,7 +141,7 @@ func (w *podWorker) runHandler(ctx context.Context, pod *v1.Pod, c *v1.Container
 		}
 		host := g.Host
 		if host == "" {
-			host = w.agent.cfg.NodeIP
+			host = w.podAddress(pod)
 		}
 		scheme := "http"
 		if g.Scheme == v1.URISchemeHTTPS {
@@ -153,7 +163,7 @@ func (w *podWorker) runHandler(ctx context.Context, pod *v1.Pod, c *v1.Container
 		}
 		resp.Body.Close()
 		if resp.StatusCode < 200 || resp.StatusCode >= 400 {
-			return fmt.Errorf("HTTP probe failed with statuscode: %d", resp.StatusCode)
+			return httpStatusError(resp.StatusCode)
 		}
 		return nil
 	case p.TCPSocket != nil:
@@ -163,7 +173,7 @@ func (w *podWorker) runHandler(ctx context.Context, pod *v1.Pod, c *v1.Container
 		}
 		host := p.TCPSocket.Host
 		if host == "" {
-			host = w.agent.cfg.NodeIP
+			host = w.podAddress(pod)
 		}
 		conn, err := net.DialTimeout("tcp", net.JoinHostPort(host, strconv.Itoa(port)), timeout)
 		if err != nil {
@@ -171,7 +181,7 @@ func (w *podWorker) runHandler(ctx context.Context, pod *v1.Pod, c *v1.Container
 		}
 		return conn.Close()
 	case p.GRPC != nil:
-		host := w.agent.cfg.NodeIP
+		host := w.podAddress(pod)
 		conn, err := grpc.NewClient(net.JoinHostPort(host, strconv.Itoa(int(p.GRPC.Port))), grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			return err
@@ -209,4 +219,12 @@ func portOf(p intstr.IntOrString, c *v1.Container) (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("container %s has no port named %q", c.Name, p.StrVal)
+}
+
+// httpStatusError is an HTTP handler's answer outside 200-399: a failed
+// probe, but a hook that ran (the kubelet's hooks fail on no answer only).
+type httpStatusError int
+
+func (e httpStatusError) Error() string {
+	return fmt.Sprintf("HTTP probe failed with statuscode: %d", int(e))
 }

@@ -77,7 +77,7 @@ func TestIntegrationContainerdSecurityContext(t *testing.T) {
 	if err != nil || obs.sandbox == nil {
 		t.Fatalf("observing the sandbox: %v", err)
 	}
-	t.Cleanup(func() { w.killPod(context.Background(), 0); w.cleanup(context.Background(), pod) })
+	t.Cleanup(func() { w.killPod(context.Background(), nil, 0); w.cleanup(context.Background(), pod) })
 
 	for i := range pod.Spec.Containers {
 		w.start(ctx, pod, &pod.Spec.Containers[i], obs.sandbox.Id, 0, false)

@@ -129,6 +129,9 @@ spec:
         imagePullPolicy: Never
         command: [sh, -c, 'mkdir -p /www && echo tenant-%[1]s > /www/index.html && exec httpd -f -p 80 -h /www']
         ports: [{name: http, containerPort: 80, hostPort: 8080}]
+        # The agent probes the pod at its own IP (the node's address
+        # answers nothing on port 80): Ready only if it does.
+        readinessProbe: {httpGet: {path: /, port: http}, periodSeconds: 1}
 ---
 apiVersion: v1
 kind: Service
@@ -361,6 +364,58 @@ spec:
 		}
 	})
 
+	t.Run("lifecycle hooks and probes reach the pod at its own IP", func(t *testing.T) {
+		// As upstream's conformance tests: a recorder logs the requests
+		// the hooks send; exec hooks run in the container.
+		m.apply("b", fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: hook-recorder}
+spec:
+  containers:
+  - name: httpd
+    image: %s
+    imagePullPolicy: Never
+    command: [sh, -c, 'mkdir -p /www && exec httpd -f -vv -p 8080 -h /www']
+    readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
+`, images.Busybox))
+		m.must(m.kubectl("--context=kplex-b", "wait", "--for=condition=Ready", "pod/hook-recorder", "--timeout=120s"))
+		recorder := m.must(m.kubectl("--context=kplex-b", "get", "pod", "hook-recorder", "-o", "jsonpath={.status.podIP}"))
+		m.apply("b", fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: hooked}
+spec:
+  containers:
+  - name: http-hooks
+    image: %[1]s
+    imagePullPolicy: Never
+    command: [sleep, "3600"]
+    lifecycle:
+      postStart: {httpGet: {host: %[2]s, port: 8080, path: /poststart-http}}
+      preStop: {httpGet: {host: %[2]s, port: 8080, path: /prestop-http}}
+  - name: exec-hooks
+    image: %[1]s
+    imagePullPolicy: Never
+    command: [sleep, "3600"]
+    lifecycle:
+      postStart: {exec: {command: [sh, -c, 'echo done > /tmp/poststart']}}
+      preStop: {exec: {command: [wget, -q, -O-, 'http://%[2]s:8080/prestop-exec']}}
+`, images.Busybox, recorder))
+		m.must(m.kubectl("--context=kplex-b", "wait", "--for=condition=Ready", "pod/hooked", "--timeout=120s"))
+		if out := m.must(m.kubectl("--context=kplex-b", "exec", "hooked", "-c", "exec-hooks", "--", "cat", "/tmp/poststart")); strings.TrimSpace(out) != "done" {
+			t.Errorf("the postStart exec hook's file holds %q", out)
+		}
+		eventually(t, 30*time.Second, func() (bool, string) {
+			logs, _, _ := m.kubectl("--context=kplex-b", "logs", "hook-recorder")
+			return strings.Contains(logs, "url:/poststart-http"), "the recorder never saw the postStart HTTP hook:\n" + logs
+		})
+		m.must(m.kubectl("--context=kplex-b", "delete", "pod", "hooked", "--timeout=90s"))
+		logs := m.must(m.kubectl("--context=kplex-b", "logs", "hook-recorder"))
+		for _, path := range []string{"/prestop-http", "/prestop-exec"} {
+			if !strings.Contains(logs, "url:"+path) {
+				t.Errorf("the recorder never saw the preStop hook %s:\n%s", path, logs)
+			}
+		}
+	})
 	t.Run("a NetworkPolicy denying ingress in a takes effect in a only", func(t *testing.T) {
 		m.apply("a", `apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
