@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	resourcehelper "k8s.io/kubernetes/pkg/api/v1/resource"
 	"k8s.io/kubernetes/pkg/fieldpath"
 	"k8s.io/kubernetes/third_party/forked/golang/expansion"
 
@@ -222,7 +223,7 @@ func (w *podWorker) env(ctx context.Context, pod *v1.Pod, c *v1.Container) ([]*r
 			set(e.Name, expansion.Expand(e.Value, mapping))
 			continue
 		}
-		v, ok, err := w.envValue(ctx, pod, e)
+		v, ok, err := w.envValue(ctx, pod, c, e)
 		if err != nil {
 			return nil, fmt.Errorf("env %s: %w", e.Name, err)
 		}
@@ -239,7 +240,7 @@ func (w *podWorker) env(ctx context.Context, pod *v1.Pod, c *v1.Container) ([]*r
 
 func optional(b *bool) bool { return b != nil && *b }
 
-func (w *podWorker) envValue(ctx context.Context, pod *v1.Pod, e v1.EnvVar) (string, bool, error) {
+func (w *podWorker) envValue(ctx context.Context, pod *v1.Pod, c *v1.Container, e v1.EnvVar) (string, bool, error) {
 	from := e.ValueFrom
 	switch {
 	case from.FieldRef != nil:
@@ -248,12 +249,21 @@ func (w *podWorker) envValue(ctx context.Context, pod *v1.Pod, e v1.EnvVar) (str
 			return pod.Spec.NodeName, true, nil
 		case "spec.serviceAccountName":
 			return pod.Spec.ServiceAccountName, true, nil
-		case "status.hostIP", "status.podIP":
+		case "status.hostIP", "status.hostIPs":
 			return w.agent.cfg.NodeIP, true, nil
-		case "status.hostIPs", "status.podIPs":
-			return w.agent.cfg.NodeIP, true, nil
+		case "status.podIP":
+			return w.podAddress(pod), true, nil
+		case "status.podIPs":
+			var ips []string
+			for _, ip := range w.ips(pod) {
+				ips = append(ips, ip.IP)
+			}
+			return strings.Join(ips, ","), true, nil
 		}
 		v, err := fieldpath.ExtractFieldPathAsString(pod, from.FieldRef.FieldPath)
+		return v, err == nil, err
+	case from.ResourceFieldRef != nil:
+		v, err := w.resourceValue(pod, c.Name, from.ResourceFieldRef)
 		return v, err == nil, err
 	case from.ConfigMapKeyRef != nil:
 		ref := from.ConfigMapKeyRef
@@ -344,7 +354,7 @@ func (w *podWorker) volume(ctx context.Context, pod *v1.Pod, vol *v1.Volume) (st
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	files := map[string][]byte{}
+	files := map[string]volumeFile{}
 	switch {
 	case vol.EmptyDir != nil:
 		return dir, nil
@@ -356,7 +366,7 @@ func (w *podWorker) volume(ctx context.Context, pod *v1.Pod, vol *v1.Volume) (st
 			}
 			return "", err
 		}
-		addKeys(files, stringBytes(cm.Data), cm.BinaryData, vol.ConfigMap.Items)
+		addKeys(files, stringBytes(cm.Data), cm.BinaryData, vol.ConfigMap.Items, fileMode(vol.ConfigMap.DefaultMode))
 	case vol.Secret != nil:
 		data, err := w.secret(ctx, pod.Namespace, vol.Secret.SecretName)
 		if err != nil {
@@ -365,30 +375,57 @@ func (w *podWorker) volume(ctx context.Context, pod *v1.Pod, vol *v1.Volume) (st
 			}
 			return "", err
 		}
-		addKeys(files, data, nil, vol.Secret.Items)
+		addKeys(files, data, nil, vol.Secret.Items, fileMode(vol.Secret.DefaultMode))
 	case vol.DownwardAPI != nil:
-		if err := addDownward(files, pod, vol.DownwardAPI.Items); err != nil {
+		if err := w.addDownward(files, pod, vol.DownwardAPI.Items, fileMode(vol.DownwardAPI.DefaultMode)); err != nil {
 			return "", err
 		}
 	case vol.Projected != nil:
 		for _, src := range vol.Projected.Sources {
-			if err := w.project(ctx, pod, src, files); err != nil {
+			if err := w.project(ctx, pod, src, files, fileMode(vol.Projected.DefaultMode)); err != nil {
 				return "", err
 			}
 		}
 	default:
 		return "", fmt.Errorf("volume type not supported by kplex-nodeagent")
 	}
-	for name, data := range files {
+	for name, f := range files {
 		p := filepath.Join(dir, name)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return "", err
 		}
-		if err := os.WriteFile(p, data, 0o644); err != nil {
+		if err := os.WriteFile(p, f.data, f.mode); err != nil {
+			return "", err
+		}
+		// WriteFile keeps an existing file's mode and applies the umask.
+		if err := os.Chmod(p, f.mode); err != nil {
 			return "", err
 		}
 	}
 	return dir, nil
+}
+
+// volumeFile is one file of a configMap, secret, downwardAPI or projected
+// volume.
+type volumeFile struct {
+	data []byte
+	mode os.FileMode
+}
+
+// fileMode is a volume's defaultMode, or upstream's default, 0644.
+func fileMode(m *int32) os.FileMode {
+	if m == nil {
+		return 0o644
+	}
+	return os.FileMode(*m) & os.ModePerm
+}
+
+// itemMode is an item's own mode, or else the volume's.
+func itemMode(m *int32, def os.FileMode) os.FileMode {
+	if m == nil {
+		return def
+	}
+	return os.FileMode(*m) & os.ModePerm
 }
 
 func stringBytes(m map[string]string) map[string][]byte {
@@ -399,7 +436,7 @@ func stringBytes(m map[string]string) map[string][]byte {
 	return out
 }
 
-func addKeys(files map[string][]byte, data, binary map[string][]byte, items []v1.KeyToPath) {
+func addKeys(files map[string]volumeFile, data, binary map[string][]byte, items []v1.KeyToPath, mode os.FileMode) {
 	all := map[string][]byte{}
 	for k, v := range data {
 		all[k] = v
@@ -409,34 +446,51 @@ func addKeys(files map[string][]byte, data, binary map[string][]byte, items []v1
 	}
 	if len(items) == 0 {
 		for k, v := range all {
-			files[k] = v
+			files[k] = volumeFile{v, mode}
 		}
 		return
 	}
 	for _, it := range items {
 		if v, ok := all[it.Key]; ok {
-			files[it.Path] = v
+			files[it.Path] = volumeFile{v, itemMode(it.Mode, mode)}
 		}
 	}
 }
 
-func addDownward(files map[string][]byte, pod *v1.Pod, items []v1.DownwardAPIVolumeFile) error {
+func (w *podWorker) addDownward(files map[string]volumeFile, pod *v1.Pod, items []v1.DownwardAPIVolumeFile, mode os.FileMode) error {
 	for _, it := range items {
-		if it.FieldRef == nil {
+		var v string
+		var err error
+		switch {
+		case it.FieldRef != nil:
+			v, err = fieldpath.ExtractFieldPathAsString(pod, it.FieldRef.FieldPath)
+		case it.ResourceFieldRef != nil:
+			v, err = w.resourceValue(pod, it.ResourceFieldRef.ContainerName, it.ResourceFieldRef)
+		default:
 			continue
 		}
-		v, err := fieldpath.ExtractFieldPathAsString(pod, it.FieldRef.FieldPath)
 		if err != nil {
-			return err
+			return fmt.Errorf("downwardAPI item %s: %w", it.Path, err)
 		}
-		files[it.Path] = []byte(v)
+		files[it.Path] = volumeFile{[]byte(v), itemMode(it.Mode, mode)}
 	}
 	return nil
 }
 
+// resourceValue is a container's request or limit a resourceFieldRef
+// names; a limit the container does not set is the node's allocatable, as
+// the kubelet gives.
+func (w *podWorker) resourceValue(pod *v1.Pod, container string, ref *v1.ResourceFieldSelector) (string, error) {
+	var allocatable v1.ResourceList
+	if w.agent.node != nil && w.agent.node.capacity != nil {
+		allocatable = w.agent.node.capacity()
+	}
+	return resourcehelper.ExtractResourceValueByContainerNameAndNodeAllocatable(ref, pod, container, allocatable)
+}
+
 // project adds one source of a projected volume. A service account token
 // is requested from the pod's tenant, bound to the pod.
-func (w *podWorker) project(ctx context.Context, pod *v1.Pod, src v1.VolumeProjection, files map[string][]byte) error {
+func (w *podWorker) project(ctx context.Context, pod *v1.Pod, src v1.VolumeProjection, files map[string]volumeFile, mode os.FileMode) error {
 	switch {
 	case src.ConfigMap != nil:
 		cm, err := w.configMap(ctx, pod.Namespace, src.ConfigMap.Name)
@@ -446,7 +500,7 @@ func (w *podWorker) project(ctx context.Context, pod *v1.Pod, src v1.VolumeProje
 			}
 			return err
 		}
-		addKeys(files, stringBytes(cm.Data), cm.BinaryData, src.ConfigMap.Items)
+		addKeys(files, stringBytes(cm.Data), cm.BinaryData, src.ConfigMap.Items, mode)
 	case src.Secret != nil:
 		data, err := w.secret(ctx, pod.Namespace, src.Secret.Name)
 		if err != nil {
@@ -455,15 +509,15 @@ func (w *podWorker) project(ctx context.Context, pod *v1.Pod, src v1.VolumeProje
 			}
 			return err
 		}
-		addKeys(files, data, nil, src.Secret.Items)
+		addKeys(files, data, nil, src.Secret.Items, mode)
 	case src.DownwardAPI != nil:
-		return addDownward(files, pod, src.DownwardAPI.Items)
+		return w.addDownward(files, pod, src.DownwardAPI.Items, mode)
 	case src.ServiceAccountToken != nil:
 		token, err := w.token(ctx, pod, src.ServiceAccountToken)
 		if err != nil {
 			return fmt.Errorf("service account token: %w", err)
 		}
-		files[src.ServiceAccountToken.Path] = []byte(token)
+		files[src.ServiceAccountToken.Path] = volumeFile{[]byte(token), mode}
 	}
 	return nil
 }
