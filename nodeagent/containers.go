@@ -1,12 +1,15 @@
 package nodeagent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	v1 "k8s.io/api/core/v1"
@@ -14,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/klog/v2"
 	resourcehelper "k8s.io/kubernetes/pkg/api/v1/resource"
 	"k8s.io/kubernetes/pkg/fieldpath"
 	"k8s.io/kubernetes/third_party/forked/golang/expansion"
@@ -354,55 +358,104 @@ func (w *podWorker) volume(ctx context.Context, pod *v1.Pod, vol *v1.Volume) (st
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
+	if vol.EmptyDir != nil {
+		return dir, nil
+	}
+	files, err := w.volumeFiles(ctx, pod, vol, false)
+	if err != nil {
+		return "", err
+	}
+	if err := writeVolume(dir, files, false); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+// volumeFiles reads the files of a configMap, secret, downwardAPI or
+// projected volume from the pod's tenant. refreshing leaves out service
+// account tokens, which are requested once per container start.
+func (w *podWorker) volumeFiles(ctx context.Context, pod *v1.Pod, vol *v1.Volume, refreshing bool) (map[string]volumeFile, error) {
 	files := map[string]volumeFile{}
 	switch {
-	case vol.EmptyDir != nil:
-		return dir, nil
 	case vol.ConfigMap != nil:
 		cm, err := w.configMap(ctx, pod.Namespace, vol.ConfigMap.Name)
 		if err != nil {
 			if apierrors.IsNotFound(err) && optional(vol.ConfigMap.Optional) {
-				return dir, nil
+				return files, nil
 			}
-			return "", err
+			return nil, err
 		}
 		addKeys(files, stringBytes(cm.Data), cm.BinaryData, vol.ConfigMap.Items, fileMode(vol.ConfigMap.DefaultMode))
 	case vol.Secret != nil:
 		data, err := w.secret(ctx, pod.Namespace, vol.Secret.SecretName)
 		if err != nil {
 			if apierrors.IsNotFound(err) && optional(vol.Secret.Optional) {
-				return dir, nil
+				return files, nil
 			}
-			return "", err
+			return nil, err
 		}
 		addKeys(files, data, nil, vol.Secret.Items, fileMode(vol.Secret.DefaultMode))
 	case vol.DownwardAPI != nil:
 		if err := w.addDownward(files, pod, vol.DownwardAPI.Items, fileMode(vol.DownwardAPI.DefaultMode)); err != nil {
-			return "", err
+			return nil, err
 		}
 	case vol.Projected != nil:
 		for _, src := range vol.Projected.Sources {
+			if refreshing && src.ServiceAccountToken != nil {
+				files[src.ServiceAccountToken.Path] = volumeFile{keep: true}
+				continue
+			}
 			if err := w.project(ctx, pod, src, files, fileMode(vol.Projected.DefaultMode)); err != nil {
-				return "", err
+				return nil, err
 			}
 		}
 	default:
-		return "", fmt.Errorf("volume type not supported by kplex-nodeagent")
+		return nil, fmt.Errorf("volume type not supported by kplex-nodeagent")
 	}
+	return files, nil
+}
+
+// writeVolume writes files into dir, those that changed only; pruning
+// removes the files no longer among them (a key deleted, a ConfigMap
+// gone), as the kubelet's refreshes do.
+func writeVolume(dir string, files map[string]volumeFile, pruning bool) error {
 	for name, f := range files {
+		if f.keep {
+			continue
+		}
 		p := filepath.Join(dir, name)
+		if st, err := os.Stat(p); err == nil && st.Mode().Perm() == f.mode {
+			if old, err := os.ReadFile(p); err == nil && bytes.Equal(old, f.data) {
+				continue
+			}
+		}
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return "", err
+			return err
 		}
 		if err := os.WriteFile(p, f.data, f.mode); err != nil {
-			return "", err
+			return err
 		}
 		// WriteFile keeps an existing file's mode and applies the umask.
 		if err := os.Chmod(p, f.mode); err != nil {
-			return "", err
+			return err
 		}
 	}
-	return dir, nil
+	if !pruning {
+		return nil
+	}
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		if _, ok := files[rel]; !ok {
+			return os.Remove(p)
+		}
+		return nil
+	})
 }
 
 // volumeFile is one file of a configMap, secret, downwardAPI or projected
@@ -410,6 +463,8 @@ func (w *podWorker) volume(ctx context.Context, pod *v1.Pod, vol *v1.Volume) (st
 type volumeFile struct {
 	data []byte
 	mode os.FileMode
+	// keep leaves the file as it is (a token, on a refresh).
+	keep bool
 }
 
 // fileMode is a volume's defaultMode, or upstream's default, 0644.
@@ -446,13 +501,13 @@ func addKeys(files map[string]volumeFile, data, binary map[string][]byte, items 
 	}
 	if len(items) == 0 {
 		for k, v := range all {
-			files[k] = volumeFile{v, mode}
+			files[k] = volumeFile{data: v, mode: mode}
 		}
 		return
 	}
 	for _, it := range items {
 		if v, ok := all[it.Key]; ok {
-			files[it.Path] = volumeFile{v, itemMode(it.Mode, mode)}
+			files[it.Path] = volumeFile{data: v, mode: itemMode(it.Mode, mode)}
 		}
 	}
 }
@@ -472,7 +527,7 @@ func (w *podWorker) addDownward(files map[string]volumeFile, pod *v1.Pod, items 
 		if err != nil {
 			return fmt.Errorf("downwardAPI item %s: %w", it.Path, err)
 		}
-		files[it.Path] = volumeFile{[]byte(v), itemMode(it.Mode, mode)}
+		files[it.Path] = volumeFile{data: []byte(v), mode: itemMode(it.Mode, mode)}
 	}
 	return nil
 }
@@ -517,7 +572,7 @@ func (w *podWorker) project(ctx context.Context, pod *v1.Pod, src v1.VolumeProje
 		if err != nil {
 			return fmt.Errorf("service account token: %w", err)
 		}
-		files[src.ServiceAccountToken.Path] = volumeFile{[]byte(token), mode}
+		files[src.ServiceAccountToken.Path] = volumeFile{data: []byte(token), mode: mode}
 	}
 	return nil
 }
@@ -551,3 +606,36 @@ func (w *podWorker) token(ctx context.Context, pod *v1.Pod, p *v1.ServiceAccount
 }
 
 var _ = metav1.Now
+
+// volumeRefresh is how often a running pod's configMap, secret and
+// projected volumes are read again from its tenant.
+const volumeRefresh = 10 * time.Second
+
+// refreshVolumes brings a running pod's volume files up to date: its
+// downwardAPI files on every sync (they come from the pod itself), the
+// ones read from the API every volumeRefresh. A volume that cannot be read
+// keeps its files.
+func (w *podWorker) refreshVolumes(ctx context.Context, pod *v1.Pod) {
+	now := time.Now()
+	fromAPI := now.Sub(w.volumesRead) >= volumeRefresh
+	for i := range pod.Spec.Volumes {
+		vol := &pod.Spec.Volumes[i]
+		if vol.DownwardAPI == nil && !(fromAPI && (vol.ConfigMap != nil || vol.Secret != nil || vol.Projected != nil)) {
+			continue
+		}
+		dir := filepath.Join(volumesDir(w.agent.cfg.RootDir, pod.UID), vol.Name)
+		if _, err := os.Stat(dir); err != nil {
+			continue // not made yet: the container start makes it
+		}
+		files, err := w.volumeFiles(ctx, pod, vol, true)
+		if err == nil {
+			err = writeVolume(dir, files, true)
+		}
+		if err != nil {
+			klog.FromContext(ctx).V(2).Info("Refreshing a volume", "volume", vol.Name, "err", err)
+		}
+	}
+	if fromAPI {
+		w.volumesRead = now
+	}
+}

@@ -58,6 +58,8 @@ type podWorker struct {
 	ipsOf   string
 	lastRV  string
 	deleted bool
+	// volumesRead is when the pod's API-backed volumes were last read.
+	volumesRead time.Time
 }
 
 func newPodWorker(a *Agent, tenantName string, pod *v1.Pod) *podWorker {
@@ -277,6 +279,7 @@ func (w *podWorker) sync(ctx context.Context, pod *v1.Pod, gone bool) (idle, don
 			return false, false
 		}
 	}
+	w.refreshVolumes(ctx, pod)
 	st := w.computeStatus(pod, obs, false)
 	w.writeStatus(ctx, pod, st)
 	if st.Phase == v1.PodSucceeded || st.Phase == v1.PodFailed {

@@ -2,13 +2,20 @@ package nodeagent
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kplex/kplex/apiserver/server/servertest"
+	"github.com/kplex/kplex/nodeagent/runtime/simulated"
 )
 
 // TestVolumeFilesHaveTheirModes: a volume's defaultMode and an item's own
@@ -86,5 +93,68 @@ func TestDownwardResourceFields(t *testing.T) {
 		ResourceFieldRef: &v1.ResourceFieldSelector{Resource: "limits.cpu", Divisor: milli}}})
 	if err != nil || !ok || env != "500" {
 		t.Errorf("env from limits.cpu = %q, %v, %v; want 500", env, ok, err)
+	}
+}
+
+// TestIntegrationVolumesFollowTheirConfigMaps: a running pod's configMap
+// volume follows its own tenant's ConfigMap (a changed key, a deleted
+// one), never another tenant's of the same name; its downwardAPI files
+// follow the pod's labels.
+func TestIntegrationVolumesFollowTheirConfigMaps(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: starts an apiserver")
+	}
+	env := servertest.Start(t, "")
+	env.RunControllers(t)
+	ctx := context.Background()
+	clients := map[string]kubernetes.Interface{"vol-a": servertest.Client(t, env.CreateTenant(t, "vol-a")), "vol-b": servertest.Client(t, env.CreateTenant(t, "vol-b"))}
+	rootDir := t.TempDir()
+	startAgent(t, env, "node-1", simulated.New(), func(c *Config) { c.RootDir = rootDir })
+	labels := v1.ObjectFieldSelector{FieldPath: "metadata.labels"}
+	uids := map[string]string{}
+	for name, c := range clients {
+		if _, err := c.CoreV1().ConfigMaps("default").Create(ctx, &v1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "settings"},
+			Data: map[string]string{"greeting": "hello " + name, "extra": "x"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		p := pod("web", "node-1", v1.RestartPolicyAlways, nil)
+		p.Labels = map[string]string{"rev": "1"}
+		p.Spec.Volumes = []v1.Volume{
+			{Name: "cfg", VolumeSource: v1.VolumeSource{ConfigMap: &v1.ConfigMapVolumeSource{LocalObjectReference: v1.LocalObjectReference{Name: "settings"}}}},
+			{Name: "info", VolumeSource: v1.VolumeSource{DownwardAPI: &v1.DownwardAPIVolumeSource{Items: []v1.DownwardAPIVolumeFile{{Path: "labels", FieldRef: &labels}}}}},
+		}
+		p.Spec.Containers[0].VolumeMounts = []v1.VolumeMount{{Name: "cfg", MountPath: "/cfg"}, {Name: "info", MountPath: "/info"}}
+		created, err := c.CoreV1().Pods("default").Create(ctx, p, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		uids[name] = string(created.UID)
+		waitPhase(t, c, "web", v1.PodRunning)
+	}
+	file := func(tenantName, vol, name string) string {
+		b, err := os.ReadFile(filepath.Join(rootDir, "pods", uids[tenantName], "volumes", vol, name))
+		if err != nil {
+			return "<" + err.Error() + ">"
+		}
+		return string(b)
+	}
+	if got := file("vol-a", "cfg", "greeting"); got != "hello vol-a" {
+		t.Fatalf("vol-a's greeting: %q", got)
+	}
+	a := clients["vol-a"]
+	if _, err := a.CoreV1().ConfigMaps("default").Update(ctx, &v1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "settings"},
+		Data: map[string]string{"greeting": "changed"}}, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.CoreV1().Pods("default").Patch(ctx, "web", types.MergePatchType, []byte(`{"metadata":{"labels":{"rev":"2"}}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "vol-a's volume follows its ConfigMap and labels", func() (bool, error) {
+		greeting, extra, info := file("vol-a", "cfg", "greeting"), file("vol-a", "cfg", "extra"), file("vol-a", "info", "labels")
+		return greeting == "changed" && strings.HasPrefix(extra, "<") && strings.Contains(info, `rev="2"`),
+			fmt.Errorf("greeting %q, extra %q, labels %q", greeting, extra, info)
+	})
+	if got := file("vol-b", "cfg", "greeting") + "|" + file("vol-b", "cfg", "extra"); got != "hello vol-b|x" {
+		t.Errorf("vol-b's volume after vol-a's ConfigMap changed: %q", got)
 	}
 }
