@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -22,6 +23,7 @@ import (
 	"k8s.io/kubernetes/pkg/fieldpath"
 	"k8s.io/kubernetes/third_party/forked/golang/expansion"
 
+	"github.com/kplex/kplex/nodeagent/runtime/simulated"
 	"github.com/kplex/kplex/tenant"
 )
 
@@ -306,6 +308,13 @@ func volumesDir(rootDir string, uid types.UID) string {
 }
 
 func removeVolumes(rootDir string, uid types.UID) {
+	// Memory-backed emptyDirs are tmpfs mounts: unmounted first, or their
+	// files would stay (and RemoveAll fail on the mount point).
+	if entries, err := os.ReadDir(volumesDir(rootDir, uid)); err == nil {
+		for _, e := range entries {
+			_ = unix.Unmount(filepath.Join(volumesDir(rootDir, uid), e.Name()), unix.MNT_DETACH)
+		}
+	}
 	removeAll(filepath.Join(rootDir, "pods", string(uid)))
 }
 
@@ -359,7 +368,7 @@ func (w *podWorker) volume(ctx context.Context, pod *v1.Pod, vol *v1.Volume) (st
 		return "", err
 	}
 	if vol.EmptyDir != nil {
-		return dir, nil
+		return dir, w.emptyDir(dir, vol.EmptyDir)
 	}
 	files, err := w.volumeFiles(ctx, pod, vol, false)
 	if err != nil {
@@ -369,6 +378,30 @@ func (w *podWorker) volume(ctx context.Context, pod *v1.Pod, vol *v1.Volume) (st
 		return "", err
 	}
 	return dir, nil
+}
+
+// emptyDir makes dir what the kubelet makes of an emptyDir: writable by
+// every user of the pod (0777), and a tmpfs of sizeLimit for medium
+// Memory (on a real runtime: a simulated one runs nothing in it).
+func (w *podWorker) emptyDir(dir string, src *v1.EmptyDirVolumeSource) error {
+	if err := os.Chmod(dir, 0o777); err != nil {
+		return err
+	}
+	if src.Medium != v1.StorageMediumMemory || w.agent.runtime.Scheme == simulated.RuntimeName {
+		return nil
+	}
+	var st, parent unix.Stat_t
+	if unix.Stat(dir, &st) == nil && unix.Stat(filepath.Dir(dir), &parent) == nil && st.Dev != parent.Dev {
+		return nil // mounted already, for another container of the pod
+	}
+	opts := "mode=0777"
+	if src.SizeLimit != nil && !src.SizeLimit.IsZero() {
+		opts += fmt.Sprintf(",size=%d", src.SizeLimit.Value())
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+		return fmt.Errorf("mounting a tmpfs for emptyDir medium Memory: %w", err)
+	}
+	return nil
 }
 
 // volumeFiles reads the files of a configMap, secret, downwardAPI or

@@ -134,3 +134,65 @@ func containerOutput(t *testing.T, w *podWorker, pod *v1.Pod, name string) strin
 	}
 	return out.String()
 }
+
+// In real containers: an emptyDir is writable by every user (0777), a
+// medium Memory one is a tmpfs, shared by the pod's containers, and gone
+// with the pod.
+func TestIntegrationContainerdEmptyDirs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts containerd")
+	}
+	if err := containerd.Available(); err != nil {
+		t.Skip(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	c, err := containerd.Start(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Stop(); err != nil {
+			t.Errorf("stopping containerd: %v", err)
+		}
+	})
+	rt, err := criRuntime(ctx, c.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := `stat -f -c 'fs=%T' /mem; stat -c 'mode=%a' /mem; stat -f -c 'fs=%T' /disk; stat -c 'mode=%a' /disk`
+	pod := scPod(func(p *v1.Pod) {
+		p.Spec.Volumes = []v1.Volume{
+			{Name: "mem", VolumeSource: v1.VolumeSource{EmptyDir: &v1.EmptyDirVolumeSource{Medium: v1.StorageMediumMemory}}},
+			{Name: "disk", VolumeSource: v1.VolumeSource{EmptyDir: &v1.EmptyDirVolumeSource{}}},
+		}
+		mounts := []v1.VolumeMount{{Name: "mem", MountPath: "/mem"}, {Name: "disk", MountPath: "/disk"}}
+		p.Spec.Containers = []v1.Container{
+			{Name: "writer", Image: images.Busybox, Command: []string{"sh", "-c", "echo shared > /mem/f; " + script}, VolumeMounts: mounts},
+		}
+	})
+	w := workerOn(t, pod, rt)
+	if _, err := w.ensureSandbox(ctx, pod, &observed{}); err != nil {
+		t.Fatalf("creating the sandbox: %v", err)
+	}
+	obs, err := w.observe(ctx)
+	if err != nil || obs.sandbox == nil {
+		t.Fatalf("observing the sandbox: %v", err)
+	}
+	w.start(ctx, pod, &pod.Spec.Containers[0], obs.sandbox.Id, 0, false)
+	out := containerOutput(t, w, pod, "writer")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 4 || lines[0] != "fs=tmpfs" || lines[1] != "mode=777" || lines[2] == "fs=tmpfs" || lines[3] != "mode=777" {
+		t.Errorf("the container saw\n%s\nwant a tmpfs /mem and a /disk on the node's disk, both mode 777", out)
+	}
+	mem := filepath.Join(volumesDir(w.agent.cfg.RootDir, pod.UID), "mem")
+	if data, err := os.ReadFile(filepath.Join(mem, "f")); err != nil || string(data) != "shared\n" {
+		t.Errorf("the tmpfs on the node holds %q (%v)", data, err)
+	}
+	w.killPod(context.Background(), nil, 0)
+	w.cleanup(context.Background(), pod)
+	mounts, _ := os.ReadFile("/proc/self/mounts")
+	if strings.Contains(string(mounts), mem) {
+		t.Errorf("the pod's tmpfs is still mounted at %s after its cleanup", mem)
+	}
+}
