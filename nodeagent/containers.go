@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -39,7 +40,7 @@ func (w *podWorker) containerConfig(ctx context.Context, pod *v1.Pod, c *v1.Cont
 	if err != nil {
 		return nil, err
 	}
-	mounts, err := w.mounts(ctx, pod, c)
+	mounts, err := w.mounts(ctx, pod, c, expansion.MappingFuncFor(envMap(env)))
 	if err != nil {
 		return nil, err
 	}
@@ -323,7 +324,7 @@ func removeAll(path string) { _ = os.RemoveAll(path) }
 // mounts prepares the pod's volumes that c mounts: emptyDir and hostPath
 // directories, and files of configMap, secret, downwardAPI and projected
 // volumes (service account tokens included), read from the pod's tenant.
-func (w *podWorker) mounts(ctx context.Context, pod *v1.Pod, c *v1.Container) ([]*runtimeapi.Mount, error) {
+func (w *podWorker) mounts(ctx context.Context, pod *v1.Pod, c *v1.Container, env func(string) string) ([]*runtimeapi.Mount, error) {
 	var out []*runtimeapi.Mount
 	for _, m := range c.VolumeMounts {
 		var vol *v1.Volume
@@ -339,8 +340,16 @@ func (w *podWorker) mounts(ctx context.Context, pod *v1.Pod, c *v1.Container) ([
 		if err != nil {
 			return nil, fmt.Errorf("volume %q: %w", vol.Name, err)
 		}
-		if m.SubPath != "" {
-			host = filepath.Join(host, m.SubPath)
+		subPath := m.SubPath
+		if m.SubPathExpr != "" {
+			// $(VAR) from the container's environment, as the kubelet's.
+			subPath = expansion.Expand(m.SubPathExpr, env)
+			if filepath.IsAbs(subPath) || slices.Contains(strings.Split(filepath.ToSlash(subPath), "/"), "..") {
+				return nil, fmt.Errorf("volumeMount %q: subPathExpr %q expands to %q, which leaves the volume", m.Name, m.SubPathExpr, subPath)
+			}
+		}
+		if subPath != "" {
+			host = filepath.Join(host, subPath)
 			// A subPath names a file of a configMap or secret volume, or a
 			// directory to create.
 			if _, err := os.Stat(host); os.IsNotExist(err) {

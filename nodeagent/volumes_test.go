@@ -158,3 +158,31 @@ func TestIntegrationVolumesFollowTheirConfigMaps(t *testing.T) {
 		t.Errorf("vol-b's volume after vol-a's ConfigMap changed: %q", got)
 	}
 }
+
+// TestSubPathExprExpandsTheEnvironment: $(VAR) in subPathExpr comes from
+// the container's environment; an expansion that leaves the volume is
+// refused.
+func TestSubPathExprExpandsTheEnvironment(t *testing.T) {
+	cfg := NewConfig()
+	cfg.RootDir = t.TempDir()
+	w := &podWorker{agent: &Agent{cfg: cfg}}
+	pod := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "default", UID: "uid-3"},
+		Spec: v1.PodSpec{Volumes: []v1.Volume{{Name: "work", VolumeSource: v1.VolumeSource{EmptyDir: &v1.EmptyDirVolumeSource{}}}}}}
+	env := map[string]string{"POD_NAME": "p", "UP": ".."}
+	c := &v1.Container{Name: "c", VolumeMounts: []v1.VolumeMount{{Name: "work", MountPath: "/work", SubPathExpr: "logs/$(POD_NAME)"}}}
+	mounts, err := w.mounts(context.Background(), pod, c, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := filepath.Join(volumesDir(cfg.RootDir, pod.UID), "work", "logs", "p")
+	if len(mounts) != 1 || mounts[0].HostPath != want {
+		t.Errorf("mounts %v, want %s", mounts, want)
+	}
+	if st, err := os.Stat(want); err != nil || !st.IsDir() {
+		t.Errorf("the expanded subpath was not made: %v", err)
+	}
+	c.VolumeMounts[0].SubPathExpr = "$(UP)/$(UP)"
+	if _, err := w.mounts(context.Background(), pod, c, func(k string) string { return env[k] }); err == nil || !strings.Contains(err.Error(), "leaves the volume") {
+		t.Errorf("a subPathExpr expanding to ../..: %v, want a refusal", err)
+	}
+}
