@@ -21,7 +21,7 @@ export KPLEX_BIN_DIR := $(BIN)
 # first build that say nothing about kplex. Go's default flags, plus that.
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 
-.PHONY: build up down test test-unit test-e2e bench bench-scheduler bench-nodeagent bench-network bench-sandbox clean
+.PHONY: build up down test test-unit test-e2e bench bench-scheduler bench-nodeagent bench-network bench-sandbox conformance clean
 
 build: ## build every binary into ./bin
 	@echo "go build -o $(BIN)/ ./cmd/...  ($(VERSION))"
@@ -73,6 +73,11 @@ bench-sandbox: ## gVisor (runsc) vs runc in one private containerd (root): pod s
 	@mkdir -p $(BIN)
 	go build -o $(BIN)/kplex-bench ./test/bench
 	$(BIN)/kplex-bench --sandbox $(BENCH_SANDBOX_FLAGS)
+
+# FOCUS, SKIP, TIMEOUT, PROCS, NODES, REPORT_DIR and KEEP tune the run:
+# make conformance FOCUS='\[sig-api-machinery\].*\[Conformance\]'
+conformance: build ## upstream's conformance suite (e2e.test) against a kplex tenant on containerd nodes (root); a table by SIG in _output/conformance/
+	BIN=$(BIN) conformance/run.sh
 
 clean:
 	rm -rf $(BIN)
