@@ -19,25 +19,19 @@
 package images
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
-	_ "crypto/sha256" // registers the hash go-digest computes
 	"debug/elf"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"time"
 
-	"github.com/opencontainers/go-digest"
-	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	imageutils "k8s.io/kubernetes/test/utils/image"
+
+	testimages "github.com/kplex/kplex/test/images"
 )
 
 // Binaries are the programs the images are made of, built beforehand.
@@ -67,12 +61,12 @@ func Names() []string {
 
 type recipe struct {
 	name  string
-	build func(Binaries) (image, error)
+	build func(Binaries) (Image, error)
 }
 
 func recipes() []recipe {
-	agnhost := func(b Binaries) (image, error) { return agnhostImage(b) }
-	nginx := func(b Binaries) (image, error) { return nginxImage(b) }
+	agnhost := func(b Binaries) (Image, error) { return agnhostImage(b) }
+	nginx := func(b Binaries) (Image, error) { return nginxImage(b) }
 	return []recipe{
 		{imageutils.GetE2EImage(imageutils.Agnhost), agnhost},
 		{imageutils.GetE2EImage(imageutils.AgnhostPrev), agnhost},
@@ -100,7 +94,7 @@ func Build(dir string, bins Binaries) (map[string]string, error) {
 			return nil, fmt.Errorf("build image %s: %w", r.name, err)
 		}
 		path := filepath.Join(dir, archiveName(r.name))
-		if err := img.writeLayout(r.name, path); err != nil {
+		if err := img.WriteLayout(r.name, path); err != nil {
 			return nil, fmt.Errorf("write image %s: %w", r.name, err)
 		}
 		tars[r.name] = path
@@ -116,24 +110,17 @@ func archiveName(name string) string {
 
 const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-// file is one entry of an image's single layer.
-type file struct {
-	name string // path in the rootfs, without leading slash
-	mode int64
-	data []byte
-	link string // symlink target; the entry is a symlink when set
-	dir  bool
-}
-
-type image struct {
-	files  []file
-	config ocispec.ImageConfig
-}
+// File and Image are kplex's own test images' (test/images): the suite's
+// images are written by the same OCI layout writer.
+type (
+	File  = testimages.File
+	Image = testimages.Image
+)
 
 // busyboxFiles is a root filesystem of busybox and its applets, with the
 // users and groups upstream's agnhost has (the SupplementalGroups tests
 // look for user-defined-in-image, uid 1000, in group-defined-in-image).
-func busyboxFiles(b Binaries) ([]file, error) {
+func busyboxFiles(b Binaries) ([]File, error) {
 	bin, err := readStatic(b.Busybox)
 	if err != nil {
 		return nil, fmt.Errorf("busybox (apt-get install busybox-static): %w", err)
@@ -142,43 +129,43 @@ func busyboxFiles(b Binaries) ([]file, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list busybox applets: %w", err)
 	}
-	files := []file{
-		{name: "bin", mode: 0o755, dir: true},
-		{name: "bin/busybox", mode: 0o755, data: bin},
-		{name: "etc", mode: 0o755, dir: true},
-		{name: "etc/passwd", mode: 0o644, data: []byte("root:x:0:0:root:/root:/bin/sh\n" +
+	files := []File{
+		{Name: "bin", Mode: 0o755, Dir: true},
+		{Name: "bin/busybox", Mode: 0o755, Data: bin},
+		{Name: "etc", Mode: 0o755, Dir: true},
+		{Name: "etc/passwd", Mode: 0o644, Data: []byte("root:x:0:0:root:/root:/bin/sh\n" +
 			"user-defined-in-image:x:1000:1000::/home/user-defined-in-image:/bin/sh\n" +
 			"nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")},
-		{name: "etc/group", mode: 0o644, data: []byte("root:x:0:\nuser-defined-in-image:x:1000:\n" +
+		{Name: "etc/group", Mode: 0o644, Data: []byte("root:x:0:\nuser-defined-in-image:x:1000:\n" +
 			"group-defined-in-image:x:50000:user-defined-in-image\nnobody:x:65534:\n")},
-		{name: "root", mode: 0o700, dir: true},
-		{name: "tmp", mode: 0o1777, dir: true},
-		{name: "usr", mode: 0o755, dir: true},
-		{name: "usr/local", mode: 0o755, dir: true},
-		{name: "usr/local/bin", mode: 0o755, dir: true},
+		{Name: "root", Mode: 0o700, Dir: true},
+		{Name: "tmp", Mode: 0o1777, Dir: true},
+		{Name: "usr", Mode: 0o755, Dir: true},
+		{Name: "usr/local", Mode: 0o755, Dir: true},
+		{Name: "usr/local/bin", Mode: 0o755, Dir: true},
 	}
 	for _, applet := range strings.Fields(string(out)) {
 		if applet == "busybox" || strings.Contains(applet, "/") {
 			continue
 		}
-		files = append(files, file{name: "bin/" + applet, mode: 0o777, link: "busybox"})
+		files = append(files, File{Name: "bin/" + applet, Mode: 0o777, Link: "busybox"})
 	}
 	return files, nil
 }
 
-func busyboxImage(b Binaries) (image, error) {
+func busyboxImage(b Binaries) (Image, error) {
 	files, err := busyboxFiles(b)
-	return image{files: files, config: ocispec.ImageConfig{Cmd: []string{"sh"}, Env: []string{defaultPath}}}, err
+	return Image{Files: files, Config: ocispec.ImageConfig{Cmd: []string{"sh"}, Env: []string{defaultPath}}}, err
 }
 
 // nonRootImage is upstream's nonroot: busybox whose user is 1234.
-func nonRootImage(b Binaries) (image, error) {
+func nonRootImage(b Binaries) (Image, error) {
 	img, err := busyboxImage(b)
-	img.config.User = "1234"
+	img.Config.User = "1234"
 	return img, err
 }
 
-func nonewprivsImage(b Binaries) (image, error) {
+func nonewprivsImage(b Binaries) (Image, error) {
 	img, err := busyboxImage(b)
 	if err != nil {
 		return img, err
@@ -188,47 +175,47 @@ func nonewprivsImage(b Binaries) (image, error) {
 		return img, fmt.Errorf("nonewprivs: %w", err)
 	}
 	// Setuid: the test checks that no_new_privs keeps it from raising the uid.
-	img.files = append(img.files, file{name: "usr/local/bin/nnp", mode: 0o4755, data: bin})
-	img.config.Cmd = []string{"nnp"}
+	img.Files = append(img.Files, File{Name: "usr/local/bin/nnp", Mode: 0o4755, Data: bin})
+	img.Config.Cmd = []string{"nnp"}
 	return img, nil
 }
 
-func pauseImage(b Binaries) (image, error) {
+func pauseImage(b Binaries) (Image, error) {
 	bin, err := readStatic(b.Pause)
 	if err != nil {
-		return image{}, fmt.Errorf("pause: %w", err)
+		return Image{}, fmt.Errorf("pause: %w", err)
 	}
-	return image{
-		files:  []file{{name: "pause", mode: 0o755, data: bin}},
-		config: ocispec.ImageConfig{Entrypoint: []string{"/pause"}, Env: []string{defaultPath}},
+	return Image{
+		Files:  []File{{Name: "pause", Mode: 0o755, Data: bin}},
+		Config: ocispec.ImageConfig{Entrypoint: []string{"/pause"}, Env: []string{defaultPath}},
 	}, nil
 }
 
 // agnhostImage follows upstream's Dockerfile: /agnhost (and /agnhost-2,
 // which the entrypoint tests name), /uploads for netexec, porter's
 // certificate, entrypoint agnhost, command pause.
-func agnhostImage(b Binaries) (image, error) {
+func agnhostImage(b Binaries) (Image, error) {
 	files, err := busyboxFiles(b)
 	if err != nil {
-		return image{}, err
+		return Image{}, err
 	}
 	bin, err := readStatic(b.Agnhost)
 	if err != nil {
-		return image{}, fmt.Errorf("agnhost: %w", err)
+		return Image{}, fmt.Errorf("agnhost: %w", err)
 	}
 	files = append(files,
-		file{name: "agnhost", mode: 0o755, data: bin},
-		file{name: "agnhost-2", mode: 0o777, link: "agnhost"},
-		file{name: "uploads", mode: 0o755, dir: true},
+		File{Name: "agnhost", Mode: 0o755, Data: bin},
+		File{Name: "agnhost-2", Mode: 0o777, Link: "agnhost"},
+		File{Name: "uploads", Mode: 0o755, Dir: true},
 	)
 	for _, name := range []string{"localhost.crt", "localhost.key"} {
 		data, err := os.ReadFile(filepath.Join(b.KubeSrc, "test/images/agnhost/porter", name))
 		if err != nil {
-			return image{}, fmt.Errorf("porter's %s: %w", name, err)
+			return Image{}, fmt.Errorf("porter's %s: %w", name, err)
 		}
-		files = append(files, file{name: name, mode: 0o644, data: data})
+		files = append(files, File{Name: name, Mode: 0o644, Data: data})
 	}
-	return image{files: files, config: ocispec.ImageConfig{
+	return Image{Files: files, Config: ocispec.ImageConfig{
 		Entrypoint: []string{"/agnhost"}, Cmd: []string{"pause"}, Env: []string{defaultPath},
 		ExposedPorts: exposed(80, 8080, 8081, 9376, 5000),
 	}}, nil
@@ -236,8 +223,8 @@ func agnhostImage(b Binaries) (image, error) {
 
 // webserverImage is kitten or nautilus: agnhost serving its picture with
 // test-webserver on port 80.
-func webserverImage(name string) func(Binaries) (image, error) {
-	return func(b Binaries) (image, error) {
+func webserverImage(name string) func(Binaries) (Image, error) {
+	return func(b Binaries) (Image, error) {
 		img, err := agnhostImage(b)
 		if err != nil {
 			return img, err
@@ -247,28 +234,28 @@ func webserverImage(name string) func(Binaries) (image, error) {
 			if err != nil {
 				return img, fmt.Errorf("%s's %s: %w", name, f, err)
 			}
-			img.files = append(img.files, file{name: f, mode: 0o644, data: data})
+			img.Files = append(img.Files, File{Name: f, Mode: 0o644, Data: data})
 		}
-		img.config.Cmd = []string{"test-webserver"}
+		img.Config.Cmd = []string{"test-webserver"}
 		return img, nil
 	}
 }
 
 // nginxImage stands in for nginx: busybox httpd on port 80 with nginx's
 // document root and welcome page.
-func nginxImage(b Binaries) (image, error) {
+func nginxImage(b Binaries) (Image, error) {
 	files, err := busyboxFiles(b)
 	if err != nil {
-		return image{}, err
+		return Image{}, err
 	}
 	files = append(files,
-		file{name: "usr/share", mode: 0o755, dir: true},
-		file{name: "usr/share/nginx", mode: 0o755, dir: true},
-		file{name: "usr/share/nginx/html", mode: 0o755, dir: true},
-		file{name: "usr/share/nginx/html/index.html", mode: 0o644,
-			data: []byte("<!DOCTYPE html>\n<html><head><title>Welcome to nginx!</title></head>\n<body><h1>Welcome to nginx!</h1></body></html>\n")},
+		File{Name: "usr/share", Mode: 0o755, Dir: true},
+		File{Name: "usr/share/nginx", Mode: 0o755, Dir: true},
+		File{Name: "usr/share/nginx/html", Mode: 0o755, Dir: true},
+		File{Name: "usr/share/nginx/html/index.html", Mode: 0o644,
+			Data: []byte("<!DOCTYPE html>\n<html><head><title>Welcome to nginx!</title></head>\n<body><h1>Welcome to nginx!</h1></body></html>\n")},
 	)
-	return image{files: files, config: ocispec.ImageConfig{
+	return Image{Files: files, Config: ocispec.ImageConfig{
 		Cmd:          []string{"httpd", "-f", "-p", "80", "-h", "/usr/share/nginx/html"},
 		Env:          []string{defaultPath},
 		ExposedPorts: exposed(80),
@@ -302,143 +289,4 @@ func readStatic(path string) ([]byte, error) {
 		}
 	}
 	return bin, nil
-}
-
-// epoch is every layer entry's mtime, so that rebuilds are byte-identical.
-var epoch = time.Unix(0, 0)
-
-// layer returns the uncompressed layer tar.
-func (img image) layer() ([]byte, error) {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, f := range img.files {
-		h := &tar.Header{Name: f.name, Mode: f.mode, ModTime: epoch, Typeflag: tar.TypeReg, Size: int64(len(f.data))}
-		switch {
-		case f.dir:
-			h.Typeflag, h.Name, h.Size = tar.TypeDir, f.name+"/", 0
-		case f.link != "":
-			h.Typeflag, h.Linkname, h.Size = tar.TypeSymlink, f.link, 0
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			return nil, err
-		}
-		if h.Typeflag == tar.TypeReg {
-			if _, err := tw.Write(f.data); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
-
-// blob is a content-addressed file of the layout.
-type blob struct {
-	mediaType string
-	data      []byte
-}
-
-func (b blob) descriptor() ocispec.Descriptor {
-	return ocispec.Descriptor{MediaType: b.mediaType, Digest: digest.FromBytes(b.data), Size: int64(len(b.data))}
-}
-
-func jsonBlob(mediaType string, v any) (blob, error) {
-	data, err := json.Marshal(v)
-	return blob{mediaType, data}, err
-}
-
-// writeLayout writes img as an OCI image-layout tar archive at path, with
-// its index naming it name.
-func (img image) writeLayout(name, path string) error {
-	raw, err := img.layer()
-	if err != nil {
-		return fmt.Errorf("layer: %w", err)
-	}
-	var gz bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestSpeed)
-	if _, err := zw.Write(raw); err != nil {
-		return fmt.Errorf("compress layer: %w", err)
-	}
-	if err := zw.Close(); err != nil {
-		return fmt.Errorf("compress layer: %w", err)
-	}
-	layer := blob{ocispec.MediaTypeImageLayerGzip, gz.Bytes()}
-
-	platform := ocispec.Platform{Architecture: runtime.GOARCH, OS: "linux"}
-	config, err := jsonBlob(ocispec.MediaTypeImageConfig, ocispec.Image{
-		Platform: platform,
-		Config:   img.config,
-		// diff_ids name the uncompressed layer: containerd checks them on unpack.
-		RootFS: ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{digest.FromBytes(raw)}},
-	})
-	if err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	manifest, err := jsonBlob(ocispec.MediaTypeImageManifest, ocispec.Manifest{
-		Versioned: specs.Versioned{SchemaVersion: 2},
-		MediaType: ocispec.MediaTypeImageManifest,
-		Config:    config.descriptor(),
-		Layers:    []ocispec.Descriptor{layer.descriptor()},
-	})
-	if err != nil {
-		return fmt.Errorf("manifest: %w", err)
-	}
-	desc := manifest.descriptor()
-	desc.Platform = &platform
-	desc.Annotations = map[string]string{
-		// containerd's importer prefers its own annotation: with it the image
-		// keeps its full name without ctr's --base-name.
-		"io.containerd.image.name": name,
-		ocispec.AnnotationRefName:  name,
-	}
-	index, err := json.Marshal(ocispec.Index{
-		Versioned: specs.Versioned{SchemaVersion: 2},
-		MediaType: ocispec.MediaTypeImageIndex,
-		Manifests: []ocispec.Descriptor{desc},
-	})
-	if err != nil {
-		return fmt.Errorf("index: %w", err)
-	}
-	ociLayout, err := json.Marshal(ocispec.ImageLayout{Version: ocispec.ImageLayoutVersion})
-	if err != nil {
-		return fmt.Errorf("oci-layout: %w", err)
-	}
-
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	add := func(name string, data []byte) error {
-		h := &tar.Header{Name: name, Mode: 0o644, ModTime: epoch, Typeflag: tar.TypeReg, Size: int64(len(data))}
-		if err := tw.WriteHeader(h); err != nil {
-			return err
-		}
-		_, err := tw.Write(data)
-		return err
-	}
-	for _, d := range []string{ocispec.ImageBlobsDir + "/", ocispec.ImageBlobsDir + "/sha256/"} {
-		if err := tw.WriteHeader(&tar.Header{Name: d, Mode: 0o755, ModTime: epoch, Typeflag: tar.TypeDir}); err != nil {
-			return fmt.Errorf("archive: %w", err)
-		}
-	}
-	for _, b := range []blob{layer, config, manifest} {
-		if err := add(ocispec.ImageBlobsDir+"/sha256/"+digest.FromBytes(b.data).Encoded(), b.data); err != nil {
-			return fmt.Errorf("archive: %w", err)
-		}
-	}
-	if err := add(ocispec.ImageLayoutFile, ociLayout); err != nil {
-		return fmt.Errorf("archive: %w", err)
-	}
-	if err := add(ocispec.ImageIndexFile, index); err != nil {
-		return fmt.Errorf("archive: %w", err)
-	}
-	if err := tw.Close(); err != nil {
-		return fmt.Errorf("archive: %w", err)
-	}
-	// Rename into place so a concurrent reader never sees half an archive.
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, buf.Bytes(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

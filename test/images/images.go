@@ -51,7 +51,7 @@ func Build(dir string) (map[string]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create image dir: %w", err)
 	}
-	builders := map[string]func() (image, error){
+	builders := map[string]func() (Image, error){
 		Busybox:   busyboxImage,
 		Pause:     pauseImage,
 		InCluster: inClusterImage,
@@ -63,7 +63,7 @@ func Build(dir string) (map[string]string, error) {
 			return nil, fmt.Errorf("build image %s: %w", name, err)
 		}
 		path := filepath.Join(dir, archiveName(name))
-		if err := img.writeLayout(name, path); err != nil {
+		if err := img.WriteLayout(name, path); err != nil {
 			return nil, fmt.Errorf("write image %s: %w", name, err)
 		}
 		tars[name] = path
@@ -77,40 +77,40 @@ func archiveName(name string) string {
 }
 
 // file is one entry of an image's single layer.
-type file struct {
-	name string // path in the rootfs, without leading slash
-	mode int64
-	data []byte
-	link string // symlink target; the entry is a symlink when set
-	dir  bool
+type File struct {
+	Name string // path in the rootfs, without leading slash
+	Mode int64
+	Data []byte
+	Link string // symlink target; the entry is a symlink when set
+	Dir  bool
 }
 
-type image struct {
-	files  []file
-	config ocispec.ImageConfig
+type Image struct {
+	Files  []File
+	Config ocispec.ImageConfig
 }
 
-func busyboxImage() (image, error) {
+func busyboxImage() (Image, error) {
 	bin, err := os.ReadFile(busyboxPath)
 	if err != nil {
-		return image{}, fmt.Errorf("read host busybox (apt-get install busybox-static): %w", err)
+		return Image{}, fmt.Errorf("read host busybox (apt-get install busybox-static): %w", err)
 	}
 	// A dynamically linked busybox would need the host's libc in the image.
 	if err := checkStatic(bin); err != nil {
-		return image{}, fmt.Errorf("%s: %w (install busybox-static)", busyboxPath, err)
+		return Image{}, fmt.Errorf("%s: %w (install busybox-static)", busyboxPath, err)
 	}
 	out, err := exec.Command(busyboxPath, "--list").Output()
 	if err != nil {
-		return image{}, fmt.Errorf("list busybox applets: %w", err)
+		return Image{}, fmt.Errorf("list busybox applets: %w", err)
 	}
-	files := []file{
-		{name: "bin", mode: 0o755, dir: true},
-		{name: "bin/busybox", mode: 0o755, data: bin},
-		{name: "etc", mode: 0o755, dir: true},
-		{name: "etc/passwd", mode: 0o644, data: []byte("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")},
-		{name: "etc/group", mode: 0o644, data: []byte("root:x:0:\nnobody:x:65534:\n")},
-		{name: "root", mode: 0o700, dir: true},
-		{name: "tmp", mode: 0o1777, dir: true},
+	files := []File{
+		{Name: "bin", Mode: 0o755, Dir: true},
+		{Name: "bin/busybox", Mode: 0o755, Data: bin},
+		{Name: "etc", Mode: 0o755, Dir: true},
+		{Name: "etc/passwd", Mode: 0o644, Data: []byte("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")},
+		{Name: "etc/group", Mode: 0o644, Data: []byte("root:x:0:\nnobody:x:65534:\n")},
+		{Name: "root", Mode: 0o700, Dir: true},
+		{Name: "tmp", Mode: 0o1777, Dir: true},
 	}
 	// Link every applet the binary provides, so PATH lookups of sh, echo,
 	// sleep, wget, nc, httpd... work as in the upstream busybox image.
@@ -118,22 +118,22 @@ func busyboxImage() (image, error) {
 		if applet == "busybox" || strings.Contains(applet, "/") {
 			continue
 		}
-		files = append(files, file{name: "bin/" + applet, mode: 0o777, link: "busybox"})
+		files = append(files, File{Name: "bin/" + applet, Mode: 0o777, Link: "busybox"})
 	}
-	return image{
-		files:  files,
-		config: ocispec.ImageConfig{Cmd: []string{"sh"}, Env: []string{defaultPath}},
+	return Image{
+		Files:  files,
+		Config: ocispec.ImageConfig{Cmd: []string{"sh"}, Env: []string{defaultPath}},
 	}, nil
 }
 
-func pauseImage() (image, error) {
+func pauseImage() (Image, error) {
 	bin, err := buildPause()
 	if err != nil {
-		return image{}, err
+		return Image{}, err
 	}
-	return image{
-		files:  []file{{name: "pause", mode: 0o755, data: bin}},
-		config: ocispec.ImageConfig{Entrypoint: []string{"/pause"}, Env: []string{defaultPath}},
+	return Image{
+		Files:  []File{{Name: "pause", Mode: 0o755, Data: bin}},
+		Config: ocispec.ImageConfig{Entrypoint: []string{"/pause"}, Env: []string{defaultPath}},
 	}, nil
 }
 
@@ -167,30 +167,30 @@ func buildPause() ([]byte, error) {
 
 // inClusterImage is busybox with /incluster, built from this module (it
 // needs client-go, which the throwaway module of pause has not).
-func inClusterImage() (image, error) {
+func inClusterImage() (Image, error) {
 	img, err := busyboxImage()
 	if err != nil {
-		return image{}, err
+		return Image{}, err
 	}
 	tmp, err := os.MkdirTemp("", "kplex-incluster")
 	if err != nil {
-		return image{}, fmt.Errorf("build incluster: %w", err)
+		return Image{}, fmt.Errorf("build incluster: %w", err)
 	}
 	defer os.RemoveAll(tmp)
 	out := filepath.Join(tmp, "incluster")
 	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, "github.com/kplex/kplex/test/images/incluster")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH, "GOWORK=off")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return image{}, fmt.Errorf("go build incluster: %w: %s", err, b)
+		return Image{}, fmt.Errorf("go build incluster: %w: %s", err, b)
 	}
 	bin, err := os.ReadFile(out)
 	if err != nil {
-		return image{}, fmt.Errorf("build incluster: %w", err)
+		return Image{}, fmt.Errorf("build incluster: %w", err)
 	}
 	if err := checkStatic(bin); err != nil {
-		return image{}, err
+		return Image{}, err
 	}
-	img.files = append(img.files, file{name: "incluster", mode: 0o755, data: bin})
+	img.Files = append(img.Files, File{Name: "incluster", Mode: 0o755, Data: bin})
 	return img, nil
 }
 
@@ -213,22 +213,22 @@ func checkStatic(bin []byte) error {
 var epoch = time.Unix(0, 0)
 
 // layer returns the uncompressed layer tar.
-func (img image) layer() ([]byte, error) {
+func (img Image) layer() ([]byte, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	for _, f := range img.files {
-		h := &tar.Header{Name: f.name, Mode: f.mode, ModTime: epoch, Typeflag: tar.TypeReg, Size: int64(len(f.data))}
+	for _, f := range img.Files {
+		h := &tar.Header{Name: f.Name, Mode: f.Mode, ModTime: epoch, Typeflag: tar.TypeReg, Size: int64(len(f.Data))}
 		switch {
-		case f.dir:
-			h.Typeflag, h.Name, h.Size = tar.TypeDir, f.name+"/", 0
-		case f.link != "":
-			h.Typeflag, h.Linkname, h.Size = tar.TypeSymlink, f.link, 0
+		case f.Dir:
+			h.Typeflag, h.Name, h.Size = tar.TypeDir, f.Name+"/", 0
+		case f.Link != "":
+			h.Typeflag, h.Linkname, h.Size = tar.TypeSymlink, f.Link, 0
 		}
 		if err := tw.WriteHeader(h); err != nil {
 			return nil, err
 		}
 		if h.Typeflag == tar.TypeReg {
-			if _, err := tw.Write(f.data); err != nil {
+			if _, err := tw.Write(f.Data); err != nil {
 				return nil, err
 			}
 		}
@@ -256,13 +256,15 @@ func jsonBlob(mediaType string, v any) (blob, error) {
 
 // writeLayout writes img as an OCI image-layout tar archive at path, with
 // its index naming it name.
-func (img image) writeLayout(name, path string) error {
+func (img Image) WriteLayout(name, path string) error {
 	raw, err := img.layer()
 	if err != nil {
 		return fmt.Errorf("layer: %w", err)
 	}
 	var gz bytes.Buffer
-	zw := gzip.NewWriter(&gz)
+	// Fastest: agnhost's layer is tens of megabytes, and the archives
+	// only travel to a local containerd.
+	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestSpeed)
 	if _, err := zw.Write(raw); err != nil {
 		return fmt.Errorf("compress layer: %w", err)
 	}
@@ -274,7 +276,7 @@ func (img image) writeLayout(name, path string) error {
 	platform := ocispec.Platform{Architecture: runtime.GOARCH, OS: "linux"}
 	config, err := jsonBlob(ocispec.MediaTypeImageConfig, ocispec.Image{
 		Platform: platform,
-		Config:   img.config,
+		Config:   img.Config,
 		// diff_ids name the uncompressed layer: containerd checks them on unpack.
 		RootFS: ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{digest.FromBytes(raw)}},
 	})
