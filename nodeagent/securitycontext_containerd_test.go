@@ -27,27 +27,7 @@ touch /written 2>/dev/null && echo rootfs=rw || echo rootfs=ro`
 // the ones the kernel enforces, and a root image with runAsNonRoot does
 // not start.
 func TestIntegrationContainerdSecurityContext(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts containerd")
-	}
-	if err := containerd.Available(); err != nil {
-		t.Skip(err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-	defer cancel()
-	c, err := containerd.Start(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := c.Stop(); err != nil {
-			t.Errorf("stopping containerd: %v", err)
-		}
-	})
-	rt, err := criRuntime(ctx, c.Endpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, rt := containerdRuntime(t)
 
 	probe := func(name string, sc *v1.SecurityContext) v1.Container {
 		return v1.Container{Name: name, Image: images.Busybox, Command: []string{"sh", "-c", probeScript}, SecurityContext: sc}
@@ -139,27 +119,7 @@ func containerOutput(t *testing.T, w *podWorker, pod *v1.Pod, name string) strin
 // medium Memory one is a tmpfs, shared by the pod's containers, and gone
 // with the pod.
 func TestIntegrationContainerdEmptyDirs(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts containerd")
-	}
-	if err := containerd.Available(); err != nil {
-		t.Skip(err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-	defer cancel()
-	c, err := containerd.Start(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := c.Stop(); err != nil {
-			t.Errorf("stopping containerd: %v", err)
-		}
-	})
-	rt, err := criRuntime(ctx, c.Endpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, rt := containerdRuntime(t)
 	script := `stat -f -c 'fs=%T' /mem; stat -c 'mode=%a' /mem; stat -f -c 'fs=%T' /disk; stat -c 'mode=%a' /disk`
 	pod := scPod(func(p *v1.Pod) {
 		p.Spec.Volumes = []v1.Volume{
@@ -195,4 +155,32 @@ func TestIntegrationContainerdEmptyDirs(t *testing.T) {
 	if strings.Contains(string(mounts), mem) {
 		t.Errorf("the pod's tmpfs is still mounted at %s after its cleanup", mem)
 	}
+}
+
+// containerdRuntime starts a private containerd for the test and returns
+// its CRI runtime, with a context bounding the test.
+func containerdRuntime(t *testing.T) (context.Context, Runtime) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts containerd")
+	}
+	if err := containerd.Available(); err != nil {
+		t.Skip(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	t.Cleanup(cancel)
+	c, err := containerd.Start(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Stop(); err != nil {
+			t.Errorf("stopping containerd: %v", err)
+		}
+	})
+	rt, err := criRuntime(ctx, c.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctx, rt
 }
