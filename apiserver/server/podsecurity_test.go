@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
@@ -85,6 +86,15 @@ func TestIntegrationPodSecurityFloorIsTheManagementPlanes(t *testing.T) {
 	hostPath.Spec.Volumes = []corev1.Volume{{Name: "root", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/"}}}}
 	_, err = mallory.CoreV1().Pods("default").Create(ctx, hostPath, metav1.CreateOptions{})
 	wantFloorRefusal(ctx, t, mallory, err, "hostpath", "baseline", "mallory", `hostPath volumes (volume "root")`)
+
+	// A hook or probe naming a host would have the node send requests
+	// for the pod to any address (another tenant's pod included), from the
+	// node's own network: refused.
+	hook := pod("hook-host")
+	hook.Spec.Containers[0].Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{
+		HTTPGet: &corev1.HTTPGetAction{Host: "10.244.1.5", Port: intstr.FromInt32(80), Path: "/"}}}
+	_, err = mallory.CoreV1().Pods("default").Create(ctx, hook, metav1.CreateOptions{})
+	wantFloorRefusal(ctx, t, mallory, err, "hook-host", "baseline", "mallory", `probe or lifecycle host (container "c" uses probe or lifecycle host "10.244.1.5")`)
 
 	// The other tenant, trusted by the operator, runs what mallory may not.
 	if _, err := trusted.CoreV1().Pods("default").Create(ctx, privilegedPod("priv"), metav1.CreateOptions{}); err != nil {
